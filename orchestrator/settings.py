@@ -1,0 +1,96 @@
+"""Every Spaceport setting, in one place.
+
+Each setting is read from an environment variable named ``SPACEPORT_<FIELD>`` (upper case).
+The default written here is the default a fresh install gets; docs/configuration.md is
+generated from nothing else, so keep each description current.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SPACEPORT_", extra="ignore")
+
+    home: Path = Field(
+        default=Path("~/.spaceport").expanduser(),
+        description="Where Spaceport keeps its state: the SQLite database, bare git repos, "
+        "the embedded broker's queue files and build logs.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the control-plane database. Unset: SQLite at "
+        "$SPACEPORT_HOME/spaceport.db. For PostgreSQL: postgresql+psycopg://user:pw@host/db.",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker. Unset: the embedded broker (queue files under "
+        "$SPACEPORT_HOME/broker, no extra server). For Redis: redis://host:6379/0.",
+    )
+    public_url: str = Field(
+        default="http://localhost:8000",
+        description="The URL at which users reach the API and git hosting; used in links shown "
+        "to pushers and returned by the API.",
+    )
+    spaces_domain: str = Field(
+        default="localhost:8000",
+        description="Domain under which each Space is served as {owner}-{name}.{domain}.",
+    )
+    image_prefix: str = Field(
+        default="spaceport",
+        description="Repository prefix of every image Spaceport builds "
+        "({prefix}/space, {prefix}/runtime, {prefix}/base).",
+    )
+    base_image: str = Field(
+        default="python:{python_version}-slim",
+        description="Base image of Gradio Spaces; {python_version} is replaced by the Space's "
+        "python_version. Pulled when a registry answers; otherwise built from Debian packages "
+        "(see offline mode in docs/builder.md).",
+    )
+    debian_mirror: str = Field(
+        default="http://deb.debian.org/debian",
+        description="Debian mirror used by debootstrap when Spaceport builds its own base image.",
+    )
+    default_gradio_version: str = Field(
+        default="6.31.0",
+        description="Gradio version installed for a gradio Space whose README sets no sdk_version.",
+    )
+    build_timeout_seconds: int = Field(
+        default=1800,
+        description="A build running longer than this is stopped and ends in BUILD_ERROR.",
+    )
+    build_log_tail_lines: int = Field(
+        default=25,
+        description="How many last lines of a failed build's log go into the error message.",
+    )
+    push_follow_seconds: int = Field(
+        default=1800,
+        description="How long a git push keeps showing the build's progress before it hands "
+        "back the terminal (the build itself goes on either way).",
+    )
+    worker_concurrency: int = Field(
+        default=2,
+        description="How many builds one Celery worker runs at once.",
+    )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'spaceport.db'}"
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.home / "repos"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.home / "broker"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
