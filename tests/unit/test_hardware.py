@@ -1,0 +1,171 @@
+"""The hardware catalogue: names, sizes, prices and the /api/spaces/hardware item shape."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from sandbox.hardware import (
+    CATALOGUE,
+    DEFAULT_HARDWARE,
+    HardwareTier,
+    UnknownHardware,
+    get_tier,
+)
+
+SPACES_FLAVORS = {
+    "cpu-basic", "cpu-upgrade", "zero-a10g", "t4-small", "t4-medium", "l4x1", "l4x4",
+    "l40sx1", "l40sx4", "l40sx8", "a10g-small", "a10g-large", "a10g-largex2", "a10g-largex4",
+    "a100-large", "a100x4", "a100x8",
+}
+CPU_ONLY = {"cpu-basic", "cpu-upgrade"}
+
+
+def test_catalogue_has_exactly_the_spaces_flavors() -> None:
+    assert set(CATALOGUE) == SPACES_FLAVORS
+
+
+def test_catalogue_keys_are_tier_names() -> None:
+    for name, tier in CATALOGUE.items():
+        assert tier.name == name
+
+
+def test_default_hardware_is_cpu_basic() -> None:
+    assert DEFAULT_HARDWARE == "cpu-basic"
+    assert DEFAULT_HARDWARE in CATALOGUE
+
+
+def test_cpu_basic_is_free_and_sleeps_after_48_hours() -> None:
+    tier = get_tier("cpu-basic")
+    assert (tier.cpu, tier.memory_gib) == (2, 16)
+    assert tier.gpu is None and tier.gpu_count == 0 and tier.gpu_memory_gib == 0
+    assert tier.unit_cost_usd_per_hour == 0
+    assert tier.is_free
+    assert tier.default_sleep_seconds == 172_800
+
+
+@pytest.mark.parametrize("name", sorted(SPACES_FLAVORS - {"cpu-basic", "zero-a10g"}))
+def test_paid_tiers_never_sleep_by_default(name: str) -> None:
+    tier = get_tier(name)
+    assert tier.unit_cost_usd_per_hour > 0
+    assert not tier.is_free
+    assert tier.default_sleep_seconds is None
+
+
+@pytest.mark.parametrize(
+    ("name", "cpu", "memory", "gpu", "count", "vram", "price"),
+    [
+        ("cpu-upgrade", 8, 32, None, 0, 0, 0.03),
+        ("t4-small", 4, 15, "T4", 1, 16, 0.40),
+        ("t4-medium", 8, 30, "T4", 1, 16, 0.60),
+        ("l4x1", 8, 30, "L4", 1, 24, 0.80),
+        ("l4x4", 48, 186, "L4", 4, 96, 3.80),
+        ("l40sx1", 8, 62, "L40S", 1, 48, 1.80),
+        ("l40sx4", 48, 382, "L40S", 4, 192, 8.30),
+        ("l40sx8", 192, 1534, "L40S", 8, 384, 23.50),
+        ("a10g-small", 4, 15, "A10G", 1, 24, 1.00),
+        ("a10g-large", 12, 46, "A10G", 1, 24, 1.50),
+        ("a10g-largex2", 24, 92, "A10G", 2, 48, 3.00),
+        ("a10g-largex4", 48, 184, "A10G", 4, 96, 5.00),
+        ("a100-large", 12, 142, "A100", 1, 80, 2.50),
+        ("a100x4", 48, 568, "A100", 4, 320, 10.00),
+        ("a100x8", 96, 1136, "A100", 8, 640, 20.00),
+    ],
+)
+def test_sizes_and_prices_match_hugging_face(
+    name: str, cpu: float, memory: float, gpu: str | None, count: int, vram: float, price: float
+) -> None:
+    tier = get_tier(name)
+    assert (tier.cpu, tier.memory_gib) == (cpu, memory)
+    assert (tier.gpu, tier.gpu_count, tier.gpu_memory_gib) == (gpu, count, vram)
+    assert tier.unit_cost_usd_per_hour == pytest.approx(price)
+
+
+def test_gpu_fields_are_consistent() -> None:
+    for tier in CATALOGUE.values():
+        if tier.name in CPU_ONLY:
+            assert tier.gpu is None and tier.gpu_count == 0 and tier.gpu_memory_gib == 0
+        else:
+            assert tier.gpu and tier.gpu_count >= 1 and tier.gpu_memory_gib > 0
+
+
+def test_zero_gpu_is_quota_based_and_sleeps_like_a_free_space() -> None:
+    tier = get_tier("zero-a10g")
+    assert tier.is_free
+    assert tier.default_sleep_seconds == 172_800
+    assert tier.gpu == "A10G"
+
+
+def test_tiers_are_frozen() -> None:
+    tier = get_tier("t4-small")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tier.cpu = 64  # type: ignore[misc]
+
+
+def test_unknown_hardware_lists_the_valid_names() -> None:
+    with pytest.raises(UnknownHardware) as caught:
+        get_tier("h100")
+    message = str(caught.value)
+    assert "'h100'" in message
+    for name in SPACES_FLAVORS:
+        assert name in message
+    assert caught.value.name == "h100"
+
+
+def test_unknown_hardware_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        get_tier("CPU-BASIC")
+
+
+def test_unhashable_name_is_unknown_not_a_type_error() -> None:
+    with pytest.raises(UnknownHardware):
+        get_tier(["cpu-basic"])  # type: ignore[arg-type]
+
+
+def test_cpu_tier_hub_json_has_no_accelerator() -> None:
+    item = get_tier("cpu-basic").to_hub_json()
+    assert item == {
+        "name": "cpu-basic",
+        "prettyName": "CPU Basic",
+        "cpu": "2 vCPU",
+        "ram": "16 GB",
+        "unitCostMicroUSD": 0,
+        "unitCostUSD": 0.0,
+        "unitLabel": "hour",
+    }
+
+
+def test_gpu_tier_hub_json_describes_the_accelerator() -> None:
+    item = get_tier("l4x4").to_hub_json()
+    assert item["name"] == "l4x4"
+    assert item["prettyName"] == "4x Nvidia L4"
+    assert item["cpu"] == "48 vCPU"
+    assert item["ram"] == "186 GB"
+    assert item["accelerator"] == {
+        "type": "gpu",
+        "model": "L4",
+        "quantity": "4",
+        "vram": "96 GB",
+        "manufacturer": "Nvidia",
+    }
+    assert item["unitCostMicroUSD"] == 3_800_000
+    assert item["unitCostUSD"] == pytest.approx(3.80)
+    assert item["unitLabel"] == "hour"
+
+
+@pytest.mark.parametrize("name", sorted(SPACES_FLAVORS))
+def test_hub_json_has_every_required_field_and_is_json(name: str) -> None:
+    item = get_tier(name).to_hub_json()
+    required = {"name", "prettyName", "cpu", "ram", "unitCostMicroUSD", "unitCostUSD", "unitLabel"}
+    assert required <= set(item)
+    assert isinstance(item["unitCostMicroUSD"], int)
+    assert item["unitCostMicroUSD"] == round(item["unitCostUSD"] * 1_000_000)
+    assert json.loads(json.dumps(item)) == item
+
+
+def test_fractional_sizes_are_formatted_without_trailing_zeros() -> None:
+    tier = HardwareTier("x", "X", 0.5, 1.5, None, 0, 0, 0.0, None)
+    item = tier.to_hub_json()
+    assert (item["cpu"], item["ram"]) == ("0.5 vCPU", "1.5 GB")
