@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Bootstrap this machine (with the test servers), lint, then run the test suite.
+# Arguments go to pytest; without any, it runs with -ra -v --durations=15.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/bootstrap.sh --test
+
+echo "-----> Linting (ruff)"
+.venv/bin/ruff check .
+
+if [ "$#" -eq 0 ]; then
+    set -- -ra -v --durations=15
+fi
+
+echo "-----> Running tests (pytest $*)"
+rc=0
+.venv/bin/pytest "$@" || rc=$?
+if [ "$rc" -eq 5 ]; then
+    echo " !     pytest collected no tests: that counts as a failure" >&2
+fi
+exit "$rc"
