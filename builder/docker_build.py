@@ -1,0 +1,112 @@
+"""`docker build` through the Engine API, streamed line by line, and stoppable.
+
+The docker SDK's `build()` hides the HTTP response, so a build could only be stopped by
+waiting for its next line. Here a watcher thread can shut the connection down at any moment
+(a newer push, a timeout); the Engine cancels a build whose client has gone away.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import docker
+from docker.errors import APIError
+
+
+class BuildFailed(Exception):
+    pass
+
+
+class BuildStopped(Exception):
+    """The build was stopped from outside; `reason` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class BuildRequest:
+    context: bytes
+    tag: str
+    dockerfile: str
+    build_args: dict[str, str]
+    labels: dict[str, str]
+    no_cache: bool = False
+
+
+def stream_build(
+    api: docker.APIClient,
+    request: BuildRequest,
+    stop_reason: Callable[[], str | None],
+    poll_seconds: float = 0.5,
+) -> Iterator[str]:
+    """Yield the build's output lines; raise BuildFailed or BuildStopped at the end."""
+    params = {
+        "t": request.tag,
+        "dockerfile": request.dockerfile,
+        "buildargs": json.dumps(request.build_args),
+        "labels": json.dumps(request.labels),
+        "nocache": request.no_cache,
+        "rm": True,
+        "forcerm": True,
+        "q": False,
+    }
+    response = api._post(  # noqa: SLF001 - see the module docstring
+        api._url("/build"),
+        data=request.context,
+        params=params,
+        headers={"Content-Type": "application/x-tar"},
+        stream=True,
+        timeout=None,
+    )
+    api._raise_for_status(response)  # noqa: SLF001
+    sock = api._get_raw_response_socket(response)  # noqa: SLF001
+
+    stopped: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(poll_seconds):
+            reason = stop_reason()
+            if reason:
+                stopped.append(reason)
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+
+    watcher = threading.Thread(target=watch, name="build-watcher", daemon=True)
+    watcher.start()
+    error: str | None = None
+    try:
+        pending = ""
+        for chunk in api._stream_helper(response, decode=True):  # noqa: SLF001
+            if "stream" in chunk:
+                pending += chunk["stream"]
+                *lines, pending = pending.split("\n")
+                yield from (line.rstrip("\r") for line in lines)
+            elif "status" in chunk:
+                status = chunk["status"]
+                progress = chunk.get("progress")
+                if progress is None:  # pull progress bars would flood the log
+                    yield status
+            elif "error" in chunk:
+                error = chunk.get("errorDetail", {}).get("message") or chunk["error"]
+        if pending:
+            yield pending
+    except (OSError, APIError, ValueError) as exc:
+        if not stopped:
+            raise BuildFailed(f"lost the connection to the Docker Engine: {exc}") from exc
+    finally:
+        done.set()
+        response.close()
+    if stopped:
+        raise BuildStopped(stopped[0])
+    if error:
+        raise BuildFailed(error.strip())

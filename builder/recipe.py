@@ -1,0 +1,168 @@
+"""What to build for a commit: the Dockerfile, the build context and the image's tag.
+
+Everything here is a pure function of the commit's files and the Space's config, so it is
+tested without Docker, and the image tag can be trusted as a content address: the same
+tree with the same build-relevant config always gets the same tag, whatever Space it is in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+TEMPLATES = Path(__file__).parent / "templates"
+SPACEPORT_DIR = ".spaceport"
+DOCKERFILE_PATH = f"{SPACEPORT_DIR}/Dockerfile"
+# Debian package names (policy 5.6.7), optionally pinned with =version; checked because
+# they are pasted into a shell command line.
+APT_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+)
+
+
+class RecipeError(Exception):
+    """The repo asks for something that can't be built; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    dockerfile: str  # path of the Dockerfile inside the context
+    context: bytes  # uncompressed tar
+    tag: str
+    build_args: dict[str, str] = field(default_factory=dict)
+    generated_dockerfile: str | None = None  # the text, when Spaceport wrote it
+
+
+def parse_packages_txt(text: str) -> list[str]:
+    packages: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        for word in line.split():
+            if not APT_PACKAGE.match(word):
+                raise RecipeError(
+                    f"packages.txt line {number}: {word!r} is not a Debian package name "
+                    "(one package per line, like `ffmpeg` or `libsm6=2:1.2.3-1`)"
+                )
+            packages.append(word)
+    return packages
+
+
+def template_digest() -> str:
+    """Part of every tag, so that changing a template rebuilds instead of reusing."""
+    digest = hashlib.sha256()
+    for path in sorted(TEMPLATES.iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def image_tag(
+    image_prefix: str,
+    tree: str,
+    build_key: dict[str, object],
+    base_image: str,
+    build_args: dict[str, str],
+) -> str:
+    material = json.dumps(
+        {
+            "tree": tree,
+            "config": build_key,
+            "base": base_image,
+            "args": build_args,
+            "templates": template_digest(),
+        },
+        sort_keys=True,
+    )
+    return f"{image_prefix}/space:{hashlib.sha256(material.encode()).hexdigest()[:40]}"
+
+
+def render_gradio(
+    *,
+    base_image: str,
+    python_version: str,
+    sdk_version: str,
+    app_file: str,
+    apt_packages: list[str],
+    has_pre_requirements: bool,
+    has_requirements: bool,
+    space_hint: str,
+) -> str:
+    return _env.get_template("gradio.Dockerfile.j2").render(
+        base_image=base_image,
+        python_version=python_version,
+        sdk_version=sdk_version,
+        app_file=app_file,
+        apt_packages=apt_packages,
+        has_pre_requirements=has_pre_requirements,
+        has_requirements=has_requirements,
+        space_hint=space_hint,
+    )
+
+
+def render_static(*, base_image: str, app_file: str, space_hint: str) -> str:
+    return _env.get_template("static.Dockerfile.j2").render(
+        base_image=base_image, app_file=app_file, space_hint=space_hint
+    )
+
+
+def with_spaceport_files(repo_tar: bytes, extra: dict[str, bytes]) -> bytes:
+    """The repo's tar plus Spaceport's own files under .spaceport/, which .dockerignore keeps
+    out of the image (Docker still sends an ignored Dockerfile to the builder)."""
+    source = tarfile.open(fileobj=io.BytesIO(repo_tar), mode="r:")
+    out = io.BytesIO()
+    dockerignore = b""
+    with tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as target:
+        for member in source.getmembers():
+            if member.name.lstrip("./") == ".dockerignore":
+                handle = source.extractfile(member)
+                dockerignore = handle.read() if handle else b""
+                continue
+            if member.name.split("/", 1)[0] == SPACEPORT_DIR:
+                continue  # a repo may not smuggle in its own build recipe
+            # Fixed ownership keeps the layer cache stable (docker-py#1582).
+            member.uid = member.gid = 0
+            member.uname = member.gname = ""
+            target.addfile(member, source.extractfile(member) if member.isfile() else None)
+        if dockerignore and not dockerignore.endswith(b"\n"):
+            dockerignore += b"\n"
+        files = {".dockerignore": dockerignore + f"{SPACEPORT_DIR}\n".encode()}
+        files.update({f"{SPACEPORT_DIR}/{name}": data for name, data in extra.items()})
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            target.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def dockerfile_base_images(dockerfile: str) -> list[str]:
+    """Images named in FROM lines that are not earlier build stages or ARG-templated."""
+    stages: set[str] = set()
+    images: list[str] = []
+    for line in dockerfile.splitlines():
+        words = line.strip().split()
+        if len(words) < 2 or words[0].upper() != "FROM":
+            continue
+        args = [w for w in words[1:] if not w.startswith("--")]
+        if not args:
+            continue
+        image = args[0]
+        if len(args) >= 3 and args[1].upper() == "AS":
+            stages.add(args[2].lower())
+        if image.lower() in stages or "$" in image or image.lower() == "scratch":
+            continue
+        images.append(image)
+    return images

@@ -1,0 +1,2 @@
+"""The HTTP API: Hub-compatible routes (shapes in shared/reference/hub-api.md) plus
+Spaceport's own (builds)."""

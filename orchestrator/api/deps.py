@@ -1,0 +1,38 @@
+"""Request dependencies shared by the API routes: who is asking, and which Space."""
+
+from __future__ import annotations
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from orchestrator import spaces
+from orchestrator.api.errors import HubError, repo_not_found
+from orchestrator.auth import Access, AuthError, Principal, authenticate, space_access
+from orchestrator.db import get_session
+from orchestrator.models import Space
+
+
+def current_principal(
+    request: Request, session: Session = Depends(get_session)
+) -> Principal | None:
+    try:
+        return authenticate(session, request.headers.get("authorization"))
+    except AuthError as exc:
+        raise HubError(401, str(exc)) from exc
+
+
+def visible_space(
+    session: Session,
+    principal: Principal | None,
+    owner: str,
+    name: str,
+    need: Access = Access.READ,
+) -> Space:
+    """The Space, or the same 404 whether it is missing or hidden from this principal."""
+    space = spaces.get_space(session, owner, name)
+    access = space_access(principal, space) if space else Access.NONE
+    if space is None or access == Access.NONE:
+        raise repo_not_found(f"{owner}/{name}")
+    if access.value < need.value:
+        raise HubError(403, f"You don't have write access to {space.full_name}")
+    return space

@@ -1,0 +1,158 @@
+"""Space info, runtime, builds and build logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from sqlmodel import Session, col, select
+
+from orchestrator import spaces
+from orchestrator.api.deps import current_principal, visible_space
+from orchestrator.api.errors import HubError
+from orchestrator.api.timefmt import hub_time
+from orchestrator.auth import Principal
+from orchestrator.builds import follow_log
+from orchestrator.db import get_session
+from orchestrator.models import Build, BuildLogLine, Space
+from orchestrator.settings import get_settings
+
+router = APIRouter(prefix="/api/spaces")
+
+
+def runtime_json(space: Space) -> dict[str, object]:
+    # `hardware` must be an object, never null: huggingface_hub dereferences it.
+    return {
+        "stage": space.stage,
+        "hardware": {"current": space.current_hardware, "requested": space.requested_hardware},
+        "errorMessage": space.error_message,
+        "sha": space.serving_sha,
+        "gcTimeout": space.sleep_time_seconds,
+        "replicas": {"current": 1 if space.current_hardware else 0, "requested": 1},
+        "devMode": False,
+        "domains": [
+            {
+                "domain": f"{spaces.subdomain(space)}.{get_settings().spaces_domain}",
+                "stage": "READY",
+            }
+        ],
+    }
+
+
+def space_json(space: Space) -> dict[str, object]:
+    return {
+        "_id": str(space.id),
+        "id": space.full_name,
+        "author": space.owner,
+        "sha": space.head_sha,
+        "createdAt": hub_time(space.created_at),
+        "lastModified": hub_time(space.updated_at),
+        "private": space.private,
+        "gated": False,
+        "disabled": False,
+        "host": spaces.app_url(space),
+        "subdomain": spaces.subdomain(space),
+        "sdk": space.sdk,
+        "likes": 0,
+        "tags": [t for t in [space.sdk] if t],
+        "cardData": json.loads(space.card_data) if space.card_data else {},
+        "duplicatedFrom": space.duplicated_from,
+        "runtime": runtime_json(space),
+    }
+
+
+def build_json(build: Build) -> dict[str, object]:
+    return {
+        "id": build.id,
+        "commit": build.commit_sha,
+        "status": build.status,
+        "image": build.image,
+        "reusedImage": build.reused_image,
+        "errorMessage": build.error_message,
+        "createdAt": hub_time(build.created_at),
+        "startedAt": hub_time(build.started_at),
+        "finishedAt": hub_time(build.finished_at),
+    }
+
+
+@router.get("/{owner}/{name}")
+def space_info(
+    owner: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, object]:
+    return space_json(visible_space(session, principal, owner, name))
+
+
+@router.get("/{owner}/{name}/runtime")
+def space_runtime(
+    owner: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, object]:
+    return runtime_json(visible_space(session, principal, owner, name))
+
+
+@router.get("/{owner}/{name}/builds")
+def list_builds(
+    owner: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> list[dict[str, object]]:
+    space = visible_space(session, principal, owner, name)
+    builds = session.exec(
+        select(Build).where(Build.space_id == space.id).order_by(col(Build.id).desc())
+    ).all()
+    return [build_json(b) for b in builds]
+
+
+@router.get("/{owner}/{name}/builds/{build_id}")
+def get_build(
+    owner: str,
+    name: str,
+    build_id: int,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, object]:
+    space = visible_space(session, principal, owner, name)
+    build = session.get(Build, build_id)
+    if build is None or build.space_id != space.id:
+        raise HubError(404, f"No build {build_id} for {space.full_name}", "EntryNotFound")
+    lines = session.exec(
+        select(BuildLogLine.line)
+        .where(BuildLogLine.build_id == build_id)
+        .order_by(col(BuildLogLine.id))
+    ).all()
+    return build_json(build) | {"log": list(lines)}
+
+
+def _sse(lines: Iterator[str]) -> Iterator[str]:
+    from orchestrator.builds import now
+
+    for line in lines:
+        yield "data: " + json.dumps({"data": line, "timestamp": hub_time(now())}) + "\n\n"
+
+
+@router.get("/{owner}/{name}/logs/build")
+def follow_build_log(
+    owner: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> StreamingResponse:
+    """The newest build's log as Server-Sent Events, followed until the build ends."""
+    space = visible_space(session, principal, owner, name)
+    build = session.exec(
+        select(Build).where(Build.space_id == space.id).order_by(col(Build.id).desc())
+    ).first()
+    lines: Iterator[str] = follow_log(build.id) if build and build.id else iter(())
+    return StreamingResponse(
+        _sse(lines),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

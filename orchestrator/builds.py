@@ -1,0 +1,187 @@
+"""Builds as the control plane sees them: queued by a push, run by a Celery worker, logged
+line by line into the database (so the API and the pusher can follow them live), cancelled
+when a newer commit of the same Space arrives."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import docker
+from sqlmodel import Session, select
+
+from builder.base_image import BaseImageUnavailable
+from builder.build import BuildFailed, BuildInput, BuildStopped, build_image
+from builder.recipe import RecipeError
+from orchestrator import repos
+from orchestrator.db import session_scope
+from orchestrator.logstyle import error, step
+from orchestrator.models import Build, BuildLogLine, BuildStatus, Secret, Space, Stage, Variable
+from orchestrator.settings import get_settings
+from orchestrator.space_config import parse_readme
+
+ACTIVE = (BuildStatus.QUEUED, BuildStatus.RUNNING)
+SERVING_STAGES = (Stage.RUNNING, Stage.RUNNING_BUILDING, Stage.RUNNING_APP_STARTING)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def cancel_active_builds(session: Session, space_id: int, reason: str) -> list[int]:
+    """Mark every unfinished build of the Space cancelled; a running one notices within a
+    second and stops its docker build. Caller commits."""
+    builds = session.exec(
+        select(Build).where(Build.space_id == space_id, Build.status.in_(ACTIVE))  # type: ignore[attr-defined]
+    ).all()
+    for build in builds:
+        build.status = BuildStatus.CANCELLED
+        build.error_message = reason
+        build.finished_at = now()
+        session.add(build)
+        session.add(BuildLogLine(build_id=build.id, line=error(reason)))
+    return [b.id for b in builds if b.id is not None]
+
+
+class BuildLog:
+    """Writes a build's lines to the store as they come, with the Space's secrets masked."""
+
+    def __init__(self, build_id: int, secrets: list[str]) -> None:
+        self.build_id = build_id
+        # Longest first, so a secret containing another is masked whole.
+        self.secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+        self.tail: list[str] = []
+
+    def mask(self, line: str) -> str:
+        for secret in self.secrets:
+            line = line.replace(secret, "***")
+        return line
+
+    def __call__(self, line: str) -> None:
+        line = self.mask(line)
+        self.tail = (self.tail + [line])[-get_settings().build_log_tail_lines :]
+        with session_scope() as session:
+            session.add(BuildLogLine(build_id=self.build_id, line=line))
+            session.commit()
+
+
+def _stop_reason(build_id: int, deadline: float) -> str | None:
+    if time.monotonic() > deadline:
+        return (
+            f"the build took longer than {get_settings().build_timeout_seconds} s and was stopped"
+        )
+    with session_scope() as session:
+        build = session.get(Build, build_id)
+        if build is None or build.status == BuildStatus.CANCELLED:
+            return (build.error_message if build else None) or "cancelled"
+    return None
+
+
+def _finish(
+    build_id: int, status: BuildStatus, message: str | None, image: str | None, reused: bool = False
+) -> None:
+    with session_scope() as session:
+        build = session.get(Build, build_id)
+        assert build is not None
+        if build.status == BuildStatus.CANCELLED:
+            return  # superseded meanwhile: the newer build owns the Space's stage
+        build.status = status
+        build.error_message = message
+        build.image = image
+        build.reused_image = reused
+        build.finished_at = now()
+        session.add(build)
+        space = session.get(Space, build.space_id)
+        if space is not None and space.head_sha == build.commit_sha:
+            if status == BuildStatus.SUCCEEDED:
+                space.serving_sha = build.commit_sha
+                space.serving_image = image
+                space.error_message = None
+                # Until the runtime (sandbox) starts it, a built Space waits, image ready.
+                space.stage = Stage.STOPPED
+            else:
+                space.stage = Stage.BUILD_ERROR
+                space.error_message = message
+            space.updated_at = now()
+            session.add(space)
+        session.commit()
+
+
+def run_build(build_id: int) -> None:
+    """The body of the Celery build task."""
+    settings = get_settings()
+    with session_scope() as session:
+        build = session.get(Build, build_id)
+        if build is None or build.status != BuildStatus.QUEUED:
+            return  # cancelled before it started, or a duplicate delivery
+        space = session.get(Space, build.space_id)
+        assert space is not None
+        build.status = BuildStatus.RUNNING
+        build.started_at = now()
+        session.add(build)
+        session.commit()
+        secrets = [s.value for s in session.exec(select(Secret).where(Secret.space_id == space.id))]
+        variables = {
+            v.key: v.value
+            for v in session.exec(select(Variable).where(Variable.space_id == space.id))
+        }
+        owner, name, sha, no_cache = space.owner, space.name, build.commit_sha, build.no_cache
+
+    log = BuildLog(build_id, secrets)
+    deadline = time.monotonic() + settings.build_timeout_seconds
+    try:
+        repo = repos.repo_path(owner, name)
+        readme = repos.read_file(repo, sha, "README.md") or b""
+        item = BuildInput(
+            space_hint=f"{owner}/{name}",
+            repo_tar=repos.archive(repo, sha),
+            files=frozenset(repos.list_files(repo, sha)),
+            tree=repos.tree_id(repo, sha),
+            config=parse_readme(readme.decode(errors="replace")),
+            variables=variables,
+            no_cache=no_cache,
+        )
+        client = docker.from_env(timeout=600)
+        output = build_image(client, item, settings, log, lambda: _stop_reason(build_id, deadline))
+    except BuildStopped as stopped:
+        log(error(f"Build stopped: {stopped.reason}"))
+        if "longer than" in stopped.reason:
+            _finish(build_id, BuildStatus.FAILED, _failure(stopped.reason, log), None)
+        return
+    except (BuildFailed, BaseImageUnavailable, RecipeError) as exc:
+        log(error(f"Build failed: {exc}"))
+        _finish(build_id, BuildStatus.FAILED, _failure(str(exc), log), None)
+        return
+    except Exception as exc:  # noqa: BLE001 - a broken build must never wedge the Space
+        log(error(f"Build failed unexpectedly: {type(exc).__name__}: {exc}"))
+        _finish(build_id, BuildStatus.FAILED, _failure(f"internal error: {exc}", log), None)
+        raise
+    log(step("Build succeeded" + (" (image reused, nothing rebuilt)" if output.reused else "")))
+    _finish(build_id, BuildStatus.SUCCEEDED, None, output.image, output.reused)
+
+
+def _failure(reason: str, log: BuildLog) -> str:
+    tail = "\n".join(line.strip() for line in log.tail)
+    return f"Build failed: {log.mask(reason)}\n\nLast lines of the build log:\n{tail}"
+
+
+def follow_log(build_id: int, poll_seconds: float = 0.3) -> Iterator[str]:
+    """Yield a build's log lines, old and new, until the build has finished."""
+    last_id = 0
+    while True:
+        with session_scope() as session:
+            lines = session.exec(
+                select(BuildLogLine)
+                .where(BuildLogLine.build_id == build_id, BuildLogLine.id > last_id)  # type: ignore[operator]
+                .order_by(BuildLogLine.id)  # type: ignore[arg-type]
+            ).all()
+            build = session.get(Build, build_id)
+            finished = build is None or BuildStatus(build.status).finished
+        for line in lines:
+            last_id = line.id or last_id
+            yield line.line
+        if finished and not lines:
+            return
+        if not lines:
+            time.sleep(poll_seconds)

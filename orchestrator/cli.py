@@ -1,0 +1,151 @@
+"""The `spaceport` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from orchestrator.models import TokenRole
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from orchestrator import auth, db
+
+    db.migrate()
+    role = TokenRole.ADMIN if args.admin else TokenRole(args.role)
+    with db.session_scope() as session:
+        try:
+            user = auth.get_or_create_user(session, args.user)
+        except ValueError as exc:
+            print(f"spaceport: {exc}", file=sys.stderr)
+            return 2
+        token = auth.create_token(session, user, role, display_name=args.name)
+    # Only the token on stdout, so scripts can capture it: TOKEN=$(spaceport token create me)
+    print(token)
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from orchestrator import db
+
+    db.migrate()
+    print("database is at the newest schema", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from orchestrator.app import create_app
+
+    uvicorn.run(
+        create_app(), host=args.host, port=args.port, log_level="info", timeout_keep_alive=75
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from orchestrator.settings import get_settings
+    from orchestrator.tasks import celery_app
+
+    concurrency = args.concurrency or get_settings().worker_concurrency
+    # Threads: builds wait on Docker and git, not on Python, and a thread pool keeps the
+    # worker one process that is easy to stop.
+    celery_app.worker_main(
+        [
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"spaceport@{os.uname().nodename}",
+        ]
+    )
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Everything on one machine: the API/git server and a build worker."""
+    from orchestrator import auth, db
+    from orchestrator.models import ApiToken
+    from orchestrator.settings import get_settings
+
+    os.environ.setdefault("SPACEPORT_PUBLIC_URL", f"http://{args.host}:{args.port}")
+    os.environ.setdefault("SPACEPORT_SPACES_DOMAIN", f"localhost:{args.port}")
+    get_settings.cache_clear()
+    settings = get_settings()
+    db.migrate()
+    with db.session_scope() as session:
+        first_start = session.exec(auth.select(ApiToken)).first() is None
+        if first_start:
+            admin = auth.get_or_create_user(session, "admin")
+            token = auth.create_token(session, admin, TokenRole.ADMIN, display_name="first-start")
+    exe = [sys.executable, "-m", "orchestrator.cli"]
+    children = [
+        subprocess.Popen([*exe, "serve", "--host", args.host, "--port", str(args.port)]),
+        subprocess.Popen([*exe, "worker"]),
+    ]
+    print(f"Spaceport is up at {settings.public_url} (state in {settings.home})", flush=True)
+    if first_start:
+        print(f"Admin token (shown once): {token}", flush=True)
+
+    def stop(*_: object) -> None:
+        for child in children:
+            child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while all(child.poll() is None for child in children):
+        time.sleep(0.5)
+    stop()
+    return max(child.wait() or 0 for child in children)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spaceport", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    token = commands.add_parser("token", help="manage API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser(
+        "create", help="create USER if missing and print a new token for them (only the token)"
+    )
+    create.add_argument("user")
+    create.add_argument("--admin", action="store_true", help="an admin token (all Spaces)")
+    create.add_argument("--role", choices=[r.value for r in TokenRole], default="write")
+    create.add_argument("--name", default="cli", help="a name to recognise the token by")
+    create.set_defaults(func=cmd_token_create)
+
+    commands.add_parser("migrate", help="upgrade the database schema").set_defaults(
+        func=cmd_migrate
+    )
+    for name, func, help_text in (
+        ("serve", cmd_serve, "run the API and git server"),
+        ("up", cmd_up, "run the whole platform on this machine"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--host", default="127.0.0.1")
+        sub.add_argument("--port", type=int, default=8000)
+        sub.set_defaults(func=func)
+    worker = commands.add_parser("worker", help="run a Celery build worker")
+    worker.add_argument("--concurrency", type=int, default=None)
+    worker.set_defaults(func=cmd_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

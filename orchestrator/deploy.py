@@ -1,0 +1,60 @@
+"""What a new commit on a Space's main branch sets in motion: read its config, then queue
+its build. Called for git pushes now, and for API commits and restarts later."""
+
+from __future__ import annotations
+
+import json
+
+from sqlmodel import Session
+
+from orchestrator import repos
+from orchestrator.builds import SERVING_STAGES, cancel_active_builds, now
+from orchestrator.models import Build, BuildStatus, Space, Stage
+from orchestrator.space_config import SpaceConfigError, app_file_problem, parse_readme
+
+
+def deploy_commit(
+    session: Session, space: Space, sha: str, *, no_cache: bool = False
+) -> Build | None:
+    """Point the Space at `sha` and queue its build. Returns None when the commit can't be
+    built (CONFIG_ERROR, NO_APP_FILE); the stage and error message then say why."""
+    assert space.id is not None
+    repo = repos.repo_path(space.owner, space.name)
+    short = sha[:7]
+    cancel_active_builds(session, space.id, f"cancelled: superseded by commit {short}")
+    space.head_sha = sha
+    space.updated_at = now()
+
+    readme = repos.read_file(repo, sha, "README.md")
+    try:
+        if readme is None:
+            raise SpaceConfigError.missing_readme()
+        config = parse_readme(readme.decode(errors="replace"))
+    except SpaceConfigError as exc:
+        return _refuse(session, space, Stage.CONFIG_ERROR, str(exc))
+    space.sdk = config.sdk
+    space.card_data = json.dumps(config.to_card_data())
+    problem = app_file_problem(config, repos.list_files(repo, sha))
+    if problem:
+        return _refuse(session, space, Stage.NO_APP_FILE, problem)
+
+    build = Build(space_id=space.id, commit_sha=sha, status=BuildStatus.QUEUED, no_cache=no_cache)
+    space.stage = Stage.RUNNING_BUILDING if space.stage in SERVING_STAGES else Stage.BUILDING
+    space.error_message = None
+    session.add(build)
+    session.add(space)
+    session.commit()
+    session.refresh(build)
+
+    from orchestrator.tasks import build_task
+
+    build_task.delay(build.id)
+    return build
+
+
+def _refuse(session: Session, space: Space, stage: Stage, message: str) -> None:
+    space.stage = stage
+    space.error_message = message
+    session.add(space)
+    session.commit()
+    return None

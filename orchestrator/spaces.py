@@ -1,0 +1,70 @@
+"""Finding and creating Spaces: the one place that keeps a Space's row and its git repo in
+step."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from orchestrator import repos
+from orchestrator.auth import valid_name
+from orchestrator.models import Space, User, Visibility
+from orchestrator.settings import get_settings
+
+
+class SpaceNameError(ValueError):
+    pass
+
+
+def get_space(session: Session, owner: str, name: str) -> Space | None:
+    return session.exec(select(Space).where(Space.owner == owner, Space.name == name)).first()
+
+
+def create_space(
+    session: Session,
+    owner: User,
+    name: str,
+    *,
+    sdk: str | None = None,
+    visibility: Visibility = Visibility.PUBLIC,
+    hardware: str = "cpu-basic",
+    duplicated_from: str | None = None,
+) -> Space:
+    if not valid_name(name):
+        raise SpaceNameError(
+            f"invalid Space name {name!r}: use letters, digits, '.', '_' and '-' "
+            "(1-96 characters, not ending in .git)"
+        )
+    assert owner.id is not None
+    space = Space(
+        owner=owner.name,
+        name=name,
+        owner_id=owner.id,
+        sdk=sdk,
+        visibility=visibility,
+        requested_hardware=hardware,
+        duplicated_from=duplicated_from,
+    )
+    session.add(space)
+    session.commit()
+    session.refresh(space)
+    try:
+        repos.init_bare(owner.name, name)
+    except Exception:
+        session.delete(space)
+        session.commit()
+        raise
+    return space
+
+
+def space_url(space: Space) -> str:
+    """Where people open the Space's page (the app itself is served on its subdomain)."""
+    return f"{get_settings().public_url.rstrip('/')}/spaces/{space.owner}/{space.name}"
+
+
+def subdomain(space: Space) -> str:
+    return f"{space.owner}-{space.name}".lower().replace("_", "-").replace(".", "-")
+
+
+def app_url(space: Space) -> str:
+    scheme = get_settings().public_url.split("://", 1)[0]
+    return f"{scheme}://{subdomain(space)}.{get_settings().spaces_domain}"

@@ -1,0 +1,70 @@
+"""Fixtures for tests that run a real Spaceport.
+
+`platform` runs twice: on SQLite with the embedded broker, and on PostgreSQL with Redis,
+each server started by the fixture. Under CI=true a missing Docker Engine, PostgreSQL or
+Redis fails the tests instead of skipping them (tests.services.require).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import services
+from tests.platform import Platform
+
+STACKS = ["sqlite-embedded", "postgres-redis"]
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    services.require(
+        "Docker Engine", services.docker_available(),
+        "run scripts/bootstrap.sh (installs docker.io and starts dockerd)",
+    )
+
+
+@pytest.fixture(scope="session", params=STACKS)
+def platform(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Platform]:
+    stack = request.param
+    home = Path(tempfile.mkdtemp(prefix=f"spaceport-{stack}-"))
+    stops = []
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEPORT_")}
+    port = services.free_port()
+    env.update(
+        SPACEPORT_HOME=str(home),
+        SPACEPORT_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        SPACEPORT_SPACES_DOMAIN=f"localhost:{port}",
+        # Each stack builds its own images, so the second stack really builds too
+        # (from the shared layer cache).
+        SPACEPORT_IMAGE_PREFIX=f"spaceport-test-{stack}",
+    )
+    if stack == "postgres-redis":
+        services.require("PostgreSQL", services.postgres_installed(),
+                         "apt-get install postgresql (scripts/bootstrap.sh --test)")
+        services.require("Redis", services.redis_installed(),
+                         "apt-get install redis-server (scripts/bootstrap.sh --test)")
+        database_url, stop_pg = services.start_postgres(home / "pg")
+        stops.append(stop_pg)
+        broker_url, stop_redis = services.start_redis(home / "redis")
+        stops.append(stop_redis)
+        env.update(SPACEPORT_DATABASE_URL=database_url, SPACEPORT_BROKER_URL=broker_url)
+    platform = Platform(home=home, env=env, port=port)
+    try:
+        platform.start()
+        yield platform
+    finally:
+        platform.stop()
+        for stop in reversed(stops):
+            stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path

@@ -1,0 +1,145 @@
+"""A real Spaceport for tests: `spaceport serve` and `spaceport worker` as subprocesses in a
+temporary home, plus helpers to push sample Spaces with the real git client."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.services import free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = REPO_ROOT / "sample_spaces"
+FINAL_STAGES = {"STOPPED", "RUNNING", "BUILD_ERROR", "CONFIG_ERROR", "NO_APP_FILE",
+                "RUNTIME_ERROR"}
+
+
+@dataclass
+class Platform:
+    home: Path
+    env: dict[str, str]
+    port: int
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self.cli("migrate")
+        for name, args in (
+            ("server", ["serve", "--port", str(self.port)]),
+            ("worker", ["worker", "--concurrency", "2"]),
+        ):
+            log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
+            self.processes.append(
+                subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args],
+                                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not start:\n{self.log_tail('server')}")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def log_tail(self, name: str, lines: int = 60) -> str:
+        path = self.home / "logs" / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args],
+                                env=self.env, capture_output=True, text=True, check=True)
+        return result.stdout
+
+    def token(self, user: str, *extra: str) -> str:
+        return self.cli("token", "create", user, *extra).strip()
+
+    def git_url(self, owner: str, name: str, token: str | None = None, user: str = "x") -> str:
+        auth = f"{user}:{token}@" if token else ""
+        return f"http://{auth}127.0.0.1:{self.port}/spaces/{owner}/{name}"
+
+    def api(self, path: str, token: str | None = None) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=30)
+
+    def runtime(self, owner: str, name: str, token: str | None = None) -> dict:
+        response = self.api(f"/api/spaces/{owner}/{name}/runtime", token)
+        response.raise_for_status()
+        return response.json()
+
+    def builds(self, owner: str, name: str, token: str | None = None) -> list[dict]:
+        response = self.api(f"/api/spaces/{owner}/{name}/builds", token)
+        response.raise_for_status()
+        return response.json()
+
+    def build_log(self, owner: str, name: str, build_id: int, token: str | None = None) -> str:
+        response = self.api(f"/api/spaces/{owner}/{name}/builds/{build_id}", token)
+        response.raise_for_status()
+        return "\n".join(response.json()["log"])
+
+    def wait_for_stage(self, owner: str, name: str, token: str | None = None,
+                       timeout: float = 600, stages: set[str] = FINAL_STAGES) -> dict:
+        deadline = time.monotonic() + timeout
+        runtime: dict = {}
+        while time.monotonic() < deadline:
+            runtime = self.runtime(owner, name, token)
+            if runtime["stage"] in stages:
+                return runtime
+            time.sleep(0.5)
+        raise AssertionError(
+            f"{owner}/{name} still {runtime.get('stage')} after {timeout} s\n"
+            f"worker log:\n{self.log_tail('worker')}"
+        )
+
+
+def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, GIT_AUTHOR_NAME="Tester", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="Tester", GIT_COMMITTER_EMAIL="t@example.com",
+               GIT_TERMINAL_PROMPT="0")
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          check=check)
+
+
+def sample_checkout(sample: str, workdir: Path) -> Path:
+    """A fresh git repo holding one sample Space, committed on main."""
+    target = workdir / f"{sample}-{time.monotonic_ns()}"
+    shutil.copytree(SAMPLES / sample, target)
+    git(target, "init", "-q", "--initial-branch=main")
+    git(target, "add", "-A")
+    git(target, "commit", "-q", "-m", f"{sample} sample")
+    return target
+
+
+def push(repo: Path, url: str, *refspecs: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = git(repo, "push", "--force", url, *(refspecs or ("main",)), check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"git push failed:\n{result.stderr}")
+    return result
+
+
+def commit_change(repo: Path, path: str, text: str, message: str = "change") -> str:
+    (repo / path).write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD").stdout.strip()
