@@ -29,6 +29,25 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Build the Space's newest commit again; --no-cache rebuilds every layer."""
+    from orchestrator import db, spaces
+    from orchestrator.deploy import deploy_commit
+
+    owner, _, name = args.space.partition("/")
+    with db.session_scope() as session:
+        space = spaces.get_space(session, owner, name)
+        if space is None or not space.head_sha:
+            print(f"spaceport: no Space {args.space} with a pushed commit", file=sys.stderr)
+            return 1
+        build = deploy_commit(session, space, space.head_sha, no_cache=args.no_cache)
+        if build is None:
+            print(f"spaceport: {space.stage}: {space.error_message}", file=sys.stderr)
+            return 1
+        print(build.id)
+    return 0
+
+
 def cmd_migrate(_args: argparse.Namespace) -> int:
     from orchestrator import db
 
@@ -124,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=[r.value for r in TokenRole], default="write")
     create.add_argument("--name", default="cli", help="a name to recognise the token by")
     create.set_defaults(func=cmd_token_create)
+
+    rebuild = commands.add_parser("rebuild", help="build a Space's newest commit again")
+    rebuild.add_argument("space", metavar="OWNER/NAME")
+    rebuild.add_argument("--no-cache", action="store_true", help="rebuild every layer")
+    rebuild.set_defaults(func=cmd_rebuild)
 
     commands.add_parser("migrate", help="upgrade the database schema").set_defaults(
         func=cmd_migrate

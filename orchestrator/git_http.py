@@ -79,6 +79,8 @@ async def git_smart_http(
             return _deny(401, "Pushing needs a token: use it as the password", ask_credentials=True)
         if space is None:
             if not may_create_in(principal, owner):
+                if principal.user.name == owner:
+                    return _deny(403, "Your token is read-only: push with a write token")
                 return _deny(
                     403,
                     f"You can't create Spaces under {owner!r}: push to your own namespace "
@@ -92,9 +94,16 @@ async def git_smart_http(
         if access == Access.NONE:
             return _deny(404, "Repository not found")
         if access != Access.WRITE:
+            if principal.user.id == space.owner_id:
+                return _deny(403, "Your token is read-only: push with a write token")
             return _deny(403, f"You don't have write access to {space.full_name}")
     else:
         if space is None or space_access(principal, space) == Access.NONE:
+            if principal is None:
+                # git sends the credentials of a URL only after a challenge, so an anonymous
+                # request for a Space it can't see gets one; missing and private Spaces get
+                # the same answer, so nothing leaks.
+                return _deny(401, "Authentication required", ask_credentials=True)
             return _deny(404, "Repository not found")
 
     env = _cgi_environment(request, owner, name, path, principal.user.name if principal else None)

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import httpx
 
-from tests.services import free_port
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "sample_spaces"
 FINAL_STAGES = {"STOPPED", "RUNNING", "BUILD_ERROR", "CONFIG_ERROR", "NO_APP_FILE",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Body, Depends
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
@@ -13,10 +13,10 @@ from orchestrator import spaces
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import HubError
 from orchestrator.api.timefmt import hub_time
-from orchestrator.auth import Principal
-from orchestrator.builds import follow_log
+from orchestrator.auth import Access, Principal
+from orchestrator.builds import follow_log, now
 from orchestrator.db import get_session
-from orchestrator.models import Build, BuildLogLine, Space
+from orchestrator.models import Build, BuildLogLine, Space, Visibility
 from orchestrator.settings import get_settings
 
 router = APIRouter(prefix="/api/spaces")
@@ -87,6 +87,29 @@ def space_info(
     return space_json(visible_space(session, principal, owner, name))
 
 
+@router.put("/{owner}/{name}/settings")
+def update_settings(
+    owner: str,
+    name: str,
+    body: dict[str, object] = Body(...),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, object]:
+    """huggingface_hub's update_repo_settings: `visibility` (>=1.8) or `private` (older)."""
+    space = visible_space(session, principal, owner, name, need=Access.WRITE)
+    visibility = body.get("visibility")
+    if visibility is None and isinstance(body.get("private"), bool):
+        visibility = "private" if body["private"] else "public"
+    if visibility is not None:
+        if visibility not in (Visibility.PUBLIC, Visibility.PRIVATE):
+            raise HubError(400, f"visibility must be 'public' or 'private' (got {visibility!r})")
+        space.visibility = Visibility(str(visibility))
+        space.updated_at = now()
+        session.add(space)
+        session.commit()
+    return space_json(space)
+
+
 @router.get("/{owner}/{name}/runtime")
 def space_runtime(
     owner: str,
@@ -132,8 +155,6 @@ def get_build(
 
 
 def _sse(lines: Iterator[str]) -> Iterator[str]:
-    from orchestrator.builds import now
-
     for line in lines:
         yield "data: " + json.dumps({"data": line, "timestamp": hub_time(now())}) + "\n\n"
 

@@ -1,0 +1,259 @@
+"""Push to build, end to end: the real git client pushes sample Spaces to a real Spaceport,
+which builds them with a real Docker Engine. Runs once per stack (see conftest.py)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+from tests.platform import Platform, commit_change, git, push, sample_checkout
+
+GOOD_SAMPLES = ["hello", "streaming_chatbot", "image_filter", "docker_fastapi", "static_site"]
+
+
+def space_name(sample: str) -> str:
+    return sample.replace("_", "-")
+
+
+def newest_build(platform: Platform, owner: str, name: str, token: str | None = None) -> dict:
+    return platform.builds(owner, name, token)[0]
+
+
+def assert_healthy(platform: Platform) -> None:
+    assert httpx.get(f"{platform.url}/api/health", timeout=10).json() == {"status": "ok"}
+
+
+@pytest.fixture(scope="module")
+def alice(platform: Platform) -> str:
+    return platform.token("alice")
+
+
+def test_each_good_sample_gets_an_image(platform: Platform, alice: str, workdir: Path) -> None:
+    client = docker.from_env()
+    for sample in GOOD_SAMPLES:
+        name = space_name(sample)
+        result = push(sample_checkout(sample, workdir), platform.git_url("alice", name, alice))
+        # The pusher sees the Space's URL and the build as remote: lines.
+        assert f"remote: -----> Space alice/{name}: {platform.url}/spaces/alice/{name}" in (
+            result.stderr
+        )
+        assert "remote: -----> Build succeeded" in result.stderr, result.stderr[-3000:]
+        runtime = platform.wait_for_stage("alice", name)
+        assert runtime["stage"] == "STOPPED", runtime
+        build = newest_build(platform, "alice", name)
+        assert build["status"] == "succeeded"
+        assert build["commit"] == runtime["sha"]
+        image = client.images.get(build["image"])
+        port = "8080/tcp" if sample == "docker_fastapi" else "7860/tcp"
+        assert port in image.attrs["Config"]["ExposedPorts"]
+        if sample != "docker_fastapi":
+            assert image.attrs["Config"]["User"] == "1000"
+        info = platform.api(f"/api/spaces/alice/{name}").json()
+        assert info["id"] == f"alice/{name}"
+        assert info["sdk"] == (
+            "docker"
+            if sample == "docker_fastapi"
+            else "static"
+            if sample == "static_site"
+            else "gradio"
+        )
+        assert info["cardData"]["sdk"] == info["sdk"]
+    assert_healthy(platform)
+
+
+@pytest.mark.parametrize(
+    ("sample", "stage", "fragments"),
+    [
+        ("broken_readme", "CONFIG_ERROR", ["README.md line 4"]),
+        ("missing_app_file", "NO_APP_FILE", ["app.py not found", "app_file"]),
+        (
+            "unresolvable_requirements",
+            "BUILD_ERROR",
+            ["this-package-does-not-exist-spaceport", "No matching distribution"],
+        ),
+    ],
+)
+def test_broken_samples_say_what_to_fix(
+    platform: Platform, alice: str, workdir: Path, sample: str, stage: str, fragments: list[str]
+) -> None:
+    name = space_name(sample)
+    result = push(sample_checkout(sample, workdir), platform.git_url("alice", name, alice))
+    runtime = platform.wait_for_stage("alice", name)
+    assert runtime["stage"] == stage, runtime
+    for fragment in fragments:
+        assert fragment in runtime["errorMessage"], runtime["errorMessage"]
+        if stage != "BUILD_ERROR":
+            assert fragment in result.stderr  # the pusher is told too
+    assert_healthy(platform)
+
+
+def test_a_crashing_app_still_builds(platform: Platform, alice: str, workdir: Path) -> None:
+    # It only crashes when run: a runtime matter, not a build one.
+    push(sample_checkout("crash_at_start", workdir), platform.git_url("alice", "crash", alice))
+    assert platform.wait_for_stage("alice", "crash")["stage"] == "STOPPED"
+
+
+def steps_and_cache_hits(log: str) -> list[tuple[str, bool]]:
+    """[(instruction, came from cache)] for each `Step i/n : INSTRUCTION` of a build log."""
+    steps: list[tuple[str, bool]] = []
+    for line in log.splitlines():
+        line = line.strip()
+        if match := re.match(r"Step \d+/\d+ : (.*)", line):
+            steps.append((match.group(1), False))
+        elif line == "---> Using cache" and steps:
+            steps[-1] = (steps[-1][0], True)
+    return steps
+
+
+def test_code_only_push_rebuilds_only_the_last_layers(
+    platform: Platform, alice: str, workdir: Path
+) -> None:
+    repo = sample_checkout("image_filter", workdir)
+    url = platform.git_url("alice", "layers", alice)
+    push(repo, url)
+    assert platform.wait_for_stage("alice", "layers")["stage"] == "STOPPED"
+    first = newest_build(platform, "alice", "layers")
+
+    app = (repo / "app.py").read_text()
+    commit_change(repo, "app.py", app + "\n# a code-only change\n")
+    push(repo, url)
+    assert platform.wait_for_stage("alice", "layers")["stage"] == "STOPPED"
+    second = newest_build(platform, "alice", "layers")
+    assert second["id"] != first["id"] and second["image"] != first["image"]
+
+    steps = steps_and_cache_hits(platform.build_log("alice", "layers", second["id"]))
+    copy_index = next(i for i, (step, _) in enumerate(steps) if step.startswith("COPY --chown"))
+    assert all(cached for _, cached in steps[1:copy_index]), steps
+    assert any("requirements.txt" in step for step, _ in steps[1:copy_index])
+    assert not steps[copy_index][1], "the repo files' layer must be rebuilt"
+
+
+def test_same_tree_in_another_space_builds_nothing(
+    platform: Platform, alice: str, workdir: Path
+) -> None:
+    repo = sample_checkout("hello", workdir)
+    push(repo, platform.git_url("alice", "original", alice))
+    assert platform.wait_for_stage("alice", "original")["stage"] == "STOPPED"
+    original = newest_build(platform, "alice", "original")
+
+    bob = platform.token("bob")
+    result = push(repo, platform.git_url("bob", "same-tree", bob))
+    assert platform.wait_for_stage("bob", "same-tree")["stage"] == "STOPPED"
+    copy = newest_build(platform, "bob", "same-tree")
+    assert copy["reusedImage"] is True
+    assert copy["image"] == original["image"]
+    assert "Step 1/" not in platform.build_log("bob", "same-tree", copy["id"])
+    assert "nothing to build" in result.stderr
+
+
+SLOW_DOCKERFILE = """FROM python:3.11-slim
+RUN echo "slow step starts" && sleep 300
+CMD ["python3", "-m", "http.server", "7860"]
+"""
+FAST_DOCKERFILE = """FROM python:3.11-slim
+RUN echo "fast step"
+CMD ["python3", "-m", "http.server", "7860"]
+"""
+DOCKER_README = "---\ntitle: Slow\nsdk: docker\napp_port: 7860\n---\n"
+
+
+def docker_space(workdir: Path, dockerfile: str) -> Path:
+    repo = workdir / f"slow-{time.monotonic_ns()}"
+    repo.mkdir()
+    (repo / "README.md").write_text(DOCKER_README)
+    (repo / "Dockerfile").write_text(dockerfile)
+    git(repo, "init", "-q", "--initial-branch=main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "slow build")
+    return repo
+
+
+def start_push(repo: Path, url: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        ["git", "push", "--force", url, "main"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin", "HOME": str(repo)},
+    )
+
+
+def wait_for_log_line(platform: Platform, owner: str, name: str, text: str) -> dict:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        builds = platform.builds(owner, name)
+        if builds and text in platform.build_log(owner, name, builds[0]["id"]):
+            return builds[0]
+        time.sleep(0.3)
+    raise AssertionError(
+        f"no {text!r} in {owner}/{name}'s build log:\n{platform.log_tail('worker')}"
+    )
+
+
+def test_push_during_a_running_build_cancels_it(
+    platform: Platform, alice: str, workdir: Path
+) -> None:
+    repo = docker_space(workdir, SLOW_DOCKERFILE)
+    url = platform.git_url("alice", "superseded", alice)
+    slow_push = start_push(repo, url)
+    slow = wait_for_log_line(platform, "alice", "superseded", "slow step starts")
+    assert slow["status"] == "running"
+
+    started = time.monotonic()
+    new_sha = commit_change(repo, "Dockerfile", FAST_DOCKERFILE, "fast build")
+    push(repo, url)
+    runtime = platform.wait_for_stage("alice", "superseded")
+    assert time.monotonic() - started < 120, "the new build must not wait behind the old one"
+    assert runtime["stage"] == "STOPPED" and runtime["sha"] == new_sha
+
+    builds = {b["id"]: b for b in platform.builds("alice", "superseded")}
+    assert builds[slow["id"]]["status"] == "cancelled"
+    assert "superseded by commit" in builds[slow["id"]]["errorMessage"]
+    assert max(builds.values(), key=lambda b: b["id"])["status"] == "succeeded"
+    output, _ = slow_push.communicate(timeout=60)
+    assert "superseded by a newer push" in output
+    # The cancelled docker build left no container still sleeping.
+    time.sleep(2)
+    leftovers = [
+        c
+        for c in docker.from_env().containers.list()
+        if "sleep 300" in " ".join(c.attrs["Config"]["Cmd"] or [])
+    ]
+    assert leftovers == []
+
+
+def test_build_goes_on_when_the_pusher_disconnects(
+    platform: Platform, alice: str, workdir: Path
+) -> None:
+    repo = docker_space(workdir, SLOW_DOCKERFILE.replace("sleep 300", "sleep 8"))
+    process = start_push(repo, platform.git_url("alice", "ctrl-c", alice))
+    build = wait_for_log_line(platform, "alice", "ctrl-c", "slow step starts")
+    process.send_signal(signal.SIGINT)  # what Ctrl-C does
+    process.wait(timeout=30)
+    runtime = platform.wait_for_stage("alice", "ctrl-c")
+    assert runtime["stage"] == "STOPPED"
+    assert newest_build(platform, "alice", "ctrl-c")["id"] == build["id"]
+    assert newest_build(platform, "alice", "ctrl-c")["status"] == "succeeded"
+
+
+def test_only_main_deploys(platform: Platform, alice: str, workdir: Path) -> None:
+    repo = sample_checkout("static_site", workdir)
+    url = platform.git_url("alice", "branches", alice)
+    push(repo, url)
+    platform.wait_for_stage("alice", "branches")
+    builds_before = len(platform.builds("alice", "branches"))
+    git(repo, "checkout", "-q", "-b", "dev")
+    commit_change(repo, "index.html", "<h1>work in progress</h1>")
+    result = push(repo, url, "dev")
+    assert "only main is deployed" in result.stderr
+    assert len(platform.builds("alice", "branches")) == builds_before
+    refs = git(repo, "ls-remote", url).stdout
+    assert "refs/heads/dev" in refs and "refs/heads/main" in refs
