@@ -8,7 +8,8 @@ user Dockerfiles saying ``FROM python:3.11-slim`` build unchanged.
 
 The Docker image store is the cache: the Debian-built base is tagged
 ``{image_prefix}/base:python{X.Y}-{suite}`` and only ever built once per suite (guarded by a
-file lock, so concurrent builds wait for the first one instead of racing it).
+file lock under ``settings.home``, so concurrent builds of one install wait for the first one
+instead of racing it).
 
 Differences from the official image worth knowing: CPython comes from Debian (so the patch
 version is Debian's, e.g. 3.11.2), and ``pip install`` outside a venv goes to
@@ -34,6 +35,7 @@ from typing import Protocol
 
 import docker
 import docker.errors
+import requests
 from docker.models.images import Image
 from docker.utils import parse_repository_tag
 
@@ -175,7 +177,9 @@ def ensure_image(client: docker.DockerClient, ref: str, log: LogSink, settings: 
         # An explicit tag: without one the SDK pulls *every* tag of the repository.
         client.images.pull(repository, tag=tag or "latest")
         return ref
-    except docker.errors.DockerException as exc:
+    # requests' own errors (e.g. a read timeout from a registry that hangs) are not
+    # DockerExceptions, and must not abort the build before the offline fallback is tried.
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         reason = _short_pull_reason(exc)
         log(detail(f"pull of {ref} failed: {reason}"))
 
@@ -265,7 +269,8 @@ def _build_locked(
         )
     )
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix=f"rootfs-{suite}-", dir=tmp_root))
+    # Absolute: debootstrap chroots into it, and the mount check compares real paths.
+    workdir = Path(tempfile.mkdtemp(prefix=f"rootfs-{suite}-", dir=tmp_root)).resolve()
     rootfs = workdir / "rootfs"
     try:
         _debootstrap(suite, rootfs, settings.debian_mirror, log)
@@ -301,7 +306,7 @@ def _debootstrap(suite: str, rootfs: Path, mirror: str, log: LogSink) -> None:
     env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     env.update(LC_ALL="C", LANG="C", LANGUAGE="C", DEBIAN_FRONTEND="noninteractive")
     log(detail("$ " + " ".join(command)))
-    recent: deque[str] = deque(maxlen=30)
+    hidden: deque[str] = deque(maxlen=10)
     proc = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -317,17 +322,21 @@ def _debootstrap(suite: str, rootfs: Path, mirror: str, log: LogSink) -> None:
     )
     try:
         assert proc.stdout is not None
-        _stream_debootstrap_output(proc.stdout, log, recent)
+        _stream_debootstrap_output(proc.stdout, log, hidden)
         returncode = proc.wait()
     finally:
         if proc.poll() is None:
             _stop_process_group(proc)
     if returncode != 0:
-        # Lines summarised away while streaming may be the ones that explain the failure.
-        for line in recent:
+        # Lines summarised away just before the end may be the ones that explain the failure,
+        # and debootstrap writes its tools' errors (wget, dpkg) only to its own log.
+        for line in hidden:
             log(detail(line))
-        for line in _tail(rootfs / "debootstrap" / "debootstrap.log", 15):
-            log(detail(line))
+        log_tail = _tail(rootfs / "debootstrap" / "debootstrap.log", 15)
+        if log_tail:
+            log(detail("debootstrap.log ends with:"))
+        for line in log_tail:
+            log(detail("  " + line))
         raise BaseImageUnavailable(
             f"debootstrap of Debian {suite} failed (exit code {returncode}; see the lines "
             f"above): check that {mirror} is reachable from the build host, or load an official "
@@ -335,10 +344,11 @@ def _debootstrap(suite: str, rootfs: Path, mirror: str, log: LogSink) -> None:
         )
 
 
-def _stream_debootstrap_output(stream: Iterable[str], log: LogSink, recent: deque[str]) -> None:
+def _stream_debootstrap_output(stream: Iterable[str], log: LogSink, hidden: deque[str]) -> None:
     """Pass debootstrap's lines on, but per-package ones only every few seconds.
 
     A shown per-package line ends with "[n]": the how-manyth package of that step it is.
+    `hidden` gets the lines left out since the last one shown, for the error report.
     """
     phase = ""
     count = 0
@@ -347,13 +357,14 @@ def _stream_debootstrap_output(stream: Iterable[str], log: LogSink, recent: dequ
         line = raw.rstrip()
         if not line:
             continue
-        recent.append(line)
         per_package = _PER_PACKAGE_LINE.match(line)
         if per_package is None:
             log(detail(line))
+            hidden.clear()
             continue
         verb = line.split()[1]
         if verb == "Validating":
+            hidden.append(line)
             continue  # pairs with the Retrieving line just before it; adds nothing
         now = time.monotonic()
         first_of_phase = verb != phase
@@ -362,7 +373,10 @@ def _stream_debootstrap_output(stream: Iterable[str], log: LogSink, recent: dequ
         count += 1
         if first_of_phase or now - last_emit >= _PER_PACKAGE_EVERY_S:
             log(detail(f"{line} [{count}]"))
+            hidden.clear()
             last_emit = now
+        else:
+            hidden.append(line)
 
 
 def _prepare_rootfs(rootfs: Path, log: LogSink) -> None:
@@ -432,25 +446,28 @@ def _import_rootfs(client: docker.DockerClient, rootfs: Path, suite: str, python
         f"LABEL org.spaceport.base=offline org.spaceport.suite={suite} "
         f"org.spaceport.python={python_minor}",
     ]
-    tar = subprocess.Popen(
-        ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    assert tar.stdout is not None and tar.stderr is not None
-    stdout = tar.stdout
+    # tar's stderr goes to a file, not a pipe: a pipe nobody reads while the import runs could
+    # fill up and stall tar (e.g. one warning per ignored socket).
+    with tempfile.TemporaryFile() as tar_stderr:
+        tar = subprocess.Popen(
+            ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
+            stdout=subprocess.PIPE,
+            stderr=tar_stderr,
+            stdin=subprocess.DEVNULL,
+        )
+        assert tar.stdout is not None
+        stdout = tar.stdout
 
-    def chunks() -> Iterator[bytes]:
-        yield from iter(lambda: stdout.read(1 << 20), b"")
+        def chunks() -> Iterator[bytes]:
+            yield from iter(lambda: stdout.read(1 << 20), b"")
 
-    try:
-        response = client.api.import_image_from_stream(chunks(), changes=changes)
-    finally:
-        stdout.close()
-        tar_error = tar.stderr.read().decode(errors="replace").strip()
-        tar.stderr.close()
-        tar_returncode = tar.wait()
+        try:
+            response = client.api.import_image_from_stream(chunks(), changes=changes)
+        finally:
+            stdout.close()
+            tar_returncode = tar.wait()
+        tar_stderr.seek(0)
+        tar_error = tar_stderr.read().decode(errors="replace").strip()[-500:]
 
     image_id = _imported_image_id(response)
     if tar_returncode != 0:
@@ -516,7 +533,7 @@ def _version_mismatch_warning(ref: str, wanted: str, actual: str, suite: str) ->
     )
 
 
-def _short_pull_reason(exc: docker.errors.DockerException) -> str:
+def _short_pull_reason(exc: Exception) -> str:
     reason = str(getattr(exc, "explanation", None) or exc)
     # 'Get "https://registry-1.docker.io/v2/": dial tcp: lookup ...: no such host' -> drop the
     # request part, keep what went wrong.

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import docker
-from docker.errors import APIError
 
 
 class BuildFailed(Exception):
@@ -65,7 +64,9 @@ def stream_build(
         timeout=None,
     )
     api._raise_for_status(response)  # noqa: SLF001
-    sock = api._get_raw_response_socket(response)  # noqa: SLF001
+    raw = api._get_raw_response_socket(response)  # noqa: SLF001
+    # Over the unix socket this is a SocketIO wrapper; shutdown needs the socket itself.
+    sock: socket.socket = getattr(raw, "_sock", raw)
 
     stopped: list[str] = []
     done = threading.Event()
@@ -100,7 +101,7 @@ def stream_build(
                 error = chunk.get("errorDetail", {}).get("message") or chunk["error"]
         if pending:
             yield pending
-    except (OSError, APIError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a stopped build ends in whatever the cut raises
         if not stopped:
             raise BuildFailed(f"lost the connection to the Docker Engine: {exc}") from exc
     finally:
