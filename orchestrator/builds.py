@@ -95,11 +95,15 @@ def _finish(
         space = session.get(Space, build.space_id)
         if space is not None and space.head_sha == build.commit_sha:
             if status == BuildStatus.SUCCEEDED:
-                space.serving_sha = build.commit_sha
-                space.serving_image = image
+                # The reconciler takes it from here: it starts the new revision and moves
+                # visitors over once it answers.
+                space.built_sha = build.commit_sha
+                space.built_image = image
+                space.failed_revision = None
                 space.error_message = None
-                # Until the runtime (sandbox) starts it, a built Space waits, image ready.
-                space.stage = Stage.STOPPED
+                space.stage = (
+                    Stage.RUNNING_APP_STARTING if space.serving_address else Stage.APP_STARTING
+                )
             else:
                 space.stage = Stage.BUILD_ERROR
                 space.error_message = message

@@ -92,6 +92,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_controller(_args: argparse.Namespace) -> int:
+    """The reconciler loop: starts, replaces and stops Space containers."""
+    import logging
+
+    from orchestrator.reconciler import run_forever
+    from orchestrator.settings import get_settings
+    from sandbox.docker_backend import DockerBackend
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    run_forever(DockerBackend(get_settings().instance))
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Everything on one machine: the API/git server and a build worker."""
     from orchestrator import auth, db
@@ -112,6 +125,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     children = [
         subprocess.Popen([*exe, "serve", "--host", args.host, "--port", str(args.port)]),
         subprocess.Popen([*exe, "worker"]),
+        subprocess.Popen([*exe, "controller"]),
     ]
     print(f"Spaceport is up at {settings.public_url} (state in {settings.home})", flush=True)
     if first_start:
@@ -160,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8000)
         sub.set_defaults(func=func)
+    commands.add_parser(
+        "controller", help="run the reconciler that keeps Spaces running"
+    ).set_defaults(func=cmd_controller)
     worker = commands.add_parser("worker", help="run a Celery build worker")
     worker.add_argument("--concurrency", type=int, default=None)
     worker.set_defaults(func=cmd_worker)

@@ -8,7 +8,7 @@ import json
 from sqlmodel import Session
 
 from orchestrator import repos
-from orchestrator.builds import SERVING_STAGES, cancel_active_builds, now
+from orchestrator.builds import cancel_active_builds, now
 from orchestrator.models import Build, BuildStatus, Space, Stage
 from orchestrator.space_config import SpaceConfigError, app_file_problem, parse_readme
 
@@ -38,8 +38,10 @@ def deploy_commit(
     if problem:
         return _refuse(session, space, Stage.NO_APP_FILE, problem)
 
+    space.app_port = config.app_port if config.sdk == "docker" else 7860
+    space.startup_timeout_seconds = config.startup_timeout_seconds
     build = Build(space_id=space.id, commit_sha=sha, status=BuildStatus.QUEUED, no_cache=no_cache)
-    space.stage = Stage.RUNNING_BUILDING if space.stage in SERVING_STAGES else Stage.BUILDING
+    space.stage = Stage.RUNNING_BUILDING if space.serving_address else Stage.BUILDING
     space.error_message = None
     session.add(build)
     session.add(space)

@@ -90,11 +90,20 @@ class Space(SQLModel, table=True):
     # Stored as text, not a database enum, so a new stage needs no type migration.
     stage: Stage = Field(default=Stage.NO_APP_FILE, sa_type=String(32))
     error_message: str | None = Field(default=None, sa_column=Column(Text))
-    # The commit whose image serves (or will serve) visitors, and that image.
+    # Three commits tell where a Space is on its way from a push to serving visitors:
+    # head (newest on main) -> built (newest with an image) -> serving (answering now).
+    head_sha: str | None = Field(default=None, max_length=40)
+    built_sha: str | None = Field(default=None, max_length=40)
+    built_image: str | None = Field(default=None, max_length=255)
     serving_sha: str | None = Field(default=None, max_length=40)
     serving_image: str | None = Field(default=None, max_length=255)
-    # The newest commit pushed to main: what the Space is converging to.
-    head_sha: str | None = Field(default=None, max_length=40)
+    # Where the gateway sends visitors (the serving instance's base URL).
+    serving_address: str | None = Field(default=None, max_length=255)
+    # Run settings of the built commit, from its README.
+    app_port: int = Field(default=7860)
+    startup_timeout_seconds: int = Field(default=1800)
+    # The revision that crashed or never became healthy; not retried until something changes.
+    failed_revision: str | None = Field(default=None, max_length=64)
     card_data: str | None = Field(default=None, sa_column=Column(Text))
     duplicated_from: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow)

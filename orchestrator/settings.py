@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         default="localhost:8000",
         description="Domain under which each Space is served as {owner}-{name}.{domain}.",
     )
+    instance: str = Field(
+        default="spaceport",
+        description="Name of this installation, put on every container it runs, so that two "
+        "installations sharing one Docker Engine never touch each other's Spaces.",
+    )
     image_prefix: str = Field(
         default="spaceport",
         description="Repository prefix of every image Spaceport builds "

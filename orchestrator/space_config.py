@@ -165,8 +165,9 @@ class SpaceConfig(BaseModel):
             raise ValueError("must be a whole number")
         return value
 
-    @field_validator("models", "datasets", "tags", "hf_oauth_scopes", "preload_from_hub",
-                     mode="before")
+    @field_validator(
+        "models", "datasets", "tags", "hf_oauth_scopes", "preload_from_hub", mode="before"
+    )
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         # `tags: gradio` is a common shorthand for a one-item list.
@@ -258,12 +259,29 @@ class SpaceConfig(BaseModel):
 
 # README keys that hold text: a plain YAML scalar there keeps its source text, so that
 # `python_version: 3.10` means "3.10" (not the float 3.1) and `title: yes` means "yes".
-_TEXT_KEYS = frozenset({
-    "title", "emoji", "colorFrom", "colorTo", "sdk", "sdk_version", "python_version",
-    "app_file", "app_build_command", "base_path", "header", "short_description", "thumbnail",
-    "suggested_hardware", "suggested_storage", "startup_duration_timeout", "license",
-    "duplicated_from", "hf_oauth_authorized_org",
-})
+_TEXT_KEYS = frozenset(
+    {
+        "title",
+        "emoji",
+        "colorFrom",
+        "colorTo",
+        "sdk",
+        "sdk_version",
+        "python_version",
+        "app_file",
+        "app_build_command",
+        "base_path",
+        "header",
+        "short_description",
+        "thumbnail",
+        "suggested_hardware",
+        "suggested_storage",
+        "startup_duration_timeout",
+        "license",
+        "duplicated_from",
+        "hf_oauth_authorized_org",
+    }
+)
 _KNOWN_KEYS = frozenset(
     field.alias or name for name, field in SpaceConfig.model_fields.items() if name != "extra"
 )
@@ -283,8 +301,7 @@ def parse_readme(text: str) -> SpaceConfig:
     end = next((i for i in range(start + 1, len(lines)) if lines[i].rstrip() == "---"), None)
     if end is None:
         raise SpaceConfigError(
-            "the front matter opened here is never closed: add a line `---` after the last "
-            "setting",
+            "the front matter opened here is never closed: add a line `---` after the last setting",
             start + 1,
         )
     # README line of the front matter's first YAML line (1-based).
@@ -440,11 +457,13 @@ def _first_problem(
         loc = error["loc"]
         if error["type"] == "missing":
             # Only sdk is required; say which values it takes.
-            problems.append((
-                missing_line,
-                f"{loc[0]} is missing: add a line `sdk: gradio` (or {', '.join(SDKS[1:])}) "
-                "to the front matter",
-            ))
+            problems.append(
+                (
+                    missing_line,
+                    f"{loc[0]} is missing: add a line `sdk: gradio` (or {', '.join(SDKS[1:])}) "
+                    "to the front matter",
+                )
+            )
             continue
         line = _loc_line(root, loc, first) if str(loc[0]) in key_lines else missing_line
         problems.append((line, _describe(error)))

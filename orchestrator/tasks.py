@@ -20,13 +20,15 @@ def make_celery(settings: Settings) -> Celery:
     else:
         queue_dir = settings.broker_dir / "queue"
         processed_dir = settings.broker_dir / "processed"
-        queue_dir.mkdir(parents=True, exist_ok=True)
-        processed_dir.mkdir(parents=True, exist_ok=True)
+        control_dir = settings.broker_dir / "control"
+        for directory in (queue_dir, processed_dir, control_dir):
+            directory.mkdir(parents=True, exist_ok=True)
         app.conf.broker_url = "filesystem://"
         app.conf.broker_transport_options = {
             "data_folder_in": str(queue_dir),
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed_dir),
+            "control_folder": str(control_dir),
             "store_processed": False,
         }
         # Remote control needs broadcast, which the file transport does not carry;

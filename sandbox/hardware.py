@@ -36,9 +36,7 @@ class UnknownHardware(ValueError):
 
     def __init__(self, name: object) -> None:
         self.name = name
-        super().__init__(
-            f"unknown hardware {name!r}: choose one of {', '.join(CATALOGUE)}"
-        )
+        super().__init__(f"unknown hardware {name!r}: choose one of {', '.join(CATALOGUE)}")
 
 
 @dataclass(frozen=True)
@@ -122,9 +120,7 @@ _TIERS: tuple[HardwareTier, ...] = (
     # ZeroGPU lends a GPU per call out of a quota instead of billing by the hour, so it is
     # priced 0 and sleeps like a free Space. Hugging Face publishes no CPU/RAM for it; we give
     # it the cpu-basic container and one A10G (the part its name refers to).
-    _tier(
-        "zero-a10g", "ZeroGPU", 2, 16, 0.0, "A10G", 1, 24, sleep=FREE_SLEEP_SECONDS
-    ),
+    _tier("zero-a10g", "ZeroGPU", 2, 16, 0.0, "A10G", 1, 24, sleep=FREE_SLEEP_SECONDS),
     _tier("t4-small", "Nvidia T4 - small", 4, 15, 0.40, "T4", 1, 16),
     _tier("t4-medium", "Nvidia T4 - medium", 8, 30, 0.60, "T4", 1, 16),
     _tier("l4x1", "1x Nvidia L4", 8, 30, 0.80, "L4", 1, 24),

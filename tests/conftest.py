@@ -43,6 +43,7 @@ def platform(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Pl
         # Each stack builds its own images, so the second stack really builds too
         # (from the shared layer cache).
         SPACEPORT_IMAGE_PREFIX=f"spaceport-test-{stack}",
+        SPACEPORT_INSTANCE=f"spaceport-test-{stack}",
     )
     if stack == "postgres-redis":
         services.require("PostgreSQL", services.postgres_installed(),

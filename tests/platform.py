@@ -11,12 +11,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "sample_spaces"
-FINAL_STAGES = {"STOPPED", "RUNNING", "BUILD_ERROR", "CONFIG_ERROR", "NO_APP_FILE",
-                "RUNTIME_ERROR"}
+FINAL_STAGES = {"RUNNING", "BUILD_ERROR", "CONFIG_ERROR", "NO_APP_FILE", "RUNTIME_ERROR",
+                "PAUSED", "STOPPED", "SLEEPING"}
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Platform:
         for name, args in (
             ("server", ["serve", "--port", str(self.port)]),
             ("worker", ["worker", "--concurrency", "2"]),
+            ("controller", ["controller"]),
         ):
             log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
             self.processes.append(
@@ -52,7 +54,7 @@ class Platform:
                 time.sleep(0.2)
         raise RuntimeError(f"server did not start:\n{self.log_tail('server')}")
 
-    def stop(self) -> None:
+    def stop(self, remove_containers: bool = True) -> None:
         for process in self.processes:
             process.terminate()
         for process in self.processes:
@@ -60,6 +62,12 @@ class Platform:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
+        self.processes.clear()
+        if remove_containers:
+            client = docker.from_env()
+            label = f"org.spaceport.instance={self.env['SPACEPORT_INSTANCE']}"
+            for container in client.containers.list(all=True, filters={"label": label}):
+                container.remove(force=True)
 
     def log_tail(self, name: str, lines: int = 60) -> str:
         path = self.home / "logs" / f"{name}.log"

@@ -158,5 +158,5 @@ def test_who_may_read(platform: Platform, people: dict[str, str], workdir: Path)
     assert platform.api("/api/spaces/alice/auth-private", people["alice"]).status_code == 200
     assert (
         platform.api("/api/spaces/alice/auth-private/runtime", people["alice"]).json()["stage"]
-        == "STOPPED"
+        == "RUNNING"
     )

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 from fastapi import APIRouter, Body, Depends
-from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
 from orchestrator import spaces
@@ -14,7 +12,7 @@ from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import HubError
 from orchestrator.api.timefmt import hub_time
 from orchestrator.auth import Access, Principal
-from orchestrator.builds import follow_log, now
+from orchestrator.builds import now
 from orchestrator.db import get_session
 from orchestrator.models import Build, BuildLogLine, Space, Visibility
 from orchestrator.settings import get_settings
@@ -152,28 +150,3 @@ def get_build(
         .order_by(col(BuildLogLine.id))
     ).all()
     return build_json(build) | {"log": list(lines)}
-
-
-def _sse(lines: Iterator[str]) -> Iterator[str]:
-    for line in lines:
-        yield "data: " + json.dumps({"data": line, "timestamp": hub_time(now())}) + "\n\n"
-
-
-@router.get("/{owner}/{name}/logs/build")
-def follow_build_log(
-    owner: str,
-    name: str,
-    session: Session = Depends(get_session),
-    principal: Principal | None = Depends(current_principal),
-) -> StreamingResponse:
-    """The newest build's log as Server-Sent Events, followed until the build ends."""
-    space = visible_space(session, principal, owner, name)
-    build = session.exec(
-        select(Build).where(Build.space_id == space.id).order_by(col(Build.id).desc())
-    ).first()
-    lines: Iterator[str] = follow_log(build.id) if build and build.id else iter(())
-    return StreamingResponse(
-        _sse(lines),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )

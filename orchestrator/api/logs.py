@@ -1,0 +1,84 @@
+"""Build and run logs as Server-Sent Events, in the shape huggingface_hub's
+fetch_space_logs reads: `data: {"data": "<line>", "timestamp": "..."}`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from sqlmodel import Session, col, select
+
+from orchestrator.api.deps import current_principal, visible_space
+from orchestrator.api.timefmt import hub_time
+from orchestrator.auth import Principal
+from orchestrator.builds import follow_log, now
+from orchestrator.db import get_session
+from orchestrator.models import Build, Secret, Space
+from sandbox.backend import Instance
+
+router = APIRouter(prefix="/api/spaces")
+
+
+def _sse(lines: Iterator[str], mask: list[str] | None = None) -> Iterator[str]:
+    for line in lines:
+        for secret in mask or []:
+            line = line.replace(secret, "***")
+        yield "data: " + json.dumps({"data": line, "timestamp": hub_time(now())}) + "\n\n"
+
+
+def _stream(lines: Iterator[str], mask: list[str] | None = None) -> StreamingResponse:
+    return StreamingResponse(
+        _sse(lines, mask),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/{owner}/{name}/logs/build")
+def build_log(
+    owner: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> StreamingResponse:
+    """The newest build's log, followed until the build ends."""
+    space = visible_space(session, principal, owner, name)
+    build = session.exec(
+        select(Build).where(Build.space_id == space.id).order_by(col(Build.id).desc())
+    ).first()
+    return _stream(follow_log(build.id) if build and build.id else iter(()))
+
+
+def run_instance(space: Space, instances: list[Instance]) -> Instance | None:
+    """The instance whose log matters: the newest revision's (the one starting or crashed),
+    else the one serving."""
+    mine = [i for i in instances if i.space_id == space.id]
+    newest = [i for i in mine if i.sha == space.built_sha]
+    pool = newest or mine
+    return max(pool, key=lambda i: i.started_at or now()) if pool else None
+
+
+@router.get("/{owner}/{name}/logs/run")
+def run_log(
+    owner: str,
+    name: str,
+    tail: int | None = Query(default=None, ge=0),
+    follow: bool = Query(default=True),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> StreamingResponse:
+    """The app's stdout and stderr, followed while it runs."""
+    from orchestrator.settings import get_settings
+    from sandbox.docker_backend import DockerBackend
+
+    space = visible_space(session, principal, owner, name)
+    backend = DockerBackend(get_settings().instance)
+    instance = run_instance(space, backend.instances())
+    if instance is None:
+        return _stream(iter(()))
+    # An app that prints its secrets must not publish them through its log.
+    secrets = [s.value for s in session.exec(select(Secret).where(Secret.space_id == space.id))]
+    mask = sorted((v for v in secrets if len(v) >= 4), key=len, reverse=True)
+    return _stream(backend.logs(instance.id, tail=tail, follow=follow), mask)

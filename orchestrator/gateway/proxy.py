@@ -1,0 +1,236 @@
+"""The gateway's ASGI layer: Space hosts are proxied, everything else goes to the app.
+
+Streaming both ways, never buffered: request bodies (large uploads) go upstream as they
+arrive, responses (Gradio's SSE queue, streamed generators) come back chunk by chunk, and
+no read timeout closes a stream that waits a long time for its next event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import websockets
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orchestrator.auth import AuthError, authenticate, token_from_headers
+from orchestrator.db import session_scope
+from orchestrator.gateway import pages
+from orchestrator.gateway.routes import Route, RouteTable, space_subdomain
+from orchestrator.settings import get_settings
+
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+}
+
+
+class Gateway:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.routes = RouteTable()
+        self.domain = get_settings().spaces_domain
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(connect=10.0, read=None, write=None, pool=30.0),
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = _header(scope, b"host") or ""
+        subdomain = space_subdomain(host, self.domain)
+        if subdomain is None:
+            await self.app(scope, receive, send)
+            return
+        route = await self.routes.lookup(subdomain)
+        if route is None or not await _may_visit(route, scope):
+            await _page(scope, receive, send, 404, pages.not_found_page(host))
+            return
+        if route.address is None:
+            await _page(
+                scope,
+                receive,
+                send,
+                503,
+                pages.status_page(route.full_name, route.stage, route.error_message),
+            )
+            return
+        if scope["type"] == "websocket":
+            await _proxy_websocket(scope, receive, send, route.address, host)
+        else:
+            await self._proxy_http(scope, receive, send, route, host)
+
+    async def _proxy_http(
+        self, scope: Scope, receive: Receive, send: Send, route: Route, host: str
+    ) -> None:
+        assert route.address is not None
+        request = self.client.build_request(
+            scope["method"],
+            route.address + _path(scope),
+            headers=_forward_headers(scope, host),
+            content=_request_body(receive),
+        )
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError:
+            await _page(
+                scope, receive, send, 502, pages.status_page(route.full_name, "APP_STARTING", None)
+            )
+            return
+        try:
+            headers = [
+                (k.encode("latin-1"), v.encode("latin-1"))
+                for k, v in response.headers.multi_items()
+                if k.lower() not in HOP_BY_HOP
+            ]
+            await send(
+                {"type": "http.response.start", "status": response.status_code, "headers": headers}
+            )
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (httpx.HTTPError, OSError):
+            pass  # the app or the visitor went away mid-stream; nothing left to say
+        finally:
+            await response.aclose()
+
+
+async def _may_visit(route: Route, scope: Scope) -> bool:
+    if not route.private:
+        return True
+    authorization = _header(scope, b"authorization") or _header(scope, b"x-hf-authorization")
+    try:
+        if token_from_headers(authorization) is None:
+            return False
+        with session_scope() as session:
+            principal = authenticate(session, authorization)
+    except AuthError:
+        return False
+    return principal is not None and (principal.is_admin or principal.user.id == route.owner_id)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _path(scope: Scope) -> str:
+    path = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    return path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+
+
+def _forward_headers(scope: Scope, host: str) -> list[tuple[str, str]]:
+    headers = [
+        (k.decode("latin-1"), v.decode("latin-1"))
+        for k, v in scope["headers"]
+        if k.decode("latin-1").lower() not in HOP_BY_HOP
+        and not k.lower().startswith(b"x-forwarded-")
+        and not k.lower().startswith(b"sec-websocket")
+    ]
+    client = scope.get("client")
+    headers += [
+        ("host", host),
+        ("x-forwarded-host", host),
+        ("x-forwarded-proto", "https" if scope.get("scheme") in ("https", "wss") else "http"),
+        ("x-forwarded-for", client[0] if client else ""),
+    ]
+    return headers
+
+
+async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        if body := message.get("body"):
+            yield body
+        if not message.get("more_body"):
+            return
+
+
+async def _page(scope: Scope, receive: Receive, send: Send, status: int, html: str) -> None:
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008 if status == 404 else 1013})
+        return
+    body = html.encode()
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    if status in (502, 503):
+        headers.append((b"retry-after", b"3"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _proxy_websocket(
+    scope: Scope, receive: Receive, send: Send, address: str, host: str
+) -> None:
+    await receive()  # websocket.connect
+    url = "ws" + address.removeprefix("http") + _path(scope)
+    forwarded = [(k, v) for k, v in _forward_headers(scope, host) if k.lower() != "host"]
+    try:
+        upstream = await websockets.connect(
+            url,
+            subprotocols=scope.get("subprotocols") or None,  # type: ignore[arg-type]
+            additional_headers=forwarded,
+            max_size=None,
+            open_timeout=10,
+            ping_interval=None,
+            compression=None,
+        )
+    except (TimeoutError, OSError, websockets.exceptions.WebSocketException):
+        await send({"type": "websocket.close", "code": 1011})
+        return
+    await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+
+    async def client_to_upstream() -> None:
+        while True:
+            message: dict[str, Any] = await receive()
+            if message["type"] == "websocket.disconnect":
+                await upstream.close()
+                return
+            if message.get("bytes") is not None:
+                await upstream.send(message["bytes"])
+            elif message.get("text") is not None:
+                await upstream.send(message["text"])
+
+    async def upstream_to_client() -> None:
+        try:
+            async for data in upstream:
+                if isinstance(data, bytes):
+                    await send({"type": "websocket.send", "bytes": data})
+                else:
+                    await send({"type": "websocket.send", "text": data})
+        finally:
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": upstream.close_code or 1000})
+
+    tasks = [asyncio.create_task(client_to_upstream()), asyncio.create_task(upstream_to_client())]
+    _done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await upstream.close()

@@ -1,0 +1,194 @@
+"""The reconciler: drives every Space toward its desired state, one pass a second.
+
+Desired state, from the database: the Space's built image, with its environment and
+hardware, running and answering. Actual state, from the backend: the instances it finds
+by label. Nothing else is remembered between passes, so a restarted controller picks up
+the containers already running instead of starting duplicates.
+
+Stages it sets (Hugging Face's names):
+    APP_STARTING          the built revision's instance is up, not yet answering
+    RUNNING_APP_STARTING  the same, while an older revision keeps serving
+    RUNNING               the built revision answers; older instances are stopped
+    RUNTIME_ERROR         it exited, or did not answer within startup_duration_timeout
+Build stages (BUILDING, RUNNING_BUILDING, BUILD_ERROR, ...) belong to the build pipeline;
+while the newest commit is not built, the reconciler keeps the built one serving and
+leaves the stage alone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import httpx
+from sqlmodel import Session, select
+
+from orchestrator import spaces as spaces_module
+from orchestrator.db import session_scope
+from orchestrator.models import Secret, Space, Stage, Variable
+from orchestrator.settings import get_settings
+from sandbox.backend import Backend, Instance, InstanceState, Revision
+from sandbox.hardware import get_tier
+
+log = logging.getLogger(__name__)
+HALTED_STAGES = (Stage.PAUSED, Stage.SLEEPING, Stage.STOPPED, Stage.DELETING)
+RUNTIME_ERROR_LOG_LINES = 30
+
+
+def space_environment(session: Session, space: Space) -> dict[str, str]:
+    """The variables a Space's process sees: its own, its secrets, and Spaces' standard ones."""
+    tier = get_tier(space.requested_hardware)
+    settings = get_settings()
+    env = {
+        v.key: v.value for v in session.exec(select(Variable).where(Variable.space_id == space.id))
+    }
+    env.update(
+        {s.key: s.value for s in session.exec(select(Secret).where(Secret.space_id == space.id))}
+    )
+    title = (json.loads(space.card_data).get("title") if space.card_data else None) or space.name
+    env.update(
+        {
+            "SYSTEM": "spaces",
+            "SPACE_ID": space.full_name,
+            "SPACE_AUTHOR_NAME": space.owner,
+            "SPACE_REPO_NAME": space.name,
+            "SPACE_TITLE": str(title),
+            "SPACE_HOST": f"{spaces_module.subdomain(space)}.{settings.spaces_domain}",
+            "SPACE_CREATOR_USER_ID": str(space.owner_id),
+            "CPU_CORES": f"{tier.cpu:g}",
+            "MEMORY": f"{tier.memory_gib:g}Gi",
+            "ACCELERATOR": tier.name if tier.gpu_count else "none",
+            "GRADIO_SERVER_NAME": "0.0.0.0",
+            "GRADIO_SERVER_PORT": str(space.app_port),
+        }
+    )
+    return env
+
+
+def desired_revision(session: Session, space: Space) -> Revision | None:
+    if not space.built_image or not space.built_sha or space.stage in HALTED_STAGES:
+        return None
+    assert space.id is not None
+    return Revision(
+        space_id=space.id,
+        space=space.full_name,
+        sha=space.built_sha,
+        image=space.built_image,
+        port=space.app_port,
+        hardware=get_tier(space.requested_hardware),
+        env=space_environment(session, space),
+    )
+
+
+def answers(address: str) -> bool:
+    """Healthy means the app answers HTTP at all: a 404 on / still proves it is serving."""
+    try:
+        return httpx.get(address + "/", timeout=2.0).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+class Reconciler:
+    def __init__(self, backend: Backend, probe=answers) -> None:  # type: ignore[no-untyped-def]
+        self.backend = backend
+        self.probe = probe
+
+    def reconcile_once(self) -> None:
+        by_space: dict[int, list[Instance]] = defaultdict(list)
+        for instance in self.backend.instances():
+            by_space[instance.space_id].append(instance)
+        with session_scope() as session:
+            for space in session.exec(select(Space)).all():
+                try:
+                    self._reconcile_space(session, space, by_space.pop(space.id or 0, []))
+                except Exception:  # noqa: BLE001 - one broken Space must not stop the rest
+                    log.exception("reconciling %s failed", space.full_name)
+                session.commit()
+        for orphans in by_space.values():  # instances of Spaces that no longer exist
+            for instance in orphans:
+                self.backend.stop(instance.id)
+
+    def _reconcile_space(self, session: Session, space: Space, instances: list[Instance]) -> None:
+        desired = desired_revision(session, space)
+        if desired is None:
+            for instance in instances:
+                self.backend.stop(instance.id)
+            if instances or space.serving_address:
+                self._set(session, space, serving=None)
+            return
+        current = [i for i in instances if i.revision == desired.key]
+        older = [i for i in instances if i.revision != desired.key]
+        for duplicate in current[1:]:
+            self.backend.stop(duplicate.id)
+        if space.failed_revision == desired.key:
+            return  # crashed before: wait for a push, a restart or a settings change
+        serving_old = any(i.address == space.serving_address for i in older if i.address)
+        newest_is_built = space.head_sha == space.built_sha
+
+        if not current:
+            self.backend.start(desired)
+            if newest_is_built:
+                space.stage = Stage.RUNNING_APP_STARTING if serving_old else Stage.APP_STARTING
+            return
+        instance = current[0]
+        if instance.state == InstanceState.EXITED:
+            self._fail(space, desired, instance, f"the app exited with code {instance.exit_code}")
+            return
+        if instance.address and self.probe(instance.address):
+            self._set(session, space, serving=instance)
+            if newest_is_built:
+                space.stage = Stage.RUNNING
+                space.error_message = None
+            for old in older:
+                self.backend.stop(old.id)
+            return
+        started = instance.started_at or datetime.now(UTC)
+        if (datetime.now(UTC) - started).total_seconds() > space.startup_timeout_seconds:
+            self._fail(
+                space,
+                desired,
+                instance,
+                f"the app did not answer on port {space.app_port} within "
+                f"{space.startup_timeout_seconds} s (startup_duration_timeout)",
+            )
+            self.backend.stop(instance.id)
+
+    def _fail(self, space: Space, desired: Revision, instance: Instance, reason: str) -> None:
+        tail = list(self.backend.logs(instance.id, tail=RUNTIME_ERROR_LOG_LINES))
+        space.failed_revision = desired.key
+        if space.head_sha == space.built_sha:
+            space.stage = Stage.RUNTIME_ERROR
+        space.error_message = f"Runtime error: {reason}.\n\nLast lines of the app's log:\n" + (
+            "\n".join(tail)
+        )
+
+    def _set(self, session: Session, space: Space, serving: Instance | None) -> None:
+        space.serving_address = serving.address if serving else None
+        space.serving_sha = serving.sha if serving else None
+        space.serving_image = space.built_image if serving else None
+        space.current_hardware = space.requested_hardware if serving else None
+        space.updated_at = datetime.now(UTC)
+        session.add(space)
+
+
+def run_forever(backend: Backend, interval: float = 1.0) -> None:
+    """The controller's loop. One controller at a time per home (a file lock): two would
+    both start the same revision."""
+    settings = get_settings()
+    lock_path = settings.home / "locks" / "controller.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        reconciler = Reconciler(backend)
+        log.info("controller started")
+        while True:
+            started = time.monotonic()
+            try:
+                reconciler.reconcile_once()
+            except Exception:  # noqa: BLE001 - e.g. Docker restarting: try again next pass
+                log.exception("reconcile pass failed")
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,102 @@
+"""Where Space code runs: the interface every backend (Docker now, Kubernetes later) offers.
+
+The control plane only ever asks a backend five things: start this revision, stop that
+instance, what is running (so a restarted controller adopts what it finds, by label),
+show its logs, and how much room is left. Everything a backend needs to start a revision
+is in `Revision`, so a backend never reads the database.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sandbox.hardware import HardwareTier
+
+LABEL_PREFIX = "org.spaceport"
+LABEL_MANAGED = f"{LABEL_PREFIX}.managed"
+LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
+LABEL_SPACE = f"{LABEL_PREFIX}.space"
+LABEL_SPACE_ID = f"{LABEL_PREFIX}.space-id"
+LABEL_REVISION = f"{LABEL_PREFIX}.revision"
+LABEL_SHA = f"{LABEL_PREFIX}.sha"
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One runnable version of a Space: an image, its environment and its hardware."""
+
+    space_id: int
+    space: str  # owner/name
+    sha: str
+    image: str
+    port: int
+    hardware: HardwareTier
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Changes whenever anything that needs a new container changes."""
+        material = json.dumps([self.image, self.port, self.hardware.name, sorted(self.env.items())])
+        return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+class InstanceState(enum.StrEnum):
+    STARTING = "starting"  # created, process running, not yet known to answer
+    RUNNING = "running"  # process running (health is the reconciler's business)
+    EXITED = "exited"  # process ended: crashed, or stopped
+
+
+@dataclass(frozen=True)
+class Instance:
+    """A revision as a backend runs it (a container, a pod)."""
+
+    id: str
+    space_id: int
+    space: str
+    revision: str
+    sha: str
+    state: InstanceState
+    address: str | None  # base URL the gateway proxies to, when reachable
+    started_at: datetime | None = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Capacity:
+    cpus: float
+    memory_gib: float
+    cpus_free: float
+    memory_gib_free: float
+    gpus: int = 0
+    gpus_free: int = 0
+
+
+class BackendError(Exception):
+    pass
+
+
+class Backend(abc.ABC):
+    @abc.abstractmethod
+    def start(self, revision: Revision) -> Instance: ...
+
+    @abc.abstractmethod
+    def stop(self, instance_id: str) -> None:
+        """Stop and remove; a no-op for an instance that is already gone."""
+
+    @abc.abstractmethod
+    def instances(self) -> list[Instance]:
+        """Every instance this platform manages, found by label, whoever started it."""
+
+    @abc.abstractmethod
+    def logs(
+        self, instance_id: str, tail: int | None = None, follow: bool = False
+    ) -> Iterator[str]: ...
+
+    @abc.abstractmethod
+    def capacity(self) -> Capacity: ...
