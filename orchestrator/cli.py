@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import time
 
 from orchestrator.models import TokenRole
 
@@ -101,46 +98,15 @@ def cmd_controller(_args: argparse.Namespace) -> int:
     from sandbox.docker_backend import DockerBackend
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one health probe a second each
     run_forever(DockerBackend(get_settings().instance))
     return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Everything on one machine: the API/git server and a build worker."""
-    from orchestrator import auth, db
-    from orchestrator.models import ApiToken
-    from orchestrator.settings import get_settings
+    from orchestrator.up import run
 
-    os.environ.setdefault("SPACEPORT_PUBLIC_URL", f"http://{args.host}:{args.port}")
-    os.environ.setdefault("SPACEPORT_SPACES_DOMAIN", f"localhost:{args.port}")
-    get_settings.cache_clear()
-    settings = get_settings()
-    db.migrate()
-    with db.session_scope() as session:
-        first_start = session.exec(auth.select(ApiToken)).first() is None
-        if first_start:
-            admin = auth.get_or_create_user(session, "admin")
-            token = auth.create_token(session, admin, TokenRole.ADMIN, display_name="first-start")
-    exe = [sys.executable, "-m", "orchestrator.cli"]
-    children = [
-        subprocess.Popen([*exe, "serve", "--host", args.host, "--port", str(args.port)]),
-        subprocess.Popen([*exe, "worker"]),
-        subprocess.Popen([*exe, "controller"]),
-    ]
-    print(f"Spaceport is up at {settings.public_url} (state in {settings.home})", flush=True)
-    if first_start:
-        print(f"Admin token (shown once): {token}", flush=True)
-
-    def stop(*_: object) -> None:
-        for child in children:
-            child.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while all(child.poll() is None for child in children):
-        time.sleep(0.5)
-    stop()
-    return max(child.wait() or 0 for child in children)
+    return run(args.host, args.port, args.with_samples)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,13 +133,19 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_migrate
     )
     for name, func, help_text in (
-        ("serve", cmd_serve, "run the API and git server"),
+        ("serve", cmd_serve, "run the API, git hosting and gateway"),
         ("up", cmd_up, "run the whole platform on this machine"),
     ):
         sub = commands.add_parser(name, help=help_text)
         sub.add_argument("--host", default="127.0.0.1")
         sub.add_argument("--port", type=int, default=8000)
         sub.set_defaults(func=func)
+        if name == "up":
+            sub.add_argument(
+                "--with-samples",
+                action="store_true",
+                help="on the first start, deploy the sample Spaces",
+            )
     commands.add_parser(
         "controller", help="run the reconciler that keeps Spaces running"
     ).set_defaults(func=cmd_controller)

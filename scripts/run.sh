@@ -4,4 +4,4 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/spaceport up "$@"
+exec .venv/bin/spaceport up --with-samples "$@"

@@ -24,7 +24,8 @@ STACKS = ["sqlite-embedded", "postgres-redis"]
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     services.require(
-        "Docker Engine", services.docker_available(),
+        "Docker Engine",
+        services.docker_available(),
         "run scripts/bootstrap.sh (installs docker.io and starts dockerd)",
     )
 
@@ -46,10 +47,16 @@ def platform(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Pl
         SPACEPORT_INSTANCE=f"spaceport-test-{stack}",
     )
     if stack == "postgres-redis":
-        services.require("PostgreSQL", services.postgres_installed(),
-                         "apt-get install postgresql (scripts/bootstrap.sh --test)")
-        services.require("Redis", services.redis_installed(),
-                         "apt-get install redis-server (scripts/bootstrap.sh --test)")
+        services.require(
+            "PostgreSQL",
+            services.postgres_installed(),
+            "apt-get install postgresql (scripts/bootstrap.sh --test)",
+        )
+        services.require(
+            "Redis",
+            services.redis_installed(),
+            "apt-get install redis-server (scripts/bootstrap.sh --test)",
+        )
         database_url, stop_pg = services.start_postgres(home / "pg")
         stops.append(stop_pg)
         broker_url, stop_redis = services.start_redis(home / "redis")

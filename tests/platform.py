@@ -3,8 +3,10 @@ temporary home, plus helpers to push sample Spaces with the real git client."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -16,8 +18,16 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "sample_spaces"
-FINAL_STAGES = {"RUNNING", "BUILD_ERROR", "CONFIG_ERROR", "NO_APP_FILE", "RUNTIME_ERROR",
-                "PAUSED", "STOPPED", "SLEEPING"}
+FINAL_STAGES = {
+    "RUNNING",
+    "BUILD_ERROR",
+    "CONFIG_ERROR",
+    "NO_APP_FILE",
+    "RUNTIME_ERROR",
+    "PAUSED",
+    "STOPPED",
+    "SLEEPING",
+}
 
 
 @dataclass
@@ -32,36 +42,47 @@ class Platform:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """`spaceport up`, as a user runs it, in its own process group."""
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        self.cli("migrate")
-        for name, args in (
-            ("server", ["serve", "--port", str(self.port)]),
-            ("worker", ["worker", "--concurrency", "2"]),
-            ("controller", ["controller"]),
-        ):
-            log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
-            self.processes.append(
-                subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args],
-                                 env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log = open(logs / "up.log", "ab")  # noqa: SIM115 - lives with the process
+        self.processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "orchestrator.cli", "up", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        deadline = time.monotonic() + 60
+        )
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError(f"server did not start:\n{self.log_tail('server')}")
+            if "Spaceport is up" in self.log_tail():
+                return
+            if self.processes[-1].poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"spaceport up did not start:\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """What a crash or `kill -9` does: every process of the platform dies at once."""
+        for process in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        self.processes.clear()
 
     def stop(self, remove_containers: bool = True) -> None:
         for process in self.processes:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes:
             try:
-                process.wait(20)
+                process.wait(30)
             except subprocess.TimeoutExpired:
-                process.kill()
+                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
         self.processes.clear()
         if remove_containers:
             client = docker.from_env()
@@ -69,13 +90,23 @@ class Platform:
             for container in client.containers.list(all=True, filters={"label": label}):
                 container.remove(force=True)
 
-    def log_tail(self, name: str, lines: int = 60) -> str:
-        path = self.home / "logs" / f"{name}.log"
+    def log_tail(self, _name: str = "up", lines: int = 80) -> str:
+        path = self.home / "logs" / "up.log"
+        if not path.exists():
+            return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
+    def app_url(self, owner: str, name: str) -> str:
+        return f"http://{owner}-{name}.localhost:{self.port}".lower()
+
     def cli(self, *args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args],
-                                env=self.env, capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return result.stdout
 
     def token(self, user: str, *extra: str) -> str:
@@ -104,8 +135,14 @@ class Platform:
         response.raise_for_status()
         return "\n".join(response.json()["log"])
 
-    def wait_for_stage(self, owner: str, name: str, token: str | None = None,
-                       timeout: float = 600, stages: set[str] = FINAL_STAGES) -> dict:
+    def wait_for_stage(
+        self,
+        owner: str,
+        name: str,
+        token: str | None = None,
+        timeout: float = 600,
+        stages: set[str] = FINAL_STAGES,
+    ) -> dict:
         deadline = time.monotonic() + timeout
         runtime: dict = {}
         while time.monotonic() < deadline:
@@ -120,11 +157,17 @@ class Platform:
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, GIT_AUTHOR_NAME="Tester", GIT_AUTHOR_EMAIL="t@example.com",
-               GIT_COMMITTER_NAME="Tester", GIT_COMMITTER_EMAIL="t@example.com",
-               GIT_TERMINAL_PROMPT="0")
-    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=check)
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="Tester",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="Tester",
+        GIT_COMMITTER_EMAIL="t@example.com",
+        GIT_TERMINAL_PROMPT="0",
+    )
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=check
+    )
 
 
 def sample_checkout(sample: str, workdir: Path) -> Path:

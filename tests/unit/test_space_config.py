@@ -320,11 +320,11 @@ def test_empty_front_matter() -> None:
     ("lines", "line", "fragment"),
     [
         (("sdk: gradio", "title: 'unclosed"), 3, "unexpected end of stream"),
-        (("sdk: gradio", "title: a: b"), 3, 'put the value in quotes'),
+        (("sdk: gradio", "title: a: b"), 3, "put the value in quotes"),
         (("sdk: gradio", "tags:", "  - a", " - b"), 5, "invalid YAML"),
         (("sdk: gradio", "custom_headers:", "\tx: y"), 4, "spaces, not tabs"),
         (("sdk: gradio", "title: [a, b"), 3, "invalid YAML"),
-        (("sdk: gradio", "title: \"a", "emoji: b"), 4, "quoted scalar on line 3"),
+        (("sdk: gradio", 'title: "a', "emoji: b"), 4, "quoted scalar on line 3"),
     ],
 )
 def test_invalid_yaml_reports_the_readme_line(
@@ -580,8 +580,11 @@ def test_card_data_for_a_config_built_in_code_always_has_sdk() -> None:
 def test_card_data_round_trips_through_yaml() -> None:
     config = parse_readme(FULL)
     card = config.to_card_data()
-    assert set(card) == {line.split(":")[0] for line in FULL.split("---")[1].split("\n")
-                         if line and not line.startswith(" ")}
+    assert set(card) == {
+        line.split(":")[0]
+        for line in FULL.split("---")[1].split("\n")
+        if line and not line.startswith(" ")
+    }
     assert card["colorFrom"] == "indigo"
     assert card["fullWidth"] is False
     assert card["tags"] == ["vision", "captioning"]

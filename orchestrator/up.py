@@ -1,0 +1,179 @@
+"""`spaceport up`: the whole platform on one machine.
+
+API, git hosting and gateway (one uvicorn process), the Celery build worker with the
+embedded broker, and the controller (reconciler), all on SQLite under $SPACEPORT_HOME
+unless the settings say otherwise. It makes sure a Docker Engine answers first, and on the
+first start prints an admin token.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+import httpx
+
+from orchestrator import auth, db, logstyle
+from orchestrator.models import ApiToken, TokenRole
+from orchestrator.settings import get_settings
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_spaces"
+GOOD_SAMPLES = ("hello", "streaming_chatbot", "image_filter", "docker_fastapi", "static_site")
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def docker_answers() -> bool:
+    try:
+        docker.from_env(timeout=5).ping()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
+        return False
+
+
+def ensure_docker() -> None:
+    """Start (and on Debian as root, install) a Docker Engine, or say exactly what to do."""
+    if docker_answers():
+        return
+    is_root = os.geteuid() == 0
+    if shutil.which("dockerd") is None:
+        if not (is_root and shutil.which("apt-get")):
+            raise SystemExit(
+                logstyle.error(
+                    "No Docker Engine found. Install one "
+                    "(Debian: `sudo apt-get install docker.io`), "
+                    "start it (`sudo dockerd &` or `sudo systemctl start docker`), then run "
+                    "`spaceport up` again."
+                )
+            )
+        say(logstyle.step("Installing Docker Engine (Debian package docker.io)"))
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "docker.io"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    if not is_root:
+        raise SystemExit(
+            logstyle.error(
+                "The Docker Engine is installed but not answering. Start it as root "
+                "(`sudo systemctl start docker` or `sudo dockerd &`) or add yourself to the "
+                "docker group, then run `spaceport up` again."
+            )
+        )
+    say(logstyle.step("Starting the Docker Engine"))
+    log = open("/var/log/spaceport-dockerd.log", "ab")  # noqa: SIM115 - handed to dockerd
+    subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if docker_answers():
+            return
+        time.sleep(1)
+    raise SystemExit(
+        logstyle.error("dockerd did not answer within 60 s: see /var/log/spaceport-dockerd.log")
+    )
+
+
+def first_start_token() -> str | None:
+    """An admin token on the first start (no token exists yet), else None."""
+    with db.session_scope() as session:
+        if session.exec(auth.select(ApiToken)).first() is not None:
+            return None
+        admin = auth.get_or_create_user(session, "admin")
+        return auth.create_token(session, admin, TokenRole.ADMIN, display_name="first-start")
+
+
+def deploy_samples(token: str) -> None:
+    """Push the good sample Spaces as the admin, through the same git path as anyone."""
+    settings = get_settings()
+    base = settings.public_url.split("://", 1)
+    for sample in GOOD_SAMPLES:
+        name = sample.replace("_", "-")
+        with tempfile.TemporaryDirectory() as tmp:
+            repo = Path(tmp) / sample
+            shutil.copytree(SAMPLES / sample, repo)
+            env = {
+                **os.environ,
+                "GIT_AUTHOR_NAME": "Spaceport",
+                "GIT_COMMITTER_NAME": "Spaceport",
+                "GIT_AUTHOR_EMAIL": "spaceport@localhost",
+                "GIT_COMMITTER_EMAIL": "spaceport@localhost",
+                "GIT_TERMINAL_PROMPT": "0",
+            }
+            for command in (
+                ["init", "-q", "--initial-branch=main"],
+                ["add", "-A"],
+                ["commit", "-q", "-m", f"{sample} sample"],
+            ):
+                subprocess.run(["git", *command], cwd=repo, env=env, check=True)
+            url = f"{base[0]}://admin:{token}@{base[1]}/spaces/admin/{name}"
+            say(logstyle.step(f"Deploying sample Space admin/{name}"))
+            # The hook follows the build; its output is the deploy log.
+            subprocess.run(["git", "push", "-q", "--force", url, "main"], cwd=repo, env=env)
+
+
+def wait_for_api(url: str, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    return False
+
+
+def run(host: str, port: int, with_samples: bool) -> int:
+    os.environ.setdefault("SPACEPORT_PUBLIC_URL", f"http://{host}:{port}")
+    os.environ.setdefault("SPACEPORT_SPACES_DOMAIN", f"localhost:{port}")
+    get_settings.cache_clear()
+    settings = get_settings()
+    ensure_docker()
+    db.migrate()
+    token = first_start_token()
+    exe = [sys.executable, "-m", "orchestrator.cli"]
+    children = [
+        subprocess.Popen([*exe, "serve", "--host", host, "--port", str(port)]),
+        subprocess.Popen([*exe, "worker"]),
+        subprocess.Popen([*exe, "controller"]),
+    ]
+
+    def stop(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    if not wait_for_api(settings.public_url):
+        stop()
+        raise SystemExit(logstyle.error("the API server did not start; see the lines above"))
+    say(logstyle.step(f"Spaceport is up at {settings.public_url} (state in {settings.home})"))
+    say(logstyle.detail(f"Spaces are served at http://{{owner}}-{{name}}.{settings.spaces_domain}"))
+    if token:
+        say(logstyle.step(f"Admin token (shown once, keep it): {token}"))
+        if with_samples:
+            deploy_samples(token)
+            say(
+                logstyle.step(
+                    f"Sample Spaces deployed: open http://admin-hello.{settings.spaces_domain}"
+                )
+            )
+    while all(child.poll() is None for child in children):
+        time.sleep(0.5)
+    stop()
+    for child in children:
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return 0
