@@ -110,26 +110,27 @@ class Reconciler:
                 session.commit()
         for orphans in by_space.values():  # instances of Spaces that no longer exist
             for instance in orphans:
-                self.backend.stop(instance.id)
+                self._stop(instance, "its Space no longer exists")
 
     def _reconcile_space(self, session: Session, space: Space, instances: list[Instance]) -> None:
         desired = desired_revision(session, space)
         if desired is None:
             for instance in instances:
-                self.backend.stop(instance.id)
+                self._stop(instance, f"the Space is {space.stage}")
             if instances or space.serving_address:
                 self._set(session, space, serving=None)
             return
         current = [i for i in instances if i.revision == desired.key]
         older = [i for i in instances if i.revision != desired.key]
         for duplicate in current[1:]:
-            self.backend.stop(duplicate.id)
+            self._stop(duplicate, "a duplicate of the same revision")
         if space.failed_revision == desired.key:
             return  # crashed before: wait for a push, a restart or a settings change
         serving_old = any(i.address == space.serving_address for i in older if i.address)
         newest_is_built = space.head_sha == space.built_sha
 
         if not current:
+            log.info("starting %s revision %s (%s)", space.full_name, desired.key, desired.sha[:7])
             self.backend.start(desired)
             if newest_is_built:
                 space.stage = Stage.RUNNING_APP_STARTING if serving_old else Stage.APP_STARTING
@@ -144,7 +145,7 @@ class Reconciler:
                 space.stage = Stage.RUNNING
                 space.error_message = None
             for old in older:
-                self.backend.stop(old.id)
+                self._stop(old, f"replaced by revision {desired.key}")
             return
         started = instance.started_at or datetime.now(UTC)
         if (datetime.now(UTC) - started).total_seconds() > space.startup_timeout_seconds:
@@ -155,7 +156,17 @@ class Reconciler:
                 f"the app did not answer on port {space.app_port} within "
                 f"{space.startup_timeout_seconds} s (startup_duration_timeout)",
             )
-            self.backend.stop(instance.id)
+            self._stop(instance, "it never answered")
+
+    def _stop(self, instance: Instance, reason: str) -> None:
+        log.info(
+            "stopping %s (%s, revision %s): %s",
+            instance.id[:12],
+            instance.space,
+            instance.revision,
+            reason,
+        )
+        self.backend.stop(instance.id)
 
     def _fail(self, space: Space, desired: Revision, instance: Instance, reason: str) -> None:
         tail = list(self.backend.logs(instance.id, tail=RUNTIME_ERROR_LOG_LINES))

@@ -93,9 +93,7 @@ class DockerBackend(Backend):
             pass
 
     def instances(self) -> list[Instance]:
-        containers = self.client.containers.list(
-            all=True, filters={"label": f"{LABEL_MANAGED}=true"}
-        )
+        containers = self.client.containers.list(all=True, filters={"label": self._mine})
         return [self._instance(c) for c in containers if LABEL_REVISION in c.labels]
 
     def logs(

@@ -45,7 +45,9 @@ class Platform:
         """`spaceport up`, as a user runs it, in its own process group."""
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        log = open(logs / "up.log", "ab")  # noqa: SIM115 - lives with the process
+        log_path = logs / "up.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        log = open(log_path, "ab")  # noqa: SIM115 - lives with the process
         self.processes.append(
             subprocess.Popen(
                 [sys.executable, "-m", "orchestrator.cli", "up", "--port", str(self.port)],
@@ -57,7 +59,7 @@ class Platform:
         )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            if "Spaceport is up" in self.log_tail():
+            if b"Spaceport is up" in log_path.read_bytes()[offset:]:
                 return
             if self.processes[-1].poll() is not None:
                 break

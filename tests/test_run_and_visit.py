@@ -1,0 +1,260 @@
+"""Run and visit, end to end: pushed Spaces run in containers and answer through the gateway
+at their own host, with the real gradio_client; the controller survives a crash; a Space
+is boxed in."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from tests.platform import Platform, commit_change, push, sample_checkout
+
+
+@pytest.fixture(scope="module")
+def bob(platform: Platform) -> str:
+    return platform.token("bob")
+
+
+@pytest.fixture(scope="module")
+def running(platform: Platform, bob: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """hello, streaming_chatbot and image_filter pushed by bob and RUNNING."""
+    workdir = tmp_path_factory.mktemp("run")
+    repos = {}
+    for sample in ("hello", "streaming_chatbot", "image_filter"):
+        name = sample.replace("_", "-")
+        repos[name] = sample_checkout(sample, workdir)
+        push(repos[name], platform.git_url("bob", name, bob))
+    for name in repos:
+        runtime = platform.wait_for_stage("bob", name, timeout=300)
+        assert runtime["stage"] == "RUNNING", runtime
+    return repos
+
+
+def containers_of(platform: Platform, space: str) -> list:
+    client = docker.from_env()
+    labels = [
+        f"org.spaceport.instance={platform.env['SPACEPORT_INSTANCE']}",
+        f"org.spaceport.space={space}",
+    ]
+    return client.containers.list(filters={"label": labels})
+
+
+def test_space_info_points_at_its_host(platform: Platform, running: dict) -> None:
+    info = platform.api("/api/spaces/bob/hello").json()
+    assert info["host"] == platform.app_url("bob", "hello")
+    assert info["subdomain"] == "bob-hello"
+    runtime = platform.runtime("bob", "hello")
+    assert runtime["hardware"] == {"current": "cpu-basic", "requested": "cpu-basic"}
+    assert runtime["domains"][0]["domain"] == f"bob-hello.localhost:{platform.port}"
+
+
+def test_gradio_client_predicts_through_the_gateway(platform: Platform, running: dict) -> None:
+    client = Client(platform.app_url("bob", "hello"), verbose=False)
+    assert client.predict("World", api_name="/predict") == "Hello, World!"
+
+
+def test_streaming_reaches_the_visitor_while_the_generator_runs(
+    platform: Platform, running: dict
+) -> None:
+    client = Client(platform.app_url("bob", "streaming-chatbot"), verbose=False)
+    job = client.submit("hi", api_name="/chat")
+    first_chunk_while_running = None
+    chunks = 0
+    for _output in job:
+        chunks += 1
+        if first_chunk_while_running is None:
+            first_chunk_while_running = not job.done()
+    assert first_chunk_while_running is True, "the first chunk came only after the end"
+    assert chunks > 3
+    assert "You said: hi." in job.outputs()[-1]
+
+
+def test_image_upload_comes_back_filtered(
+    platform: Platform, running: dict, tmp_path: Path
+) -> None:
+    source = tmp_path / "in.png"
+    Image.new("RGB", (2, 1), "white").save(source)
+    with Image.open(source) as image:
+        image.putpixel((1, 0), (0, 0, 0))
+        image.save(source)
+    client = Client(platform.app_url("bob", "image-filter"), verbose=False)
+    result = client.predict(handle_file(str(source)), api_name="/predict")
+    with Image.open(result) as filtered:
+        pixels = [filtered.convert("L").getpixel((x, 0)) for x in range(2)]
+    assert pixels == [0, 255]  # grayscale, inverted
+
+
+def test_space_environment(platform: Platform, running: dict) -> None:
+    (container,) = containers_of(platform, "bob/hello")
+    env = container.exec_run(["env"], user="1000").output.decode()
+    for expected in (
+        "SPACE_ID=bob/hello",
+        "SPACE_AUTHOR_NAME=bob",
+        "SPACE_REPO_NAME=hello",
+        "SPACE_TITLE=Hello",
+        f"SPACE_HOST=bob-hello.localhost:{platform.port}",
+        "CPU_CORES=2",
+        "MEMORY=16Gi",
+        "ACCELERATOR=none",
+        "GRADIO_SERVER_NAME=0.0.0.0",
+        "GRADIO_SERVER_PORT=7860",
+    ):
+        assert expected in env.splitlines(), expected
+    host = container.attrs["HostConfig"]
+    assert host["NanoCpus"] == 2_000_000_000 and host["Memory"] == 16 * 2**30
+    assert host["CapDrop"] == ["ALL"] and "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["PidsLimit"] > 0
+
+
+def test_unknown_space_and_waiting_space_pages(platform: Platform, running: dict) -> None:
+    missing = httpx.get(platform.app_url("bob", "nothing-here"))
+    assert missing.status_code == 404 and "no Space here" in missing.text
+    broken = platform.app_url("alice", "broken-readme")
+    page = httpx.get(broken)
+    if page.status_code != 404:  # pushed by test_push_to_build when the suites share a run
+        assert page.status_code == 503 and "CONFIG_ERROR" in page.text
+
+
+def test_code_only_push_switches_without_downtime(
+    platform: Platform, running: dict, bob: str
+) -> None:
+    repo = running["hello"]
+    url = platform.app_url("bob", "hello")
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(timeout=10) as client:
+            while not stop.is_set():
+                statuses.append(client.get(url + "/config").status_code)
+                time.sleep(0.05)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        app = (repo / "app.py").read_text().replace('f"Hello, {name}!"', 'f"Hi there, {name}!"')
+        assert "Hi there" in app
+        commit_change(repo, "app.py", app)
+        push(repo, platform.git_url("bob", "hello", bob))
+        client = None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if platform.runtime("bob", "hello")["stage"] == "RUNNING":
+                client = Client(url, verbose=False)
+                if client.predict("World", api_name="/predict") == "Hi there, World!":
+                    break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"new revision never served:\n{platform.log_tail()}")
+        time.sleep(1)
+    finally:
+        stop.set()
+        poller.join()
+    assert len(statuses) > 20
+    assert set(statuses) == {200}, f"visitors saw {sorted(set(statuses))}"
+    deadline = time.monotonic() + 30
+    while len(containers_of(platform, "bob/hello")) != 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(containers_of(platform, "bob/hello")) == 1
+
+
+def test_crash_ends_in_runtime_error_with_traceback(
+    platform: Platform, running: dict, bob: str, workdir: Path
+) -> None:
+    push(sample_checkout("crash_at_start", workdir), platform.git_url("bob", "crasher", bob))
+    runtime = platform.wait_for_stage("bob", "crasher", timeout=300)
+    assert runtime["stage"] == "RUNTIME_ERROR"
+    assert "model weights not found" in runtime["errorMessage"]
+    with httpx.stream(
+        "GET", f"{platform.url}/api/spaces/bob/crasher/logs/run", params={"follow": "false"}
+    ) as response:
+        lines = [
+            json.loads(line[6:])["data"]
+            for line in response.iter_lines()
+            if line.startswith("data: {")
+        ]
+    log = "\n".join(lines)
+    assert "Traceback (most recent call last)" in log and "RuntimeError" in log
+    # Everyone else is unaffected.
+    assert platform.runtime("bob", "hello")["stage"] == "RUNNING"
+    assert httpx.get(platform.app_url("bob", "hello") + "/config").status_code == 200
+
+
+def test_controller_killed_and_restarted_adopts_running_spaces(
+    platform: Platform, running: dict
+) -> None:
+    names = ["bob/hello", "bob/streaming-chatbot", "bob/image-filter"]
+    before = {name: [c.id for c in containers_of(platform, name)] for name in names}
+    assert all(len(ids) == 1 for ids in before.values()), before
+    platform.kill()
+    platform.start()
+    time.sleep(5)  # a few reconcile passes
+    for name in names:
+        owner, space = name.split("/")
+        assert platform.runtime(owner, space)["stage"] == "RUNNING"
+        assert [c.id for c in containers_of(platform, name)] == before[name]
+    client = Client(platform.app_url("bob", "hello"), verbose=False)
+    assert client.predict("World", api_name="/predict").endswith("World!")
+
+
+PROBE = """
+import os, socket, sys
+def reach(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "reached"
+    except OSError as exc:
+        return "blocked"
+print("docker.sock", os.path.exists("/var/run/docker.sock"))
+for name, host, port in [tuple(a.split(":")) for a in sys.argv[1:]]:
+    print(name, reach(host, int(port)))
+status = open("/proc/self/status").read()
+print("uid", os.getuid())
+print("CapEff", [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")][0])
+print("NoNewPrivs", [l.split()[1] for l in status.splitlines() if l.startswith("NoNewPrivs")][0])
+"""
+
+
+def test_a_space_is_boxed_in(platform: Platform, running: dict) -> None:
+    (hello,) = containers_of(platform, "bob/hello")
+    (other,) = containers_of(platform, "bob/image-filter")
+    network = hello.attrs["NetworkSettings"]["Networks"]["spaceport-spaces"]
+    host_ip = network["Gateway"]
+    other_ip = other.attrs["NetworkSettings"]["Networks"]["spaceport-spaces"]["IPAddress"]
+    # A controller service bound on every interface of the host, as a careless operator
+    # might bind the database: the Space must still not reach it.
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen()
+    open_port = listener.getsockname()[1]
+    targets = [
+        f"open-host-port:{host_ip}:{open_port}",
+        f"api:{host_ip}:{platform.port}",
+        f"other-space:{other_ip}:7860",
+    ]
+    for variable in ("SPACEPORT_DATABASE_URL", "SPACEPORT_BROKER_URL"):
+        if url := platform.env.get(variable):  # PostgreSQL and Redis, on the second stack
+            port = httpx.URL(url.replace("postgresql+psycopg", "postgresql")).port
+            targets.append(f"{variable}:{host_ip}:{port}")
+    try:
+        result = hello.exec_run(["python", "-c", PROBE, *targets], user="1000")
+    finally:
+        listener.close()
+    report = dict(line.split(" ", 1) for line in result.output.decode().splitlines())
+    assert report["docker.sock"] == "False"
+    for target in targets:
+        assert report[target.split(":")[0]] == "blocked", report
+    assert report["uid"] == "1000"
+    assert report["CapEff"] == "0000000000000000"
+    assert report["NoNewPrivs"] == "1"
+    # ... while the gateway, from the host, still reaches it.
+    assert httpx.get(platform.app_url("bob", "hello") + "/config").status_code == 200
