@@ -55,15 +55,10 @@ def stream_build(
         "forcerm": True,
         "q": False,
     }
-    response = api._post(  # noqa: SLF001 - see the module docstring
-        api._url("/build"),
-        data=request.context,
-        params=params,
-        headers={"Content-Type": "application/x-tar"},
-        stream=True,
-        timeout=None,
-    )
-    api._raise_for_status(response)  # noqa: SLF001
+    try:
+        response = _start_build(api, params, request.context)
+    except docker.errors.APIError as exc:  # the Engine refused it outright (bad Dockerfile...)
+        raise BuildFailed(str(exc.explanation or exc)) from exc
     raw = api._get_raw_response_socket(response)  # noqa: SLF001
     # Over the unix socket this is a SocketIO wrapper; shutdown needs the socket itself.
     sock: socket.socket = getattr(raw, "_sock", raw)
@@ -111,3 +106,16 @@ def stream_build(
         raise BuildStopped(stopped[0])
     if error:
         raise BuildFailed(error.strip())
+
+
+def _start_build(api: docker.APIClient, params: dict[str, object], context: bytes):  # type: ignore[no-untyped-def]
+    response = api._post(  # noqa: SLF001 - see the module docstring
+        api._url("/build"),  # noqa: SLF001
+        data=context,
+        params=params,
+        headers={"Content-Type": "application/x-tar"},
+        stream=True,
+        timeout=None,
+    )
+    api._raise_for_status(response)  # noqa: SLF001
+    return response

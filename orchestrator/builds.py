@@ -170,10 +170,13 @@ def _failure(reason: str, log: BuildLog) -> str:
     return f"Build failed: {log.mask(reason)}\n\nLast lines of the build log:\n{tail}"
 
 
-def follow_log(build_id: int, poll_seconds: float = 0.3) -> Iterator[str]:
-    """Yield a build's log lines, old and new, until the build has finished."""
+def follow_log(
+    build_id: int, poll_seconds: float = 0.3, deadline: float | None = None
+) -> Iterator[str]:
+    """Yield a build's log lines, old and new, until the build has finished (or the
+    time.monotonic() `deadline` passes)."""
     last_id = 0
-    while True:
+    while deadline is None or time.monotonic() < deadline:
         with session_scope() as session:
             lines = session.exec(
                 select(BuildLogLine)

@@ -61,15 +61,15 @@ def follow_url(space: Space) -> str:
 
 def follow(build_id: int, space: Space) -> int:
     deadline = time.monotonic() + get_settings().push_follow_seconds
-    for line in follow_log(build_id):
+    for line in follow_log(build_id, deadline=deadline):
         say(line)
-        if time.monotonic() > deadline:
-            say(logstyle.step("Still building; the build goes on without you."))
-            say(logstyle.detail(f"follow it at {follow_url(space)}"))
-            return 0
     with session_scope() as session:
         build = session.get(Build, build_id)
         status = BuildStatus(build.status) if build else BuildStatus.CANCELLED
+    if not status.finished:
+        say(logstyle.step("Still building; the build goes on without you."))
+        say(logstyle.detail(f"follow it at {follow_url(space)}"))
+        return 0
     if status == BuildStatus.SUCCEEDED:
         say(logstyle.step(f"Done: {space.full_name} is built. App: {spaces.app_url(space)}"))
     elif status == BuildStatus.CANCELLED:

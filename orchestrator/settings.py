@@ -19,8 +19,8 @@ class Settings(BaseSettings):
 
     home: Path = Field(
         default=Path("~/.spaceport").expanduser(),
-        description="Where Spaceport keeps its state: the SQLite database, bare git repos, "
-        "the embedded broker's queue files and build logs.",
+        description="Where Spaceport keeps its state: the SQLite database (which also holds "
+        "build logs), bare git repos, the embedded broker's queue files and lock files.",
     )
     database_url: str | None = Field(
         default=None,
@@ -48,12 +48,13 @@ class Settings(BaseSettings):
     )
     image_prefix: str = Field(
         default="spaceport",
-        description="Repository prefix of every image Spaceport builds "
-        "({prefix}/space, {prefix}/runtime, {prefix}/base).",
+        description="Repository prefix of every image Spaceport builds: {prefix}/space:<content "
+        "hash> for Spaces, {prefix}/base:<python>-<suite> for offline base images.",
     )
     base_image: str = Field(
         default="python:{python_version}-slim",
-        description="Base image of Gradio Spaces; {python_version} is replaced by the Space's "
+        description="Base image of Gradio and static Spaces; {python_version} is replaced by "
+        "the Space's "
         "python_version. Pulled when a registry answers; otherwise built from Debian packages "
         "(see offline mode in docs/builder.md).",
     )

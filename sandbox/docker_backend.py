@@ -101,12 +101,14 @@ class DockerBackend(Backend):
     ) -> Iterator[str]:
         try:
             container = self.client.containers.get(instance_id)
-        except NotFound:
+            if not follow:
+                data = container.logs(tail=tail if tail is not None else "all")
+                return iter(data.decode(errors="replace").splitlines())
+            stream = container.logs(
+                stream=True, follow=True, tail=tail if tail is not None else "all"
+            )
+        except (NotFound, APIError):  # gone, or being removed: no log left to read
             return iter(())
-        if not follow:
-            data = container.logs(tail=tail if tail is not None else "all")
-            return iter(data.decode(errors="replace").splitlines())
-        stream = container.logs(stream=True, follow=True, tail=tail if tail is not None else "all")
         return _lines(stream)
 
     def capacity(self) -> Capacity:

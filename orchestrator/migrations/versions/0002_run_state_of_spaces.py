@@ -48,6 +48,11 @@ def upgrade() -> None:
         "UPDATE space SET built_sha = serving_sha, built_image = serving_image, "
         "serving_sha = NULL, serving_image = NULL WHERE serving_image IS NOT NULL"
     )
+    # ... and waited in STOPPED for a runtime that now exists: let the controller start it.
+    op.execute(
+        "UPDATE space SET stage = 'APP_STARTING' WHERE stage = 'STOPPED' "
+        "AND built_image IS NOT NULL"
+    )
     # ### end Alembic commands ###
 
 
