@@ -72,8 +72,8 @@ def _recipe(
             sdk_version=config.sdk_version or settings.default_gradio_version,
             app_file=config.app_file or "app.py",
             apt_packages=packages,
-            has_pre_requirements="pre-requirements.txt" in item.files,
-            has_requirements="requirements.txt" in item.files,
+            has_pre_requirements=_has_requirements(item, "pre-requirements.txt"),
+            has_requirements=_has_requirements(item, "requirements.txt"),
             space_hint=item.space_hint,
         )
         extra = {"Dockerfile": text.encode()}
@@ -89,6 +89,14 @@ def _read(item: BuildInput, path: str) -> bytes:
     with tarfile.open(fileobj=io.BytesIO(item.repo_tar)) as tar:
         member = tar.extractfile(path)
         return member.read() if member else b""
+
+
+def _has_requirements(item: BuildInput, path: str) -> bool:
+    """True when the file names at least one requirement (an empty file costs a pip run)."""
+    if path not in item.files:
+        return False
+    lines = _read(item, path).decode(errors="replace").splitlines()
+    return any(line.split("#", 1)[0].strip() for line in lines)
 
 
 def _image_exists(client: docker.DockerClient, tag: str) -> bool:
@@ -117,7 +125,9 @@ def build_image(
         tag=plan.tag,
         dockerfile=plan.dockerfile,
         build_args=plan.build_args,
-        labels={"org.spaceport.tree": item.tree, "org.spaceport.sdk": item.config.sdk},
+        # No labels: the build API appends them as steps after the last layer, and the tag
+        # already names the content.
+        labels={},
         no_cache=item.no_cache,
     )
     for line in stream_build(client.api, request, stop_reason):

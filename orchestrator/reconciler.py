@@ -37,6 +37,8 @@ from sandbox.hardware import get_tier
 log = logging.getLogger(__name__)
 HALTED_STAGES = (Stage.PAUSED, Stage.SLEEPING, Stage.STOPPED, Stage.DELETING)
 RUNTIME_ERROR_LOG_LINES = 30
+# Longer than the gateway's route refresh (1 s) plus a slow request's tail.
+DRAIN_SECONDS = 5.0
 
 
 def space_environment(session: Session, space: Space) -> dict[str, str]:
@@ -96,6 +98,9 @@ class Reconciler:
     def __init__(self, backend: Backend, probe=answers) -> None:  # type: ignore[no-untyped-def]
         self.backend = backend
         self.probe = probe
+        # When each instance started serving, to drain the ones it replaced; a restarted
+        # controller drains again from scratch, which errs on the safe side.
+        self.switched_at: dict[str, float] = {}
 
     def reconcile_once(self) -> None:
         by_space: dict[int, list[Instance]] = defaultdict(list)
@@ -140,12 +145,18 @@ class Reconciler:
             self._fail(space, desired, instance, f"the app exited with code {instance.exit_code}")
             return
         if instance.address and self.probe(instance.address):
-            self._set(session, space, serving=instance)
+            if space.serving_address != instance.address:
+                self._set(session, space, serving=instance)
+                self.switched_at[instance.id] = time.monotonic()
             if newest_is_built:
                 space.stage = Stage.RUNNING
                 space.error_message = None
-            for old in older:
-                self._stop(old, f"replaced by revision {desired.key}")
+            # Old instances keep answering until every gateway has seen the switch and
+            # their requests in flight are done (zero downtime).
+            switched = self.switched_at.setdefault(instance.id, time.monotonic())
+            if time.monotonic() - switched >= DRAIN_SECONDS:
+                for old in older:
+                    self._stop(old, f"replaced by revision {desired.key}")
             return
         started = instance.started_at or datetime.now(UTC)
         if (datetime.now(UTC) - started).total_seconds() > space.startup_timeout_seconds:

@@ -29,6 +29,8 @@ def make_celery(settings: Settings) -> Celery:
             "data_folder_out": str(queue_dir),
             "processed_folder": str(processed_dir),
             "control_folder": str(control_dir),
+            # The file transport polls; a second (its default) is felt on every push.
+            "polling_interval": 0.1,
             "store_processed": False,
         }
         # Remote control needs broadcast, which the file transport does not carry;
