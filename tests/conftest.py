@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def platform(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Pl
         # Each stack builds its own images, so the second stack really builds too
         # (from the shared layer cache).
         SPACEPORT_IMAGE_PREFIX=f"spaceport-test-{stack}",
-        SPACEPORT_INSTANCE=f"spaceport-test-{stack}",
+        # Unique per run: two test runs sharing one Docker Engine never touch each other.
+        SPACEPORT_INSTANCE=f"spaceport-test-{stack}-{uuid.uuid4().hex[:6]}",
     )
     if stack == "postgres-redis":
         services.require(

@@ -4,6 +4,7 @@ is boxed in."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
+import websockets.sync.client
 from gradio_client import Client, handle_file
 from PIL import Image
 
@@ -258,3 +260,37 @@ def test_a_space_is_boxed_in(platform: Platform, running: dict) -> None:
     assert report["NoNewPrivs"] == "1"
     # ... while the gateway, from the host, still reaches it.
     assert httpx.get(platform.app_url("bob", "hello") + "/config").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def docker_space(platform: Platform, bob: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    repo = sample_checkout("docker_fastapi", tmp_path_factory.mktemp("docker-space"))
+    push(repo, platform.git_url("bob", "docker-app", bob))
+    runtime = platform.wait_for_stage("bob", "docker-app", timeout=300)
+    assert runtime["stage"] == "RUNNING", runtime
+    return platform.app_url("bob", "docker-app")
+
+
+def test_a_docker_space_on_its_own_port(docker_space: str) -> None:
+    assert httpx.get(docker_space + "/").json() == {"message": "Hello from a docker Space"}
+    assert httpx.get(docker_space + "/env/SPACE_ID").json() == "bob/docker-app"
+
+
+def test_large_upload_streams_through(docker_space: str) -> None:
+    chunk = bytes(range(256)) * 4096  # 1 MiB
+    chunks = 64
+
+    def body():  # a generator: httpx streams it chunked, nothing is held in memory
+        yield from (chunk for _ in range(chunks))
+
+    expected = hashlib.sha256(chunk * chunks).hexdigest()
+    response = httpx.post(docker_space + "/upload", content=body(), timeout=120)
+    assert response.json() == {"size": len(chunk) * chunks, "sha256": expected}
+
+
+def test_websockets_pass_through(docker_space: str) -> None:
+    url = "ws" + docker_space.removeprefix("http") + "/ws"
+    with websockets.sync.client.connect(url, open_timeout=10) as websocket:
+        for message in ("ping", "x" * 100_000):
+            websocket.send(message)
+            assert websocket.recv(timeout=10) == "echo: " + message
