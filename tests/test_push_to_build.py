@@ -123,7 +123,8 @@ def test_code_only_push_rebuilds_only_the_last_layers(
     first = newest_build(platform, "alice", "layers")
 
     app = (repo / "app.py").read_text()
-    commit_change(repo, "app.py", app + "\n# a code-only change\n")
+    # Unique per run: the same change pushed by an earlier run would reuse its image.
+    commit_change(repo, "app.py", app + f"\n# a code-only change {time.time_ns()}\n")
     push(repo, url)
     assert platform.wait_for_stage("alice", "layers")["stage"] == "RUNNING"
     second = newest_build(platform, "alice", "layers")
