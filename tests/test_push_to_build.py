@@ -170,7 +170,10 @@ def docker_space(workdir: Path, dockerfile: str) -> Path:
     repo = workdir / f"slow-{time.monotonic_ns()}"
     repo.mkdir()
     (repo / "README.md").write_text(DOCKER_README)
-    (repo / "Dockerfile").write_text(dockerfile)
+    # A fresh RUN line, or the layer cache of an earlier run would skip the slow step.
+    (repo / "Dockerfile").write_text(
+        dockerfile.replace("slow step starts", f"slow step starts {time.time_ns()}")
+    )
     git(repo, "init", "-q", "--initial-branch=main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "slow build")
