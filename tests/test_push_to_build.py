@@ -3,6 +3,7 @@ which builds them with a real Docker Engine. Runs once per stack (see conftest.p
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -262,3 +263,27 @@ def test_only_main_deploys(platform: Platform, alice: str, workdir: Path) -> Non
     assert len(platform.builds("alice", "branches")) == builds_before
     refs = git(repo, "ls-remote", url).stdout
     assert "refs/heads/dev" in refs and "refs/heads/main" in refs
+
+
+def test_build_log_can_be_followed_while_it_runs(
+    platform: Platform, alice: str, workdir: Path
+) -> None:
+    repo = docker_space(workdir, SLOW_DOCKERFILE.replace("sleep 300", "sleep 6"))
+    process = start_push(repo, platform.git_url("alice", "follow-me", alice))
+    wait_for_log_line(platform, "alice", "follow-me", "Step 1/")
+    seen_running = False
+    with httpx.stream(
+        "GET", f"{platform.url}/api/spaces/alice/follow-me/logs/build", timeout=120
+    ) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = []
+        for raw in response.iter_lines():
+            if raw.startswith("data: {"):
+                lines.append(json.loads(raw[6:])["data"])
+                if "slow step starts" in lines[-1]:
+                    seen_running = newest_build(platform, "alice", "follow-me")["status"] == (
+                        "running"
+                    )
+    process.wait(timeout=120)
+    assert seen_running, "the log line came only after the build"
+    assert any("Build succeeded" in line for line in lines)  # followed to the end
