@@ -43,11 +43,15 @@ def _recipe(
     config = item.config
     if config.sdk == "docker":
         dockerfile = _read(item, "Dockerfile").decode(errors="replace")
-        for image in recipe.dockerfile_base_images(dockerfile):
-            base_image.ensure_image(client, image, log, settings)
+        bases = [
+            _image_id(client, base_image.ensure_image(client, image, log, settings))
+            for image in recipe.dockerfile_base_images(dockerfile)
+        ]
         # Variables are the build args of docker Spaces (secrets never are: see docs).
         args = dict(item.variables)
-        tag = recipe.image_tag(settings.image_prefix, item.tree, config.build_key(), "", args)
+        tag = recipe.image_tag(
+            settings.image_prefix, item.tree, config.build_key(), ",".join(bases), args
+        )
         context = recipe.with_spaceport_files(item.repo_tar, {})
         return recipe.Recipe("Dockerfile", context, tag, args)
 
@@ -80,7 +84,7 @@ def _recipe(
     key = dict(
         config.build_key(), sdk_version=config.sdk_version or settings.default_gradio_version
     )
-    tag = recipe.image_tag(settings.image_prefix, item.tree, key, base, {})
+    tag = recipe.image_tag(settings.image_prefix, item.tree, key, _image_id(client, base), {})
     context = recipe.with_spaceport_files(item.repo_tar, extra)
     return recipe.Recipe(recipe.DOCKERFILE_PATH, context, tag, {}, text)
 
@@ -97,6 +101,12 @@ def _has_requirements(item: BuildInput, path: str) -> bool:
         return False
     lines = _read(item, path).decode(errors="replace").splitlines()
     return any(line.split("#", 1)[0].strip() for line in lines)
+
+
+def _image_id(client: docker.DockerClient, ref: str) -> str:
+    """The base's image ID, not its name, goes into a tag: a re-pulled or rebuilt base
+    under the same name must not reuse images built on the old one."""
+    return client.images.get(ref).id or ref
 
 
 def _image_exists(client: docker.DockerClient, tag: str) -> bool:

@@ -73,14 +73,14 @@ def image_tag(
     image_prefix: str,
     tree: str,
     build_key: dict[str, object],
-    base_image: str,
+    base_image_ids: str,
     build_args: dict[str, str],
 ) -> str:
     material = json.dumps(
         {
             "tree": tree,
             "config": build_key,
-            "base": base_image,
+            "base": base_image_ids,
             "args": build_args,
             "templates": template_digest(),
         },
