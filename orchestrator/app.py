@@ -3,12 +3,19 @@ the gateway that serves each Space on its own host."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from orchestrator import db, git_http
+from orchestrator.api import commits as commits_api
+from orchestrator.api import files as files_api
+from orchestrator.api import lfs as lfs_api
 from orchestrator.api import logs as logs_api
+from orchestrator.api import repos as repos_api
+from orchestrator.api import runtime as runtime_api
 from orchestrator.api import spaces as spaces_api
 from orchestrator.api import users as users_api
+from orchestrator.api.errors import HubError
 from orchestrator.gateway.proxy import Gateway
 
 
@@ -18,12 +25,23 @@ def create_app(*, migrate: bool = True) -> Gateway:
     git_http.install_hooks()
     app = FastAPI(title="Spaceport", version="0.1.0")
 
+    @app.exception_handler(HubError)
+    async def hub_error(_request: Request, exc: HubError) -> JSONResponse:
+        # huggingface_hub appends the body's `error` to its exception messages.
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
     @app.get("/api/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
     app.include_router(users_api.router)
+    # Fixed paths (/api/spaces/hardware) before the {owner}/{name} ones.
+    app.include_router(runtime_api.router)
     app.include_router(spaces_api.router)
+    app.include_router(repos_api.router)
+    app.include_router(lfs_api.router)
+    app.include_router(files_api.router)
+    app.include_router(commits_api.router)
     app.include_router(git_http.router)
     app.include_router(logs_api.router)
     return Gateway(app)

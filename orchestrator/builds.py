@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 from builder.base_image import BaseImageUnavailable
 from builder.build import BuildFailed, BuildInput, BuildStopped, build_image
 from builder.recipe import RecipeError
-from orchestrator import repos
+from orchestrator import lfs, repos
 from orchestrator.db import session_scope
 from orchestrator.logstyle import error, step
 from orchestrator.models import Build, BuildLogLine, BuildStatus, Secret, Space, Stage, Variable
@@ -131,6 +131,7 @@ def run_build(build_id: int) -> None:
             for v in session.exec(select(Variable).where(Variable.space_id == space.id))
         }
         owner, name, sha, no_cache = space.owner, space.name, build.commit_sha, build.no_cache
+        space_id = space.id or 0
 
     log = BuildLog(build_id, secrets)
     deadline = time.monotonic() + settings.build_timeout_seconds
@@ -139,7 +140,7 @@ def run_build(build_id: int) -> None:
         readme = repos.read_file(repo, sha, "README.md") or b""
         item = BuildInput(
             space_hint=f"{owner}/{name}",
-            repo_tar=repos.archive(repo, sha),
+            repo_tar=lfs.smudge_tar(space_id, repos.archive(repo, sha)),
             files=frozenset(repos.list_files(repo, sha)),
             tree=repos.tree_id(repo, sha),
             config=parse_readme(readme.decode(errors="replace")),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -104,6 +104,8 @@ class Space(SQLModel, table=True):
     startup_timeout_seconds: int = Field(default=1800)
     # The revision that crashed or never became healthy; not retried until something changes.
     failed_revision: str | None = Field(default=None, max_length=64)
+    # Bumped by each restart, so the reconciler replaces an otherwise unchanged container.
+    restart_count: int = Field(default=0)
     card_data: str | None = Field(default=None, sa_column=Column(Text))
     duplicated_from: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
@@ -162,3 +164,16 @@ class Variable(SQLModel, table=True):
     value: str = Field(sa_column=Column(Text, nullable=False))
     description: str | None = Field(default=None, max_length=500)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class LfsObject(SQLModel, table=True):
+    """An LFS object a Space may serve (the bytes are in orchestrator/lfs.py's store, shared
+    by all Spaces): recorded when it is uploaded to the Space, copied when it is duplicated."""
+
+    __table_args__ = (UniqueConstraint("space_id", "oid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    space_id: int = Field(foreign_key="space.id", index=True, ondelete="CASCADE")
+    oid: str = Field(max_length=64)
+    size: int = Field(sa_type=BigInteger)
+    created_at: datetime = Field(default_factory=utcnow)

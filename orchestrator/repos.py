@@ -75,5 +75,18 @@ def read_file(repo: Path, sha: str, path: str) -> bytes | None:
 
 
 def archive(repo: Path, sha: str) -> bytes:
-    """The commit's files as an uncompressed tar, the build context of its image."""
-    return git(repo, "archive", "--format=tar", sha)
+    """The commit's files as an uncompressed tar, the build context of its image. LFS files
+    come out as pointers (orchestrator.lfs.smudge_tar fills them in): git-lfs' filter, which
+    Debian's package turns on machine-wide, would try to download them and fail."""
+    return git(
+        repo,
+        "-c",
+        "filter.lfs.process=",
+        "-c",
+        "filter.lfs.smudge=cat",
+        "-c",
+        "filter.lfs.required=false",
+        "archive",
+        "--format=tar",
+        sha,
+    )

@@ -36,3 +36,17 @@ def visible_space(
     if access.value < need.value:
         raise HubError(403, f"You don't have write access to {space.full_name}")
     return space
+
+
+def origin(request: Request) -> str:
+    """The origin the client used (behind a proxy too), so URLs we return parse back to the
+    endpoint it configured (huggingface_hub checks)."""
+    proto = request.headers.get("x-forwarded-proto") or request.url.scheme
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host")
+    return f"{proto}://{host}" if host else str(request.base_url).rstrip("/")
+
+
+def require_principal(principal: Principal | None) -> Principal:
+    if principal is None:
+        raise HubError(401, "Authorization header is required: pass a token as a Bearer token")
+    return principal

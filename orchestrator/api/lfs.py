@@ -1,0 +1,241 @@
+"""The Git LFS batch API of every Space, at /spaces/{owner}/{name}.git/info/lfs, for the
+real `git-lfs` client and for huggingface_hub's LFS uploads.
+
+Transfers go to signed URLs (`.../info/lfs/objects/{oid}?size=&expires=&sig=`) rather than
+to URLs that need the caller's token: huggingface_hub PUTs uploads with no Authorization and
+ignores the action's `header`, so the URL itself has to carry the permission. A signature
+covers the method, Space, oid, size and expiry, with a key kept in $SPACEPORT_HOME.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from sqlmodel import Session
+
+from orchestrator import lfs, repos, spaces
+from orchestrator.api.deps import origin
+from orchestrator.auth import Access, AuthError, authenticate, space_access
+from orchestrator.db import get_session
+from orchestrator.models import Space
+from orchestrator.settings import get_settings
+
+router = APIRouter()
+
+MEDIA_TYPE = "application/vnd.git-lfs+json"
+UPLOAD_SECONDS = 24 * 3600  # an upload URL only accepts the exact bytes it names
+DOWNLOAD_SECONDS = 3600
+
+
+def _error(
+    status: int, message: str, *, ask_credentials: bool = False, code: str | None = None
+) -> JSONResponse:
+    # `message` for git-lfs, `error` and X-Error-Message for huggingface_hub.
+    headers = {"X-Error-Message": message}
+    if code:
+        headers["X-Error-Code"] = code
+    if ask_credentials:
+        challenge = 'Basic realm="Spaceport", charset="UTF-8"'
+        headers |= {"WWW-Authenticate": challenge, "LFS-Authenticate": challenge}
+    return JSONResponse(
+        {"message": message, "error": message},
+        status_code=status,
+        headers=headers,
+        media_type=MEDIA_TYPE,
+    )
+
+
+@lru_cache
+def _signing_key(path: Path) -> bytes:
+    """The key of upload/download URLs, made once per installation. Created with link() so
+    that processes starting together all end up with the same key."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_bytes(secrets.token_bytes(32))
+        temporary.chmod(0o600)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink(missing_ok=True)
+    return path.read_bytes()
+
+
+def _signature(method: str, space: Space, oid: str, size: int, expires: int) -> str:
+    key = _signing_key(get_settings().home / "lfs-signing.key")
+    message = f"{method}\n{space.id}\n{oid}\n{size}\n{expires}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def _signed_url(request: Request, method: str, space: Space, oid: str, size: int) -> str:
+    expires = int(time.time()) + (UPLOAD_SECONDS if method == "PUT" else DOWNLOAD_SECONDS)
+    signature = _signature(method, space, oid, size, expires)
+    return (
+        f"{origin(request)}/spaces/{space.owner}/{space.name}.git/info/lfs/objects/{oid}"
+        f"?size={size}&expires={expires}&sig={signature}"
+    )
+
+
+def _signed_size(request: Request, space: Space, oid: str) -> int | None:
+    """The size a signed URL allows for this request, or None when it isn't validly signed."""
+    query = request.query_params
+    try:
+        size, expires = int(query.get("size", "")), int(query.get("expires", ""))
+    except ValueError:
+        return None
+    if expires < time.time():
+        return None
+    expected = _signature(request.method, space, oid, size, expires)
+    return size if hmac.compare_digest(expected, query.get("sig", "")) else None
+
+
+def _access(
+    session: Session, request: Request, owner: str, repo: str, need: Access
+) -> Space | JSONResponse:
+    """The Space, or the refusal git's own endpoints would give (git_http.py):
+    anonymous callers get a Basic challenge so git-lfs retries with the remote's token."""
+    try:
+        principal = authenticate(session, request.headers.get("authorization"))
+    except AuthError as exc:
+        return _error(401, str(exc), ask_credentials=True)
+    space = spaces.get_space(session, owner, repo.removesuffix(".git"))
+    access = space_access(principal, space) if space else Access.NONE
+    if space is None or access.value < need.value:
+        if principal is None:
+            return _error(401, "Authentication required", ask_credentials=True)
+        if access == Access.NONE:
+            return _error(404, "Repository not found", code="RepoNotFound")
+        if principal.user.id == space.owner_id:
+            return _error(403, "Your token is read-only: use a write token")
+        return _error(403, f"You don't have write access to {space.full_name}")
+    return space
+
+
+def _object_error(oid: object, size: object, code: int, message: str) -> dict[str, Any]:
+    return {"oid": oid, "size": size, "error": {"code": code, "message": message}}
+
+
+@router.post("/spaces/{owner}/{repo}/info/lfs/objects/batch")
+def batch(
+    owner: str,
+    repo: str,
+    request: Request,
+    body: dict[str, Any] = Body(...),
+    session: Session = Depends(get_session),
+) -> JSONResponse:
+    operation = body.get("operation")
+    if operation not in ("upload", "download"):
+        return _error(422, f"operation must be 'upload' or 'download', not {operation!r}")
+    space = _access(
+        session, request, owner, repo, Access.WRITE if operation == "upload" else Access.READ
+    )
+    if isinstance(space, JSONResponse):
+        return space
+    assert space.id is not None
+    if operation == "upload":
+        lfs.disable_repo_filters(repos.repo_path(space.owner, space.name))
+    objects = body.get("objects")
+    if not isinstance(objects, list):
+        return _error(422, "objects must be a list")
+    wanted = [o for o in objects if isinstance(o, dict) and isinstance(o.get("oid"), str)]
+    have = lfs.recorded(session, space.id, [o["oid"] for o in wanted if lfs.valid_oid(o["oid"])])
+    answers = []
+    for item in objects:
+        oid = item.get("oid") if isinstance(item, dict) else None
+        size = item.get("size") if isinstance(item, dict) else None
+        if not isinstance(oid, str) or not lfs.valid_oid(oid):
+            answers.append(_object_error(oid, size, 422, "oid must be a sha256 (64 hex digits)"))
+        elif type(size) is not int or size < 0:
+            answers.append(_object_error(oid, size, 422, "size must be a non-negative integer"))
+        elif operation == "upload":
+            answers.append(_upload_answer(request, space, oid, size, have))
+        elif oid in have and lfs.has_object(oid, have[oid]):
+            url = _signed_url(request, "GET", space, oid, have[oid])
+            answers.append(_answer(oid, have[oid], "download", url, DOWNLOAD_SECONDS))
+        else:
+            answers.append(_object_error(oid, size, 404, "Object does not exist"))
+    return JSONResponse(
+        {"transfer": "basic", "objects": answers, "hash_algo": "sha256"}, media_type=MEDIA_TYPE
+    )
+
+
+def _upload_answer(
+    request: Request, space: Space, oid: str, size: int, have: dict[str, int]
+) -> dict[str, Any]:
+    if have.get(oid) == size and lfs.has_object(oid, size):
+        # No actions: the client skips it. Only for objects this Space already has: one
+        # stored for another Space must be uploaded again, which proves the caller has it.
+        return {"oid": oid, "size": size, "authenticated": True}
+    url = _signed_url(request, "PUT", space, oid, size)
+    return _answer(oid, size, "upload", url, UPLOAD_SECONDS)
+
+
+def _answer(oid: str, size: int, action: str, href: str, seconds: int) -> dict[str, Any]:
+    return {
+        "oid": oid,
+        "size": size,
+        "authenticated": True,
+        "actions": {action: {"href": href, "expires_in": seconds}},
+    }
+
+
+@router.put("/spaces/{owner}/{repo}/info/lfs/objects/{oid}")
+async def upload_object(
+    owner: str, repo: str, oid: str, request: Request, session: Session = Depends(get_session)
+) -> Response:
+    space = spaces.get_space(session, owner, repo.removesuffix(".git"))
+    size = _signed_size(request, space, oid) if space and lfs.valid_oid(oid) else None
+    if space is None or space.id is None or size is None:
+        return _error(403, "This upload URL is invalid or has expired: ask the batch API again")
+    writer = lfs.ObjectWriter(oid, size)
+    try:
+        async for chunk in request.stream():
+            writer.write(chunk)
+        writer.commit()
+    except lfs.ObjectError as exc:
+        writer.abort()
+        return _error(400, str(exc))
+    except BaseException:
+        writer.abort()  # the client went away mid-upload
+        raise
+    lfs.record(session, space.id, oid, size)
+    return Response(status_code=200)
+
+
+@router.get("/spaces/{owner}/{repo}/info/lfs/objects/{oid}")
+def download_object(
+    owner: str, repo: str, oid: str, request: Request, session: Session = Depends(get_session)
+) -> Response:
+    """A signed download URL from the batch API; or, for clients that come straight here,
+    the caller's own read access."""
+    space = spaces.get_space(session, owner, repo.removesuffix(".git"))
+    if space is None or space.id is None or _signed_size(request, space, oid) is None:
+        found = _access(session, request, owner, repo, Access.READ)
+        if isinstance(found, JSONResponse):
+            return found
+        space = found
+    assert space.id is not None
+    have = lfs.recorded(session, space.id, [oid]) if lfs.valid_oid(oid) else {}
+    if oid not in have or not lfs.has_object(oid, have[oid]):
+        return _error(404, "Object does not exist")
+    return FileResponse(lfs.store_path(oid), media_type="application/octet-stream")
+
+
+@router.api_route("/spaces/{owner}/{repo}/info/lfs/locks", methods=["GET", "POST"])
+@router.api_route("/spaces/{owner}/{repo}/info/lfs/locks/{rest:path}", methods=["GET", "POST"])
+def locks(owner: str, repo: str) -> JSONResponse:
+    """Spaceport has no file locking. git-lfs takes a 501 as "not implemented" and quietly
+    sets `lfs.<url>.locksverify false` for the remote (seen with git-lfs 3.3); an answer
+    with empty lock lists would make it suggest enabling verification on every push."""
+    return _error(501, "Spaceport does not implement Git LFS file locking")
