@@ -31,7 +31,7 @@ from orchestrator import spaces as spaces_module
 from orchestrator.db import session_scope
 from orchestrator.models import Secret, Space, Stage, Variable
 from orchestrator.settings import get_settings
-from sandbox.backend import Backend, Instance, InstanceState, Revision
+from sandbox.backend import Backend, BackendError, Instance, InstanceState, Revision
 from sandbox.hardware import get_tier
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ def desired_revision(session: Session, space: Space) -> Revision | None:
         port=space.app_port,
         hardware=get_tier(space.requested_hardware),
         env=space_environment(session, space),
+        generation=space.restart_count,
     )
 
 
@@ -136,7 +137,13 @@ class Reconciler:
 
         if not current:
             log.info("starting %s revision %s (%s)", space.full_name, desired.key, desired.sha[:7])
-            self.backend.start(desired)
+            try:
+                self.backend.start(desired)
+            except BackendError as exc:  # e.g. a GPU tier on a machine without GPUs
+                space.failed_revision = desired.key
+                space.stage = Stage.RUNTIME_ERROR
+                space.error_message = f"Runtime error: {exc}"
+                return
             if newest_is_built:
                 space.stage = Stage.RUNNING_APP_STARTING if serving_old else Stage.APP_STARTING
             return

@@ -38,11 +38,14 @@ class Revision:
     port: int
     hardware: HardwareTier
     env: dict[str, str] = field(default_factory=dict)
+    generation: int = 0  # bumped by a restart: same everything else, new container
 
     @property
     def key(self) -> str:
         """Changes whenever anything that needs a new container changes."""
-        material = json.dumps([self.image, self.port, self.hardware.name, sorted(self.env.items())])
+        material = json.dumps(
+            [self.image, self.port, self.hardware.name, sorted(self.env.items()), self.generation]
+        )
         return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
 
 from orchestrator import spaces
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import HubError
 from orchestrator.api.timefmt import hub_time
-from orchestrator.auth import Access, Principal
+from orchestrator.auth import Access, Principal, space_access
 from orchestrator.builds import now
 from orchestrator.db import get_session
 from orchestrator.models import Build, BuildLogLine, Space, Visibility
 from orchestrator.settings import get_settings
+from sandbox.hardware import get_tier
 
 router = APIRouter(prefix="/api/spaces")
+PAGE_SIZE = 100
 
 
 def runtime_json(space: Space) -> dict[str, object]:
@@ -27,7 +30,9 @@ def runtime_json(space: Space) -> dict[str, object]:
         "hardware": {"current": space.current_hardware, "requested": space.requested_hardware},
         "errorMessage": space.error_message,
         "sha": space.serving_sha,
-        "gcTimeout": space.sleep_time_seconds,
+        "gcTimeout": space.sleep_time_seconds
+        if space.sleep_time_seconds is not None
+        else get_tier(space.requested_hardware).default_sleep_seconds,
         "replicas": {"current": 1 if space.current_hardware else 0, "requested": 1},
         "devMode": False,
         "domains": [
@@ -73,6 +78,38 @@ def build_json(build: Build) -> dict[str, object]:
         "startedAt": hub_time(build.started_at),
         "finishedAt": hub_time(build.finished_at),
     }
+
+
+@router.get("")
+def list_spaces(
+    request: Request,
+    author: str | None = None,
+    search: str | None = None,
+    sort: str | None = None,
+    direction: int = -1,
+    limit: int | None = Query(default=None, ge=1),
+    cursor: int = Query(default=0, ge=0),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> Response:
+    """huggingface_hub's list_spaces: filters, sort, and GitHub-style `Link` pagination."""
+    query = select(Space)
+    if author:
+        query = query.where(Space.owner == author)
+    if search:
+        query = query.where(col(Space.name).contains(search) | col(Space.owner).contains(search))
+    order = {"createdAt": Space.created_at, "lastModified": Space.updated_at}.get(
+        sort or "", Space.id
+    )
+    query = query.order_by(col(order).desc() if direction == -1 else col(order).asc())
+    visible = [s for s in session.exec(query).all() if space_access(principal, s) != Access.NONE]
+    page_size = min(limit or PAGE_SIZE, PAGE_SIZE)
+    page = visible[cursor : cursor + page_size]
+    headers = {}
+    if cursor + page_size < len(visible) and not limit:
+        next_url = request.url.include_query_params(cursor=cursor + page_size)
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return JSONResponse([space_json(s) for s in page], headers=headers)
 
 
 @router.get("/{owner}/{name}")

@@ -14,6 +14,7 @@ from orchestrator.db import session_scope
 from orchestrator.models import Space
 
 REFRESH_SECONDS = 1.0
+MISS_REFRESH_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,16 @@ class RouteTable:
         self._lock = asyncio.Lock()
 
     async def lookup(self, subdomain: str) -> Route | None:
-        if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
+        route = await self._lookup(subdomain, REFRESH_SECONDS)
+        if route is None:
+            # A Space created or moved a moment ago: look again, at most a few times a second.
+            route = await self._lookup(subdomain, MISS_REFRESH_SECONDS)
+        return route
+
+    async def _lookup(self, subdomain: str, max_age: float) -> Route | None:
+        if time.monotonic() - self._loaded_at > max_age:
             async with self._lock:
-                if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
+                if time.monotonic() - self._loaded_at > max_age:
                     self._routes = await asyncio.to_thread(self._load)
                     self._loaded_at = time.monotonic()
         return self._routes.get(subdomain)

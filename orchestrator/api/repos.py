@@ -1,0 +1,209 @@
+"""Creating, deleting and moving Spaces, and duplicating one (Hub: /api/repos/*,
+/api/spaces/{id}/duplicate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlmodel import Session, select
+
+from orchestrator import lifecycle, spaces
+from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
+from orchestrator.api.errors import HubError, repo_not_found
+from orchestrator.auth import Access, Principal, may_create_in, space_access
+from orchestrator.db import get_session
+from orchestrator.models import Secret, User, Variable, Visibility
+from orchestrator.space_config import SDKS
+from sandbox.hardware import UnknownHardware, get_tier
+
+router = APIRouter(prefix="/api")
+
+
+def _repo_url(request: Request, full_name: str) -> str:
+    return f"{origin(request)}/spaces/{full_name}"
+
+
+def _visibility(body: dict[str, Any]) -> Visibility | None:
+    """`visibility` (huggingface_hub >= 1.8) or `private` (older clients)."""
+    value = body.get("visibility")
+    if value is None and isinstance(body.get("private"), bool):
+        value = "private" if body["private"] else "public"
+    if value is None:
+        return None
+    if value == "protected":  # app public, code private: the closest we have is private
+        value = "private"
+    if value not in ("public", "private"):
+        raise HubError(400, f"visibility must be public or private (got {value!r})")
+    return Visibility(value)
+
+
+def _sleep_time(body: dict[str, Any]) -> int | None:
+    value = body.get("sleepTimeSeconds")
+    if value is None:
+        return None
+    try:
+        return int(value)  # the Hub's docs pass it as a string too
+    except (TypeError, ValueError) as exc:
+        raise HubError(400, f"sleepTimeSeconds must be a number (got {value!r})") from exc
+
+
+def _hardware(body: dict[str, Any]) -> str | None:
+    flavor = body.get("hardware")
+    if not flavor:
+        return None
+    try:
+        return get_tier(str(flavor)).name
+    except UnknownHardware as exc:
+        raise HubError(400, str(exc)) from exc
+
+
+def _pairs(body: dict[str, Any], key: str) -> list[dict[str, str]]:
+    items = body.get(key) or []
+    if not isinstance(items, list) or not all(
+        isinstance(i, dict) and isinstance(i.get("key"), str) and "value" in i for i in items
+    ):
+        raise HubError(400, f"{key} must be a list of {{key, value, description?}} objects")
+    return [{**i, "value": str(i["value"])} for i in items]
+
+
+def _owner(session: Session, principal: Principal, namespace: str | None) -> User:
+    name = namespace or principal.user.name
+    if not may_create_in(principal, name):
+        raise HubError(
+            403,
+            f"You can't create Spaces under {name!r}: use your own namespace "
+            f"({principal.user.name}) and a write token",
+        )
+    return principal.user
+
+
+@router.post("/repos/create")
+def create_repo(
+    request: Request,
+    body: dict[str, Any] = Body(...),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> JSONResponse:
+    principal = require_principal(principal)
+    if body.get("type", "model") != "space":
+        raise HubError(400, "Spaceport hosts Spaces only: create it with repo_type='space'")
+    name = str(body.get("name") or "")
+    owner = _owner(session, principal, body.get("organization"))
+    full_name = f"{owner.name}/{name}"
+    url = _repo_url(request, full_name)
+    if spaces.get_space(session, owner.name, name) is not None:
+        # With exist_ok=True the client reads `url` from this 409 body.
+        return JSONResponse(
+            {"error": f"You already created this space repo: {full_name}", "url": url},
+            status_code=409,
+        )
+    sdk = body.get("sdk")
+    if sdk not in SDKS:
+        raise HubError(400, f"sdk must be one of {', '.join(SDKS)} (got {sdk!r})")
+    hardware = _hardware(body) or "cpu-basic"
+    try:
+        space = spaces.create_space(
+            session,
+            owner,
+            name,
+            sdk=sdk,
+            visibility=_visibility(body) or Visibility.PUBLIC,
+            hardware=hardware,
+        )
+    except spaces.SpaceNameError as exc:
+        raise HubError(400, str(exc)) from exc
+    for kind, key in ((Secret, "secrets"), (Variable, "variables")):
+        for item in _pairs(body, key):
+            session.add(
+                kind(
+                    space_id=space.id,
+                    key=item["key"],
+                    value=item["value"],
+                    description=item.get("description"),
+                )
+            )
+    if (sleep := _sleep_time(body)) is not None:
+        space.sleep_time_seconds = None if sleep == -1 else sleep
+    session.add(space)
+    session.commit()
+    return JSONResponse({"url": url, "name": full_name, "id": str(space.id)})
+
+
+@router.delete("/repos/delete")
+def delete_repo(
+    body: dict[str, Any] = Body(...),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, str]:
+    principal = require_principal(principal)
+    namespace = body.get("organization") or principal.user.name
+    space = visible_space(session, principal, namespace, str(body.get("name")), Access.WRITE)
+    lifecycle.delete(session, space)
+    return {"deleted": f"{namespace}/{body.get('name')}"}
+
+
+@router.post("/repos/move")
+def move_repo(
+    body: dict[str, Any] = Body(...),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, str]:
+    principal = require_principal(principal)
+    source, target = str(body.get("fromRepo", "")), str(body.get("toRepo", ""))
+    if source.count("/") != 1 or target.count("/") != 1:
+        raise HubError(400, "fromRepo and toRepo must both look like owner/name")
+    space = visible_space(session, principal, *source.split("/"), need=Access.WRITE)
+    new_owner_name, new_name = target.split("/")
+    new_owner = session.exec(select(User).where(User.name == new_owner_name)).first()
+    if (
+        new_owner is None
+        or not may_create_in(principal, new_owner_name)
+        and not (principal.is_admin)
+    ):
+        raise HubError(403, f"You can't move Spaces into {new_owner_name!r}")
+    try:
+        lifecycle.move(session, space, new_owner, new_name)
+    except lifecycle.LifecycleError as exc:
+        raise HubError(409, str(exc)) from exc
+    return {"moved": target}
+
+
+@router.post("/spaces/{owner}/{name}/duplicate")
+def duplicate_space(
+    owner: str,
+    name: str,
+    request: Request,
+    body: dict[str, Any] = Body(default={}),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> JSONResponse:
+    principal = require_principal(principal)
+    source = visible_space(session, principal, owner, name)  # private: only if you can see it
+    target = str(body.get("repository") or f"{principal.user.name}/{name}")
+    to_owner, _, to_name = target.rpartition("/")
+    user = _owner(session, principal, to_owner or None)
+    url = _repo_url(request, f"{user.name}/{to_name}")
+    existing = spaces.get_space(session, user.name, to_name)
+    if existing is not None:
+        if space_access(principal, existing) == Access.NONE:
+            raise repo_not_found(target)
+        return JSONResponse(
+            {"error": f"{user.name}/{to_name} already exists", "url": url}, status_code=409
+        )
+    try:
+        copy = lifecycle.duplicate(
+            session,
+            source,
+            user,
+            to_name,
+            visibility=_visibility(body),
+            hardware=_hardware(body),
+            sleep_time=_sleep_time(body),
+            secrets=_pairs(body, "secrets"),
+            variables=_pairs(body, "variables"),
+        )
+    except (lifecycle.LifecycleError, spaces.SpaceNameError) as exc:
+        raise HubError(400, str(exc)) from exc
+    return JSONResponse({"url": url, "name": copy.full_name, "id": str(copy.id)})

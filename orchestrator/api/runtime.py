@@ -1,0 +1,196 @@
+"""A Space's runtime and what its owner can do to it: hardware, sleep time, pause, restart,
+secrets and variables (Hub: /api/spaces/{id}/...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query
+from sqlmodel import Session, select
+
+from orchestrator import lifecycle
+from orchestrator.api.deps import current_principal, visible_space
+from orchestrator.api.errors import HubError
+from orchestrator.api.spaces import runtime_json
+from orchestrator.api.timefmt import hub_time
+from orchestrator.auth import Access, Principal
+from orchestrator.db import get_session
+from orchestrator.models import Secret, Space, Variable
+from sandbox.hardware import CATALOGUE, UnknownHardware
+
+router = APIRouter(prefix="/api/spaces")
+
+
+@router.get("/hardware")
+def list_hardware() -> list[dict[str, Any]]:
+    return [tier.to_hub_json() for tier in CATALOGUE.values()]
+
+
+def _owned(session: Session, principal: Principal | None, owner: str, name: str) -> Space:
+    return visible_space(session, principal, owner, name, need=Access.WRITE)
+
+
+def _run(action, *args: Any, **kwargs: Any) -> None:  # type: ignore[no-untyped-def]
+    try:
+        action(*args, **kwargs)
+    except (lifecycle.LifecycleError, UnknownHardware) as exc:
+        raise HubError(400, str(exc)) from exc
+
+
+@router.post("/{owner}/{name}/hardware")
+def request_hardware(
+    owner: str,
+    name: str,
+    body: dict[str, Any] = Body(default={}),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, Any]:
+    space = _owned(session, principal, owner, name)
+    sleep = body.get("sleepTimeSeconds")
+    _run(
+        lifecycle.request_hardware,
+        session,
+        space,
+        body.get("flavor"),
+        int(sleep) if sleep is not None else None,
+    )
+    return runtime_json(space)
+
+
+@router.post("/{owner}/{name}/sleeptime")
+def set_sleep_time(
+    owner: str,
+    name: str,
+    body: dict[str, Any] = Body(...),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, Any]:
+    space = _owned(session, principal, owner, name)
+    try:
+        seconds = int(body["seconds"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HubError(400, 'send {"seconds": N}, or -1 to never sleep') from exc
+    _run(lifecycle.set_sleep_time, session, space, seconds)
+    return runtime_json(space)
+
+
+@router.post("/{owner}/{name}/pause")
+def pause(
+    owner: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, Any]:
+    space = _owned(session, principal, owner, name)
+    _run(lifecycle.pause, session, space)
+    return runtime_json(space)
+
+
+@router.post("/{owner}/{name}/restart")
+def restart(
+    owner: str,
+    name: str,
+    factory: bool = Query(default=False),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, Any]:
+    space = _owned(session, principal, owner, name)
+    _run(lifecycle.restart, session, space, factory=factory)
+    session.refresh(space)
+    return runtime_json(space)
+
+
+# -- secrets and variables ---------------------------------------------------------------
+
+
+def _key_value(body: dict[str, Any]) -> tuple[str, str, str | None]:
+    if not isinstance(body.get("key"), str) or "value" not in body:
+        raise HubError(400, 'send {"key": ..., "value": ..., "description"?: ...}')
+    return body["key"], str(body["value"]), body.get("description")
+
+
+def _variables_json(session: Session, space: Space) -> dict[str, Any]:
+    rows = session.exec(select(Variable).where(Variable.space_id == space.id)).all()
+    return {
+        v.key: {"value": v.value, "description": v.description, "updatedAt": hub_time(v.updated_at)}
+        for v in rows
+    }
+
+
+@router.get("/{owner}/{name}/secrets")
+def list_secrets(
+    owner: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, Any]:
+    space = _owned(session, principal, owner, name)
+    rows = session.exec(select(Secret).where(Secret.space_id == space.id)).all()
+    # Values never leave the server.
+    return {
+        s.key: {"description": s.description, "updatedAt": hub_time(s.updated_at)} for s in rows
+    }
+
+
+@router.post("/{owner}/{name}/secrets")
+def add_secret(
+    owner: str,
+    name: str,
+    body: dict[str, Any] = Body(...),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, str]:
+    space = _owned(session, principal, owner, name)
+    key, value, description = _key_value(body)
+    _run(lifecycle.upsert, session, space, Secret, key, value, description)
+    return {"key": key}
+
+
+@router.delete("/{owner}/{name}/secrets")
+def delete_secret(
+    owner: str,
+    name: str,
+    body: dict[str, Any] = Body(...),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, str]:
+    space = _owned(session, principal, owner, name)
+    _run(lifecycle.remove, session, space, Secret, str(body.get("key")))
+    return {"key": str(body.get("key"))}
+
+
+@router.get("/{owner}/{name}/variables")
+def list_variables(
+    owner: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, Any]:
+    return _variables_json(session, _owned(session, principal, owner, name))
+
+
+@router.post("/{owner}/{name}/variables")
+def add_variable(
+    owner: str,
+    name: str,
+    body: dict[str, Any] = Body(...),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, Any]:
+    space = _owned(session, principal, owner, name)
+    key, value, description = _key_value(body)
+    _run(lifecycle.upsert, session, space, Variable, key, value, description)
+    return _variables_json(session, space)
+
+
+@router.delete("/{owner}/{name}/variables")
+def delete_variable(
+    owner: str,
+    name: str,
+    body: dict[str, Any] = Body(...),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, Any]:
+    space = _owned(session, principal, owner, name)
+    _run(lifecycle.remove, session, space, Variable, str(body.get("key")))
+    return _variables_json(session, space)

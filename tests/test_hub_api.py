@@ -1,0 +1,107 @@
+"""The Hub API through the real huggingface_hub and gradio_client (run in a subprocess with
+HF_ENDPOINT pointing at the test platform: both clients read it at import time)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.platform import REPO_ROOT, SAMPLES, Platform
+
+
+@pytest.fixture(scope="module")
+def scenario(platform: Platform) -> dict[str, dict]:
+    token = platform.token("carol")
+    other = platform.token("dave")
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": platform.url,
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_OFFLINE": "0",
+        "NO_PROXY": "localhost,127.0.0.1,.localhost",
+    }
+    env.pop("HF_TOKEN", None)
+    # As a module from the repo root: run as a script, tests/platform.py would shadow the
+    # standard library's platform module.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.hub_client_scenario",
+            "carol",
+            token,
+            other,
+            str(SAMPLES / "hello"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=REPO_ROOT,
+    )
+    steps = {}
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            item = json.loads(line)
+            steps[item.pop("step")] = item
+    if result.returncode != 0:
+        pytest.fail(
+            f"scenario failed after {list(steps)}:\n{result.stderr[-4000:]}\n{platform.log_tail()}"
+        )
+    return steps
+
+
+def test_whoami_and_create(scenario: dict, platform: Platform) -> None:
+    assert scenario["whoami"]["name"] == "carol"
+    create = scenario["create"]
+    assert create["url"] == f"{platform.url}/spaces/carol/demo"
+    assert create["again"] == create["url"]
+    assert create["conflict"] == 409 and create["exists"] is True
+
+
+def test_upload_folder_deploys_like_a_push(scenario: dict) -> None:
+    step = scenario["upload_folder"]
+    assert step["stage"] == "RUNNING" and step["answer"] == "Hello, World!"
+
+
+def test_duplicate_answers_without_a_build(scenario: dict, platform: Platform) -> None:
+    step = scenario["duplicate"]
+    assert step["stage"] == "RUNNING" and step["answer"] == "Hello, World!"
+    builds = platform.builds("carol", "demo-copy", platform.token("carol"))
+    assert builds and all(b["reusedImage"] for b in builds if b["status"] == "succeeded")
+    info = platform.api("/api/spaces/carol/demo-copy", platform.token("carol")).json()
+    assert info["duplicatedFrom"] == "carol/demo"
+
+
+def test_secret_and_variable_reach_the_app(scenario: dict) -> None:
+    step = scenario["secret_and_variable"]
+    assert step["variables"] == {"GREETING": "Howdy"}
+    assert step["answer"] == "Howdy, World! (secret of 9 letters)"
+
+
+def test_pause_and_restart(scenario: dict) -> None:
+    step = scenario["pause_restart"]
+    assert step["paused"] == "PAUSED" and step["page_while_paused"] == 503
+    assert step["restarted"] == "RUNNING" and step["answer"].startswith("Howdy")
+
+
+def test_move(scenario: dict, platform: Platform) -> None:
+    step = scenario["move"]
+    assert step["old_exists"] is False and step["new_stage"] == "RUNNING"
+    assert step["new_host"] == platform.app_url("carol", "demo-moved")
+    assert step["answer"].startswith("Howdy")
+
+
+def test_other_peoples_spaces(scenario: dict) -> None:
+    step = scenario["not_yours"]
+    assert step["delete_status"] == 403
+    assert step["private_hidden"] is True
+
+
+def test_delete(scenario: dict) -> None:
+    step = scenario["delete"]
+    assert step["exists"] is False and step["missing"] == "RepositoryNotFoundError"
