@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform as pyplatform
 import secrets
 import shutil
 import statistics
@@ -26,86 +25,36 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
-from orchestrator.space_config import parse_readme
-from tests.platform import SAMPLES, Platform, commit_change, sample_checkout
-from tests.services import docker_available, free_port
+from bench.common import (
+    DOCKER,
+    FAILED_STATUSES,
+    NAME,
+    OWNER,
+    POLL_SECONDS,
+    SAMPLE,
+    BenchError,
+    SpaceportPlatform,
+    docker,
+    docker_preflight,
+    environment,
+    fmt_list,
+    fmt_seconds,
+    hand_dockerfile,
+    image_id,
+    parse_hub_time,
+    sample_gradio_version,
+    say,
+    tail,
+)
+from tests.platform import SAMPLES, commit_change
 
-DOCKER = "/usr/bin/docker"
-SAMPLE = "hello"
-OWNER, NAME = "bench", "hello"
-BASE_IMAGE = "python:3.11-slim"
-POLL_SECONDS = 0.1
-SETTLE_TIMEOUT_SECONDS = 180.0
-# Stages on the way from a build to a started app; anything else is where a Space rests.
-MOVING_STAGES = {"BUILDING", "RUNNING_BUILDING", "APP_STARTING", "RUNNING_APP_STARTING"}
 BUILD_TIMEOUT_SECONDS = 1500.0
-FAILED_STATUSES = {"failed", "cancelled"}
-
-
-class BenchError(Exception):
-    pass
-
-
-def say(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def sample_gradio_version() -> str:
-    config = parse_readme((SAMPLES / SAMPLE / "README.md").read_text())
-    if not config.sdk_version:
-        raise BenchError(f"sample_spaces/{SAMPLE}/README.md sets no sdk_version")
-    return config.sdk_version
-
-
-def hand_dockerfile(gradio_version: str) -> str:
-    # The base image has no Env of its own worth extending (see measurements.md §2), so PATH
-    # is spelled out in full with the venv first.
-    return (
-        f"FROM {BASE_IMAGE}\n"
-        "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
-        "RUN python3 -m venv /opt/venv\n"
-        f"RUN pip install --no-cache-dir gradio=={gradio_version}\n"
-        "RUN useradd -m -u 1000 user\n"
-        "WORKDIR /home/user/app\n"
-        "COPY --chown=1000:1000 app.py .\n"
-        "USER 1000\n"
-        'CMD ["python", "app.py"]\n'
-    )
-
-
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DOCKER, *args], capture_output=True, text=True, check=check)
-
-
-def image_id(ref: str) -> str | None:
-    result = docker("image", "inspect", "--format", "{{.Id}}", ref, check=False)
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
-def untagged(ident: str) -> bool:
-    """True when image `ident` exists and no repository tag refers to it."""
-    result = docker("image", "inspect", "--format", "{{len .RepoTags}}", ident, check=False)
-    return result.returncode == 0 and result.stdout.strip() == "0"
 
 
 def append_comment(path: Path, label: str) -> str:
     return path.read_text() + f"# bench: {label} {time.time_ns()}\n"
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def parse_hub_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 @dataclass
@@ -134,93 +83,12 @@ class Results:
 # --- Spaceport -----------------------------------------------------------------------------
 
 
-class SpaceportSide:
+class SpaceportSide(SpaceportPlatform):
     def __init__(self, workdir: Path, prefix: str) -> None:
-        self.workdir = workdir
-        self.prefix = prefix
-        home = workdir / "spaceport-home"
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEPORT_")}
-        env.update(
-            SPACEPORT_HOME=str(home),
-            SPACEPORT_PUBLIC_URL=f"http://127.0.0.1:{port}",
-            SPACEPORT_SPACES_DOMAIN=f"localhost:{port}",
-            SPACEPORT_IMAGE_PREFIX=prefix,
-            # Labels the containers it runs, so that stopping it removes only those.
-            SPACEPORT_INSTANCE=prefix,
-        )
-        self.platform = Platform(home=home, env=env, port=port)
-        self.token = ""
-        self.repo = Path()
-        self.image_ids: set[str] = set()  # every image built, to remove it at the end
+        super().__init__(workdir, prefix)
         self.push_count = 0
 
-    # setup / teardown
-
-    def start(self) -> None:
-        self.platform.start()
-        self.token = self.cli("token", "create", OWNER, "--name", "bench").strip()
-        self.repo = sample_checkout(SAMPLE, self.workdir)
-
-    def stop(self) -> None:
-        self.platform.stop()
-
-    def cli(self, *args: str) -> str:
-        try:
-            return self.platform.cli(*args)
-        except subprocess.CalledProcessError as exc:
-            raise BenchError(
-                f"spaceport {' '.join(args)} failed ({exc.returncode}):\n{exc.stderr}"
-            ) from exc
-
-    def cleanup_images(self) -> list[str]:
-        listed = docker(
-            "images",
-            "--filter",
-            f"reference={self.prefix}/*",
-            "--format",
-            "{{.Repository}}:{{.Tag}}",
-            check=False,
-        ).stdout.split()
-        removed = []
-        for ref in listed:
-            if docker("rmi", ref, check=False).returncode == 0:
-                removed.append(ref)
-        # Images whose tag a later build with the same content took over (--no-cache rebuilds)
-        # are left untagged. Only those are removed by id: a fully cached build can yield the
-        # very image another Spaceport (another prefix) has tagged, and `docker rmi <id>` of an
-        # image with one tag left would delete that other image.
-        for ident in sorted(self.image_ids):
-            if untagged(ident) and docker("rmi", ident, check=False).returncode == 0:
-                removed.append(ident[:19])
-        return removed
-
-    # the API
-
-    def builds(self) -> list[dict]:
-        response = self.platform.api(f"/api/spaces/{OWNER}/{NAME}/builds", self.token)
-        if response.status_code == 404:  # before the first push creates the Space
-            return []
-        response.raise_for_status()
-        return response.json()
-
-    def build(self, build_id: int) -> dict:
-        response = self.platform.api(f"/api/spaces/{OWNER}/{NAME}/builds/{build_id}", self.token)
-        response.raise_for_status()
-        return response.json()
-
-    def newest_build_id(self) -> int:
-        return max((b["id"] for b in self.builds()), default=0)
-
-    def failure(self, what: str, build: dict | None = None) -> BenchError:
-        parts = [what]
-        if build is not None:
-            parts.append(
-                f"build {build.get('id')}: {build.get('status')}: {build.get('errorMessage')}"
-            )
-            parts.append("build log tail:\n" + "\n".join(build.get("log", [])[-30:]))
-        parts.append("worker log tail:\n" + self.platform.log_tail("worker"))
-        return BenchError("\n".join(parts))
+    # what is measured
 
     def wait_succeeded(self, build_id: int, deadline: float) -> tuple[float, dict]:
         """Poll until the build succeeds; return (perf_counter when seen, build)."""
@@ -248,24 +116,6 @@ class SpaceportSide:
             time.sleep(POLL_SECONDS)
         raise self.failure("the push queued no build; its output:\n" + self.push_log())
 
-    def settle(self, commit: str) -> None:
-        """Untimed: wait until the Space rests again (the new build's app started, or an
-        error), so that the app's start-up does not load the machine during the next timed
-        build of either side."""
-        start = time.monotonic()
-        runtime: dict = {}
-        while time.monotonic() - start < SETTLE_TIMEOUT_SECONDS:
-            runtime = self.platform.runtime(OWNER, NAME, self.token)
-            stage, sha = runtime.get("stage"), runtime.get("sha") or ""
-            if stage not in MOVING_STAGES and (stage != "RUNNING" or sha == commit):
-                took = time.monotonic() - start
-                say(f"  (settled: {stage} after {took:.1f} s, not timed)")
-                if runtime.get("errorMessage"):
-                    say(f"  (its error message: {runtime['errorMessage'][-600:]})")
-                return
-            time.sleep(0.25)
-        say(f"  (still {runtime.get('stage')} after {SETTLE_TIMEOUT_SECONDS:.0f} s; going on)")
-
     def finish(self, build: dict, seconds: float, push_wall: float | None = None) -> Run:
         self.settle(build["commit"])
         ident = image_id(build["image"]) if build.get("image") else None
@@ -277,8 +127,6 @@ class SpaceportSide:
         worker = (finished - started).total_seconds() if started and finished else None
         queued = (started - created).total_seconds() if created and started else None
         return Run(seconds, push_wall=push_wall, worker=worker, queued=queued)
-
-    # what is measured
 
     def push_log_path(self) -> Path:
         return self.workdir / f"push-{self.push_count}.log"
@@ -390,47 +238,6 @@ class HandSide:
 # --- report --------------------------------------------------------------------------------
 
 
-def environment() -> list[str]:
-    def first_line(*command: str) -> str:
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, check=False)
-        except OSError as exc:
-            return f"unavailable ({exc})"
-        lines = (result.stdout or result.stderr).strip().splitlines()
-        return lines[0] if lines else "?"
-
-    os_name = "?"
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip('"')
-    except OSError:
-        pass
-    docker_versions = first_line(
-        DOCKER, "version", "--format", "client {{.Client.Version}}, server {{.Server.Version}}"
-    )
-    storage = first_line(DOCKER, "info", "--format", "{{.Driver}}, cgroup v{{.CgroupVersion}}")
-    base = image_id(BASE_IMAGE) or "missing"
-    return [
-        f"date:      {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
-        f"os:        {os_name}; kernel {pyplatform.release()}; {os.cpu_count()} CPUs",
-        f"docker:    {docker_versions}; storage {storage}; legacy builder on both sides",
-        f"base:      {BASE_IMAGE} = {base[:19]}",
-        f"git:       {first_line('git', '--version')}",
-        f"python:    {pyplatform.python_version()} ({sys.executable})",
-    ]
-
-
-def fmt_seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
-
-
-def fmt_list(values: list[float]) -> str:
-    return " ".join(f"{v:.2f}" for v in values) or "-"
-
-
 def table(results: Results, cold_runs: int, code_runs: int) -> list[str]:
     rows = [
         f"{'build of sample_spaces/' + SAMPLE:<40}{'spaceport':>10}{'hand-written':>15}{'ratio':>8}"
@@ -484,11 +291,8 @@ def details(results: Results) -> list[str]:
 
 
 def run(cold_runs: int, code_runs: int, keep_workdir: bool) -> int:
-    if not Path(DOCKER).exists() or not docker_available():
-        print(f"bench: no Docker Engine answers ({DOCKER})", file=sys.stderr)
-        return 2
-    if image_id(BASE_IMAGE) is None:
-        print(f"bench: {BASE_IMAGE} is not in the local image store", file=sys.stderr)
+    if (why := docker_preflight()) is not None:
+        print(f"bench: {why}", file=sys.stderr)
         return 2
     rand = secrets.token_hex(4)
     prefix = f"spaceport-bench-{rand}"
