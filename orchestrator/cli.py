@@ -59,7 +59,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from orchestrator.app import create_app
 
     uvicorn.run(
-        create_app(), host=args.host, port=args.port, log_level="info", timeout_keep_alive=75
+        create_app(),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        timeout_keep_alive=75,
+        # Proxied responses carry the app's own Date and Server; the API needs neither.
+        server_header=False,
+        date_header=False,
     )
     return 0
 
