@@ -45,6 +45,47 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_duplicate(args: argparse.Namespace) -> int:
+    """Duplicate a Space as the operator (the API does the same for users, with their
+    permissions): full history, LFS objects and variables; the image is reused."""
+    from sqlmodel import select
+
+    from orchestrator import db, lifecycle, spaces
+    from orchestrator.models import User, Visibility
+
+    db.migrate()
+    source_owner, _, source_name = args.source.partition("/")
+    target_owner, _, target_name = args.target.partition("/")
+    with db.session_scope() as session:
+        source = spaces.get_space(session, source_owner, source_name)
+        if source is None:
+            print(f"spaceport: no Space {args.source}", file=sys.stderr)
+            return 1
+        owner = session.exec(select(User).where(User.name == target_owner)).first()
+        if owner is None:
+            print(
+                f"spaceport: no user {target_owner!r}: create one with "
+                f"`spaceport token create {target_owner}`",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            copy = lifecycle.duplicate(
+                session,
+                source,
+                owner,
+                target_name or source.name,
+                visibility=Visibility.PRIVATE if args.private else None,
+                hardware=args.hardware,
+                sleep_time=args.sleep_time,
+            )
+        except (lifecycle.LifecycleError, spaces.SpaceNameError, ValueError) as exc:
+            print(f"spaceport: {exc}", file=sys.stderr)
+            return 1
+        print(spaces.space_url(copy))
+    return 0
+
+
 def cmd_migrate(_args: argparse.Namespace) -> int:
     from orchestrator import db
 
@@ -130,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=[r.value for r in TokenRole], default="write")
     create.add_argument("--name", default="cli", help="a name to recognise the token by")
     create.set_defaults(func=cmd_token_create)
+
+    duplicate = commands.add_parser("duplicate", help="duplicate a Space (prints its URL)")
+    duplicate.add_argument("source", metavar="FROM", help="owner/name of the Space to copy")
+    duplicate.add_argument("target", metavar="TO", help="owner/name of the copy")
+    duplicate.add_argument("--private", action="store_true", help="make the copy private")
+    duplicate.add_argument("--hardware", default=None, help="hardware tier (default cpu-basic)")
+    duplicate.add_argument("--sleep-time", type=int, default=None, help="seconds, -1: never")
+    duplicate.set_defaults(func=cmd_duplicate)
 
     rebuild = commands.add_parser("rebuild", help="build a Space's newest commit again")
     rebuild.add_argument("space", metavar="OWNER/NAME")

@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.platform import REPO_ROOT, SAMPLES, Platform
+from tests.platform import REPO_ROOT, SAMPLES, Platform, commit_change, git, push, sample_checkout
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +107,72 @@ def test_other_peoples_spaces(scenario: dict) -> None:
 def test_delete(scenario: dict) -> None:
     step = scenario["delete"]
     assert step["exists"] is False and step["missing"] == "RepositoryNotFoundError"
+
+
+def test_cli_duplicate_copies_history_and_variables(platform: Platform, workdir: Path) -> None:
+    token = platform.token("erin")
+    repo = sample_checkout("static_site", workdir)
+    commit_change(repo, "about.html", "<p>second commit</p>")
+    push(repo, platform.git_url("erin", "site", token))
+    assert platform.wait_for_stage("erin", "site")["stage"] == "RUNNING"
+    auth = {"authorization": f"Bearer {token}"}
+    httpx.post(
+        f"{platform.url}/api/spaces/erin/site/variables",
+        headers=auth,
+        json={"key": "COLOR", "value": "teal"},
+    ).raise_for_status()
+    httpx.post(
+        f"{platform.url}/api/spaces/erin/site/secrets",
+        headers=auth,
+        json={"key": "API_KEY", "value": "not-for-copies"},
+    ).raise_for_status()
+
+    url = platform.cli("duplicate", "erin/site", "erin/site-copy").strip()
+    assert url == f"{platform.url}/spaces/erin/site-copy"
+    assert platform.wait_for_stage("erin", "site-copy")["stage"] == "RUNNING"
+    assert platform.builds("erin", "site-copy")[0]["reusedImage"] is True
+    source_log = git(repo, "ls-remote", platform.git_url("erin", "site")).stdout
+    copy_log = git(repo, "ls-remote", platform.git_url("erin", "site-copy")).stdout
+    assert source_log.split()[0] == copy_log.split()[0]  # same history, same head
+    variables = httpx.get(
+        f"{platform.url}/api/spaces/erin/site-copy/variables", headers=auth
+    ).json()
+    assert variables["COLOR"]["value"] == "teal"
+    secrets = httpx.get(f"{platform.url}/api/spaces/erin/site-copy/secrets", headers=auth)
+    assert secrets.json() == {}  # secrets only when given
+    info = platform.api("/api/spaces/erin/site-copy").json()
+    assert info["duplicatedFrom"] == "erin/site"
+    assert (
+        "not-for-copies"
+        not in httpx.get(f"{platform.url}/api/spaces/erin/site/secrets", headers=auth).text
+    )  # values never returned
+
+
+def test_a_private_space_is_duplicated_only_by_those_who_see_it(
+    platform: Platform, workdir: Path
+) -> None:
+    owner = platform.token("frank")
+    stranger = platform.token("grace")
+    push(sample_checkout("static_site", workdir), platform.git_url("frank", "secret-site", owner))
+    platform.wait_for_stage("frank", "secret-site")
+    httpx.put(
+        f"{platform.url}/api/spaces/frank/secret-site/settings",
+        headers={"authorization": f"Bearer {owner}"},
+        json={"visibility": "private"},
+    ).raise_for_status()
+    refused = httpx.post(
+        f"{platform.url}/api/spaces/frank/secret-site/duplicate",
+        headers={"authorization": f"Bearer {stranger}"},
+        json={"repository": "grace/stolen"},
+    )
+    assert refused.status_code == 404
+    assert refused.headers["x-error-code"] == "RepoNotFound"
+    assert platform.api("/api/spaces/grace/stolen", stranger).status_code == 404
+    allowed = httpx.post(
+        f"{platform.url}/api/spaces/frank/secret-site/duplicate",
+        headers={"authorization": f"Bearer {owner}"},
+        json={"repository": "frank/secret-copy"},
+    )
+    assert allowed.status_code == 200, allowed.text
+    info = platform.api("/api/spaces/frank/secret-copy", owner).json()
+    assert info["private"] is True  # the source's visibility by default
