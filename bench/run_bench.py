@@ -581,7 +581,7 @@ def versions(tools_note: str | None) -> list[str]:
     lines = [
         f"gradio:    {sample_gradio_version()} in both images (the sample's sdk_version)",
         f"gateway:   uvicorn {version('uvicorn')} (uvloop {version('uvloop')}, httptools "
-        f"{version('httptools')}), upstream client httpx {version('httpx')}",
+        f"{version('httptools')}), upstream client aiohttp {version('aiohttp')}",
         f"wrk:       {first_line('wrk', '-v') if shutil.which('wrk') else 'missing'}",
         f"nginx:     {first_line('nginx', '-v') if shutil.which('nginx') else 'missing'}",
     ]

@@ -97,15 +97,21 @@ def _finish(
             if status == BuildStatus.SUCCEEDED:
                 # The reconciler takes it from here: it starts the new revision and moves
                 # visitors over once it answers.
+                if image == space.built_image and not reused:
+                    # Rebuilt under the same tag (a factory rebuild): same revision name,
+                    # new content, so the running container must be replaced too.
+                    space.restart_count += 1
                 space.built_sha = build.commit_sha
                 space.built_image = image
                 space.failed_revision = None
                 space.error_message = None
-                space.stage = (
-                    Stage.RUNNING_APP_STARTING if space.serving_address else Stage.APP_STARTING
-                )
+                if space.stage != Stage.PAUSED:  # a paused Space stays paused
+                    space.stage = (
+                        Stage.RUNNING_APP_STARTING if space.serving_address else Stage.APP_STARTING
+                    )
             else:
-                space.stage = Stage.BUILD_ERROR
+                if space.stage != Stage.PAUSED:
+                    space.stage = Stage.BUILD_ERROR
                 space.error_message = message
             space.updated_at = now()
             session.add(space)

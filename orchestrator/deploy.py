@@ -41,7 +41,8 @@ def deploy_commit(
     space.app_port = config.app_port if config.sdk == "docker" else 7860
     space.startup_timeout_seconds = config.startup_timeout_seconds
     build = Build(space_id=space.id, commit_sha=sha, status=BuildStatus.QUEUED, no_cache=no_cache)
-    space.stage = Stage.RUNNING_BUILDING if space.serving_address else Stage.BUILDING
+    if space.stage != Stage.PAUSED:  # a push builds a paused Space but does not wake it
+        space.stage = Stage.RUNNING_BUILDING if space.serving_address else Stage.BUILDING
     space.error_message = None
     session.add(build)
     session.add(space)

@@ -54,7 +54,7 @@ def restart(session: Session, space: Space, *, factory: bool = False) -> None:
     if factory or not space.built_image:
         if not space.head_sha:
             raise LifecycleError("nothing to restart: push a commit first")
-        space.stage = Stage.BUILDING
+        space.stage = Stage.RUNNING_BUILDING if space.serving_address else Stage.BUILDING
         session.add(space)
         deploy_commit(session, space, space.head_sha, no_cache=factory)
         return

@@ -165,6 +165,8 @@ class Reconciler:
                 for old in older:
                     self._stop(old, f"replaced by revision {desired.key}")
             return
+        if instance.address == space.serving_address:
+            return  # serving already: a slow answer means busy, not broken (crashes exit)
         started = instance.started_at or datetime.now(UTC)
         if (datetime.now(UTC) - started).total_seconds() > space.startup_timeout_seconds:
             self._fail(

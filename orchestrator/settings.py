@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     home: Path = Field(
         default=Path("~/.spaceport").expanduser(),
         description="Where Spaceport keeps its state: the SQLite database (which also holds "
-        "build logs), bare git repos, the embedded broker's queue files and lock files.",
+        "build logs), bare git repos and their hooks, Git LFS objects and the key that signs "
+        "their transfer URLs, the embedded broker's queue files, lock files and the work "
+        "folder of offline base-image builds.",
     )
     database_url: str | None = Field(
         default=None,
@@ -34,8 +36,10 @@ class Settings(BaseSettings):
     )
     public_url: str = Field(
         default="http://localhost:8000",
-        description="The URL at which users reach the API and git hosting; used in links shown "
-        "to pushers and returned by the API.",
+        description="The URL at which users reach the API and git hosting; used in the links "
+        "shown to pushers and printed by `spaceport` commands, and its scheme in Space app "
+        "URLs. Hub API answers (repo, commit and LFS URLs) use the origin of the request "
+        "instead.",
     )
     spaces_domain: str = Field(
         default="localhost:8000",

@@ -31,8 +31,8 @@ HEADER = """\
 
 Spaceport reads every setting from an environment variable named `{prefix}<NAME>`; unset
 variables take the defaults below, so a fresh install needs none of them. The same variables
-must be set for every Spaceport process (`spaceport up`, or `serve` and `worker` run apart,
-and the `spaceport` commands such as `token create`), since they all share one state.
+must be set for every Spaceport process (`spaceport up`, or `serve`, `worker` and
+`controller` run apart, and commands such as `token create`), since they all share one state.
 
 `spaceport up --host HOST --port PORT` sets `{prefix}PUBLIC_URL` to `http://HOST:PORT` and
 `{prefix}SPACES_DOMAIN` to `localhost:PORT` when those two are not set already.

@@ -135,6 +135,8 @@ def update_settings(
     visibility = body.get("visibility")
     if visibility is None and isinstance(body.get("private"), bool):
         visibility = "private" if body["private"] else "public"
+    if visibility == "protected":  # app public, code private: the closest we have
+        visibility = "private"
     if visibility is not None:
         if visibility not in (Visibility.PUBLIC, Visibility.PRIVATE):
             raise HubError(400, f"visibility must be 'public' or 'private' (got {visibility!r})")
