@@ -14,6 +14,10 @@ import pytest
 
 from tests.platform import REPO_ROOT, SAMPLES, Platform, commit_change, git, push, sample_checkout
 
+# The database and broker are exercised on both stacks by the push, auth and run tests;
+# the Hub API add nothing stack-specific, so they run once, keeping CI well under half an hour.
+pytestmark = pytest.mark.parametrize("platform", ["sqlite-embedded"], indirect=True)
+
 
 @pytest.fixture(scope="module")
 def scenario(platform: Platform) -> dict[str, dict]:

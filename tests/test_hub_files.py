@@ -37,6 +37,10 @@ from huggingface_hub.utils._runtime import is_xet_available
 from tests import services
 from tests.platform import SAMPLES, Platform, push, sample_checkout
 
+# The database and broker are exercised on both stacks by the push, auth and run tests;
+# files and LFS add nothing stack-specific, so they run once, keeping CI well under half an hour.
+pytestmark = pytest.mark.parametrize("platform", ["sqlite-embedded"], indirect=True)
+
 BIG = 12 * 1024 * 1024  # over the 10 MB LFS threshold
 
 
