@@ -10,8 +10,10 @@ import time
 import docker
 import pytest
 
+from builder.base_image import ensure_image
 from builder.docker_build import BuildFailed, BuildRequest, BuildStopped, stream_build
 from orchestrator.builds import _stop_reason
+from orchestrator.settings import Settings
 
 
 def context(dockerfile: str) -> bytes:
@@ -24,7 +26,14 @@ def context(dockerfile: str) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_stopped_build_stops_in_the_engine(docker_engine: None) -> None:
+@pytest.fixture(scope="module")
+def python_base(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """python:3.11-slim, pulled or built offline (on a fresh machine this takes a minute)."""
+    settings = Settings(home=tmp_path_factory.mktemp("home"), image_prefix="spaceport-test")
+    return ensure_image(docker.from_env(), "python:3.11-slim", lambda _line: None, settings)
+
+
+def test_a_stopped_build_stops_in_the_engine(python_base: str) -> None:
     marker = f"sleeping-{time.time_ns()}"
     request = BuildRequest(
         context(f"FROM python:3.11-slim\nRUN echo {marker} && sleep 120\n"),
@@ -53,7 +62,7 @@ def test_a_stopped_build_stops_in_the_engine(docker_engine: None) -> None:
     assert still_running == []
 
 
-def test_a_refused_dockerfile_is_a_build_failure(docker_engine: None) -> None:
+def test_a_refused_dockerfile_is_a_build_failure(python_base: str) -> None:
     request = BuildRequest(
         context("FROM python:3.11-slim\nNOT_AN_INSTRUCTION x\n"),
         tag="spaceport-test/refused:1",
