@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import docker
 from sqlmodel import Session, select
@@ -175,6 +175,25 @@ def run_build(build_id: int) -> None:
 def _failure(reason: str, log: BuildLog) -> str:
     tail = "\n".join(line.strip() for line in log.tail)
     return f"Build failed: {log.mask(reason)}\n\nLast lines of the build log:\n{tail}"
+
+
+def reap_stale_builds() -> int:
+    """Fail builds whose worker died: a build still `running` well past the build timeout
+    has nobody left to finish it (a redelivered task skips builds already running), and
+    would hold its Space in BUILDING for ever. Run by Celery beat every minute."""
+    limit = datetime.now(UTC) - timedelta(seconds=get_settings().build_timeout_seconds + 300)
+    with session_scope() as session:
+        stale = session.exec(
+            select(Build).where(Build.status == BuildStatus.RUNNING, Build.started_at < limit)  # type: ignore[operator]
+        ).all()
+        ids = [b.id for b in stale if b.id is not None]
+    for build_id in ids:
+        message = "the worker running this build stopped; push again or restart the Space"
+        with session_scope() as session:
+            session.add(BuildLogLine(build_id=build_id, line=error(message)))
+            session.commit()
+        _finish(build_id, BuildStatus.FAILED, f"Build failed: {message}", None)
+    return len(ids)
 
 
 def follow_log(

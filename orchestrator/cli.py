@@ -137,6 +137,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_beat(_args: argparse.Namespace) -> int:
+    """Celery beat: sends the periodic housekeeping tasks (orchestrator/tasks.py)."""
+    from orchestrator.settings import get_settings
+    from orchestrator.tasks import celery_app
+
+    schedule = get_settings().home / "celerybeat-schedule"
+    celery_app.start(["beat", "--loglevel", "INFO", "--schedule", str(schedule)])
+    return 0
+
+
 def cmd_controller(_args: argparse.Namespace) -> int:
     """The reconciler loop: starts, replaces and stops Space containers."""
     import logging
@@ -205,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "controller", help="run the reconciler that keeps Spaces running"
     ).set_defaults(func=cmd_controller)
+    commands.add_parser("beat", help="run Celery beat (periodic housekeeping)").set_defaults(
+        func=cmd_beat
+    )
     worker = commands.add_parser("worker", help="run a Celery build worker")
     worker.add_argument("--concurrency", type=int, default=None)
     worker.set_defaults(func=cmd_worker)

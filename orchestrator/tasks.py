@@ -43,6 +43,10 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        # Celery beat's schedule: housekeeping that no request triggers.
+        beat_schedule={
+            "reap-stale-builds": {"task": "spaceport.reap_stale_builds", "schedule": 60.0},
+        },
     )
     return app
 
@@ -55,3 +59,10 @@ def build_task(build_id: int) -> None:
     from orchestrator.builds import run_build
 
     run_build(build_id)
+
+
+@celery_app.task(name="spaceport.reap_stale_builds")
+def reap_stale_builds_task() -> int:
+    from orchestrator.builds import reap_stale_builds
+
+    return reap_stale_builds()

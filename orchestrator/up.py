@@ -1,9 +1,9 @@
 """`spaceport up`: the whole platform on one machine.
 
 API, git hosting and gateway (one uvicorn process), the Celery build worker with the
-embedded broker, and the controller (reconciler), all on SQLite under $SPACEPORT_HOME
-unless the settings say otherwise. It makes sure a Docker Engine answers first, and on the
-first start prints an admin token.
+embedded broker, Celery beat (housekeeping), and the controller (reconciler), all on
+SQLite under $SPACEPORT_HOME unless the settings say otherwise. It makes sure a Docker
+Engine answers first, and on the first start prints an admin token.
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ def run(host: str, port: int, with_samples: bool) -> int:
         subprocess.Popen([*exe, "serve", "--host", host, "--port", str(port)]),
         subprocess.Popen([*exe, "worker"]),
         subprocess.Popen([*exe, "controller"]),
+        subprocess.Popen([*exe, "beat"]),
     ]
 
     def stop(*_: object) -> None:

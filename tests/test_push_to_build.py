@@ -8,11 +8,13 @@ import re
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
 import httpx
 import pytest
+import sqlalchemy
 
 from tests.platform import Platform, commit_change, git, push, sample_checkout
 
@@ -287,3 +289,40 @@ def test_build_log_can_be_followed_while_it_runs(
     process.wait(timeout=120)
     assert seen_running, "the log line came only after the build"
     assert any("Build succeeded" in line for line in lines)  # followed to the end
+
+
+def test_beat_reaps_a_build_whose_worker_died(
+    platform: Platform, alice: str, workdir: Path
+) -> None:
+    # A build left `running` long past the timeout (its worker was killed) must not hold its
+    # Space in BUILDING for ever: Celery beat's housekeeping task fails it.
+    repo = sample_checkout("static_site", workdir)
+    push(repo, platform.git_url("alice", "orphaned", alice))
+    platform.wait_for_stage("alice", "orphaned")
+    url = platform.env.get("SPACEPORT_DATABASE_URL") or f"sqlite:///{platform.home}/spaceport.db"
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        space_id = connection.execute(
+            sqlalchemy.text("SELECT id FROM space WHERE name = 'orphaned'")
+        ).scalar_one()
+        sha = connection.execute(
+            sqlalchemy.text("SELECT head_sha FROM space WHERE id = :id"), {"id": space_id}
+        ).scalar_one()
+        connection.execute(
+            sqlalchemy.text(
+                "INSERT INTO build (space_id, commit_sha, status, reused_image, no_cache, "
+                "created_at, started_at) VALUES (:space, :sha, 'running', false, false, "
+                ":long_ago, :long_ago)"
+            ),
+            {"space": space_id, "sha": sha, "long_ago": datetime(2020, 1, 1, tzinfo=UTC)},
+        )
+    engine.dispose()
+    # Beat sends the task a minute after it starts; wait a little longer than that.
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        build = newest_build(platform, "alice", "orphaned")
+        if build["status"] != "running":
+            break
+        time.sleep(2)
+    assert build["status"] == "failed", platform.log_tail()
+    assert "worker running this build stopped" in build["errorMessage"]
