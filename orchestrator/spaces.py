@@ -57,7 +57,8 @@ def create_space(
 
 
 def space_url(space: Space) -> str:
-    """Where people open the Space's page (the app itself is served on its subdomain)."""
+    """The Space's URL on the Hub side: its git remote and the id the API returns (the app
+    itself is served on its own subdomain, see app_url)."""
     return f"{get_settings().public_url.rstrip('/')}/spaces/{space.owner}/{space.name}"
 
 
