@@ -197,7 +197,9 @@ def start_push(repo: Path, url: str) -> subprocess.Popen[str]:
 def wait_for_log_line(platform: Platform, owner: str, name: str, text: str) -> dict:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        builds = platform.builds(owner, name)
+        # The push runs in the background: until its first request the Space doesn't exist.
+        response = platform.api(f"/api/spaces/{owner}/{name}/builds")
+        builds = response.json() if response.status_code == 200 else []
         if builds and text in platform.build_log(owner, name, builds[0]["id"]):
             return builds[0]
         time.sleep(0.3)
@@ -210,6 +212,7 @@ def test_push_during_a_running_build_cancels_it(
     platform: Platform, alice: str, workdir: Path
 ) -> None:
     repo = docker_space(workdir, SLOW_DOCKERFILE)
+    slow_dockerfile = (repo / "Dockerfile").read_text()
     url = platform.git_url("alice", "superseded", alice)
     slow_push = start_push(repo, url)
     slow = wait_for_log_line(platform, "alice", "superseded", "slow step starts")
@@ -228,13 +231,19 @@ def test_push_during_a_running_build_cancels_it(
     assert max(builds.values(), key=lambda b: b["id"])["status"] == "succeeded"
     output, _ = slow_push.communicate(timeout=60)
     assert "superseded by a newer push" in output
-    # The cancelled docker build left no container still sleeping.
-    time.sleep(2)
-    leftovers = [
-        c
-        for c in docker.from_env().containers.list()
-        if "sleep 300" in " ".join(c.attrs["Config"]["Cmd"] or [])
-    ]
+    # The cancelled docker build left no container still sleeping (this run's RUN line
+    # carries a unique marker, so other test runs on the Engine don't count).
+    marker = slow_dockerfile.split("slow step starts ", 1)[1].split('"', 1)[0]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        leftovers = [
+            c
+            for c in docker.from_env().containers.list()
+            if marker in " ".join(c.attrs["Config"]["Cmd"] or [])
+        ]
+        if not leftovers:
+            break
+        time.sleep(1)
     assert leftovers == []
 
 
