@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -141,15 +142,19 @@ def run(host: str, port: int, with_samples: bool) -> int:
     db.migrate()
     token = first_start_token()
     exe = [sys.executable, "-m", "orchestrator.cli"]
-    children = [
-        subprocess.Popen([*exe, "serve", "--host", host, "--port", str(port)]),
-        subprocess.Popen([*exe, "worker"]),
-        subprocess.Popen([*exe, "controller"]),
-        subprocess.Popen([*exe, "beat"]),
-    ]
+    commands = {
+        "server": [*exe, "serve", "--host", host, "--port", str(port)],
+        "worker": [*exe, "worker"],
+        "controller": [*exe, "controller"],
+        "beat": [*exe, "beat"],
+    }
+    children = {name: subprocess.Popen(command) for name, command in commands.items()}
+    stopping = False
 
     def stop(*_: object) -> None:
-        for child in children:
+        nonlocal stopping
+        stopping = True
+        for child in children.values():
             if child.poll() is None:
                 child.terminate()
 
@@ -169,12 +174,32 @@ def run(host: str, port: int, with_samples: bool) -> int:
                     f"Sample Spaces deployed: open http://admin-hello.{settings.spaces_domain}"
                 )
             )
-    while all(child.poll() is None for child in children):
-        time.sleep(0.5)
-    stop()
-    for child in children:
+    supervise(commands, children, lambda: stopping)
+    for child in children.values():
         try:
             child.wait(timeout=20)
         except subprocess.TimeoutExpired:
             child.kill()
     return 0
+
+
+def supervise(
+    commands: dict[str, list[str]],
+    children: dict[str, subprocess.Popen[bytes]],
+    stopping: Callable[[], bool],
+) -> None:
+    """Keep every process running until `up` is told to stop: one that dies is started
+    again (with a pause if it keeps dying), so one crash never takes the platform down."""
+    restarts: dict[str, list[float]] = {name: [] for name in commands}
+    while not stopping():
+        for name, child in list(children.items()):
+            code = child.poll()
+            if code is None or stopping():
+                continue
+            recent = [t for t in restarts[name] if time.monotonic() - t < 60] + [time.monotonic()]
+            restarts[name] = recent
+            say(logstyle.error(f"the {name} exited with code {code}; starting it again"))
+            if len(recent) > 5:
+                time.sleep(10)  # crashing in a loop: don't spin
+            children[name] = subprocess.Popen(commands[name])
+        time.sleep(0.5)

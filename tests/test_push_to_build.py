@@ -4,6 +4,7 @@ which builds them with a real Docker Engine. Runs once per stack (see conftest.p
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -335,3 +336,23 @@ def test_beat_reaps_a_build_whose_worker_died(
         time.sleep(2)
     assert build["status"] == "failed", platform.log_tail()
     assert "worker running this build stopped" in build["errorMessage"]
+
+
+def test_a_crashed_process_is_started_again(platform: Platform, alice: str, workdir: Path) -> None:
+    """`spaceport up` supervises its processes: a worker killed outright comes back, and
+    builds go on being served."""
+    (up,) = platform.processes
+    children = subprocess.run(
+        ["ps", "--ppid", str(up.pid), "-o", "pid=,args="],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (worker_pid,) = [int(line.split()[0]) for line in children.splitlines() if " worker" in line]
+    os.kill(worker_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while "starting it again" not in platform.log_tail() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert "the worker exited with code -9; starting it again" in platform.log_tail()
+    push(sample_checkout("static_site", workdir), platform.git_url("alice", "after-crash", alice))
+    assert platform.wait_for_stage("alice", "after-crash")["stage"] == "RUNNING"
