@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +70,11 @@ def platform(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Pl
         platform.start()
         yield platform
     finally:
+        log = platform.log_tail(lines=2000)
+        if "starting it again" in log:
+            # Supervision hid a crash from the tests; keep its story in the CI output.
+            crash = log[max(0, log.index("starting it again") - 6000) :][:8000]
+            warnings.warn(f"a Spaceport process crashed on {stack}:\n{crash}", stacklevel=1)
         platform.stop()
         for stop in reversed(stops):
             stop()
