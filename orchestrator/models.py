@@ -7,14 +7,20 @@ here, so an upgrade never loses data.
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, String, Text, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_space_uid() -> str:
+    """A Space's public id: 24 hex characters, as on the Hub; random, so never reused."""
+    return secrets.token_hex(12)
 
 
 class TokenRole(enum.StrEnum):
@@ -64,6 +70,11 @@ class User(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+# User names are unique regardless of case, as on the Hub: "Alice" can't sit beside "alice"
+# (and take over her Space hosts).
+Index("ix_user_name_lower", func.lower(User.name), unique=True)  # type: ignore[arg-type]
+
+
 class ApiToken(SQLModel, table=True):
     """A token is shown once, at creation; only its SHA-256 is kept."""
 
@@ -76,9 +87,15 @@ class ApiToken(SQLModel, table=True):
 
 
 class Space(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("owner", "name"),)
+    # AUTOINCREMENT: SQLite would otherwise hand a deleted Space's id to the next one.
+    __table_args__ = (UniqueConstraint("owner", "name"), {"sqlite_autoincrement": True})
 
     id: int | None = Field(default=None, primary_key=True)
+    # The id the Hub API shows, and the key of everything a Space leaves outside the
+    # database (container labels, run logs): never reused, unlike a row number could be.
+    uid: str = Field(default_factory=new_space_uid, max_length=24, unique=True, index=True)
+    # The DNS label the Space is served under (orchestrator/hostnames.py): stored and unique.
+    host: str = Field(max_length=63, unique=True, index=True)
     owner: str = Field(index=True, max_length=96)
     name: str = Field(max_length=96)
     owner_id: int = Field(foreign_key="user.id")
@@ -121,6 +138,8 @@ class Space(SQLModel, table=True):
 
 
 class Build(SQLModel, table=True):
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
     id: int | None = Field(default=None, primary_key=True)
     space_id: int = Field(foreign_key="space.id", index=True)
     commit_sha: str = Field(max_length=40)
@@ -133,6 +152,10 @@ class Build(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Which worker runs it and when it last said so: a build whose worker stopped beating
+    # is failed by the housekeeping instead of staying "running".
+    worker: str | None = Field(default=None, max_length=200)
+    heartbeat_at: datetime | None = None
 
 
 class BuildLogLine(SQLModel, table=True):
@@ -176,4 +199,13 @@ class LfsObject(SQLModel, table=True):
     space_id: int = Field(foreign_key="space.id", index=True, ondelete="CASCADE")
     oid: str = Field(max_length=64)
     size: int = Field(sa_type=BigInteger)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SpaceHostAlias(SQLModel, table=True):
+    """A host label a Space had before a rename: it redirects to the current one, and no
+    other Space may take it."""
+
+    host: str = Field(primary_key=True, max_length=63)
+    space_id: int = Field(foreign_key="space.id", index=True, ondelete="CASCADE")
     created_at: datetime = Field(default_factory=utcnow)

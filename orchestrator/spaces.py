@@ -7,7 +7,8 @@ from sqlmodel import Session, select
 
 from orchestrator import repos
 from orchestrator.auth import valid_name
-from orchestrator.models import Space, User, Visibility
+from orchestrator.hostnames import choose_label
+from orchestrator.models import Space, SpaceHostAlias, User, Visibility
 from orchestrator.settings import get_settings
 
 
@@ -38,6 +39,7 @@ def create_space(
     space = Space(
         owner=owner.name,
         name=name,
+        host=choose_label(owner.name, name, lambda label: host_taken(session, label)),
         owner_id=owner.id,
         sdk=sdk,
         visibility=visibility,
@@ -62,8 +64,15 @@ def space_url(space: Space) -> str:
     return f"{get_settings().public_url.rstrip('/')}/spaces/{space.owner}/{space.name}"
 
 
+def host_taken(session: Session, label: str) -> bool:
+    """Whether a Space is served under `label`, or was before a rename (it redirects)."""
+    if session.exec(select(Space.id).where(Space.host == label)).first() is not None:
+        return True
+    return session.get(SpaceHostAlias, label) is not None
+
+
 def subdomain(space: Space) -> str:
-    return f"{space.owner}-{space.name}".lower().replace("_", "-").replace(".", "-")
+    return space.host
 
 
 def app_url(space: Space) -> str:
