@@ -43,7 +43,7 @@ def make_spaces(*names: str) -> list[int]:
         assert user.id is not None
         ids = []
         for name in names:
-            space = Space(owner="alice", name=name, owner_id=user.id)
+            space = Space(owner="alice", name=name, host=f"alice-{name}", owner_id=user.id)
             session.add(space)
             session.commit()
             assert space.id is not None
