@@ -38,6 +38,9 @@ def upgrade() -> None:
         )
 
     connection = op.get_bind()
+    # SQLite needs the tables rebuilt (for AUTOINCREMENT); PostgreSQL alters them in place
+    # and refuses to drop a primary key other tables' foreign keys depend on.
+    recreate = "always" if connection.dialect.name == "sqlite" else "auto"
     taken: set[str] = set()
     rows = connection.execute(sa.text("SELECT id, owner, name FROM space ORDER BY id")).all()
     for space_id, owner, name in rows:
@@ -49,7 +52,7 @@ def upgrade() -> None:
         )
 
     with op.batch_alter_table(
-        "space", recreate="always", table_kwargs={"sqlite_autoincrement": True}
+        "space", recreate=recreate, table_kwargs={"sqlite_autoincrement": True}
     ) as batch_op:
         batch_op.alter_column(
             "uid", existing_type=sqlmodel.sql.sqltypes.AutoString(length=24), nullable=False
@@ -61,7 +64,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_space_host"), ["host"], unique=True)
 
     with op.batch_alter_table(
-        "build", recreate="always", table_kwargs={"sqlite_autoincrement": True}
+        "build", recreate=recreate, table_kwargs={"sqlite_autoincrement": True}
     ) as batch_op:
         batch_op.add_column(
             sa.Column("worker", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True)
