@@ -11,9 +11,10 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
+from orchestrator import home, secret_store
 from orchestrator.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -40,7 +41,7 @@ def _make_engine(url: str) -> Engine:
 @lru_cache
 def get_engine() -> Engine:
     settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     return _make_engine(settings.sqlalchemy_url)
 
 
@@ -51,11 +52,26 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other databases."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database) if parsed.database != ":memory:" else None
+
+
 def migrate() -> None:
-    """Upgrade the configured database to the newest schema revision."""
+    """Upgrade the configured database to the newest schema revision, encrypt any secret
+    stored before encryption existed, and keep the home and database private."""
     settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    sqlite_db = sqlite_path(settings.sqlalchemy_url)
+    home.make_private(settings.home, sqlite_db)
+    secret_store.ensure_key()
     command.upgrade(alembic_config(settings.sqlalchemy_url), "head")
+    with get_engine().begin() as connection:
+        secret_store.encrypt_plaintext_rows(connection)
+    # A database created just now by the upgrade gets the same treatment.
+    home.make_private(settings.home, sqlite_db)
 
 
 @contextmanager

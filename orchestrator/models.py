@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from sqlalchemy import BigInteger, Column, Index, String, Text, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
+from orchestrator.secret_store import EncryptedText
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -173,7 +175,8 @@ class Secret(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     space_id: int = Field(foreign_key="space.id", index=True)
     key: str = Field(max_length=128)
-    value: str = Field(sa_column=Column(Text, nullable=False))
+    # Encrypted at rest (orchestrator/secret_store.py); reads and writes see plain text.
+    value: str = Field(sa_column=Column(EncryptedText, nullable=False))
     description: str | None = Field(default=None, max_length=500)
     updated_at: datetime = Field(default_factory=utcnow)
 
