@@ -6,16 +6,27 @@ from __future__ import annotations
 
 import io
 import tarfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import docker
 
 from builder import base_image, recipe
-from builder.docker_build import BuildFailed, BuildRequest, BuildStopped, stream_build
+from builder.cgroup import CgroupUnavailable, build_cgroup
+from builder.context import build_context
+from builder.docker_build import (
+    BuildFailed,
+    BuildLimits,
+    BuildRequest,
+    BuildStopped,
+    stream_build,
+)
+from builder.dockerfile_checks import DockerfileRefused, check_dockerfile
 from orchestrator.logstyle import LogSink, detail, step
 from orchestrator.settings import Settings
 from orchestrator.space_config import SpaceConfig
+from sandbox import build_network
 
 __all__ = ["BuildFailed", "BuildInput", "BuildStopped", "build_image"]
 
@@ -43,16 +54,22 @@ def _recipe(
     config = item.config
     if config.sdk == "docker":
         dockerfile = _read(item, "Dockerfile").decode(errors="replace")
+        try:  # before any pull: a FROM naming a local registry is refused too
+            check_dockerfile(dockerfile, build_network.egress_policy(settings))
+        except DockerfileRefused as exc:
+            raise recipe.RecipeError(str(exc)) from exc
         bases = [
             _image_id(client, base_image.ensure_image(client, image, log, settings))
             for image in recipe.dockerfile_base_images(dockerfile)
         ]
-        # Variables are the build args of docker Spaces (secrets never are: see docs).
-        args = dict(item.variables)
+        # Variables are the build args of docker Spaces (secrets never are: see docs). The
+        # proxy args are Spaceport's: a variable may not point the build elsewhere.
+        reserved = set(build_network.PROXY_ARGS + build_network.NO_PROXY_ARGS)
+        args = {k: v for k, v in item.variables.items() if k not in reserved}
         tag = recipe.image_tag(
             settings.image_prefix, item.tree, config.build_key(), ",".join(bases), args
         )
-        context = recipe.with_spaceport_files(item.repo_tar, {})
+        context = build_context(item.repo_tar, "Dockerfile")
         return recipe.Recipe("Dockerfile", context, tag, args)
 
     base = base_image.ensure_python_base(client, config.python_version, log, settings)
@@ -60,10 +77,6 @@ def _recipe(
         text = recipe.render_static(
             base_image=base, app_file=config.app_file or "index.html", space_hint=item.space_hint
         )
-        extra = {
-            "Dockerfile": text.encode(),
-            "static_server.py": (recipe.TEMPLATES / "static_server.py").read_bytes(),
-        }
     else:
         packages = (
             recipe.parse_packages_txt(_read(item, "packages.txt").decode(errors="replace"))
@@ -80,12 +93,11 @@ def _recipe(
             has_requirements=_has_requirements(item, "requirements.txt"),
             space_hint=item.space_hint,
         )
-        extra = {"Dockerfile": text.encode()}
     key = dict(
         config.build_key(), sdk_version=config.sdk_version or settings.default_gradio_version
     )
     tag = recipe.image_tag(settings.image_prefix, item.tree, key, _image_id(client, base), {})
-    context = recipe.with_spaceport_files(item.repo_tar, extra)
+    context = build_context(item.repo_tar, recipe.DOCKERFILE_PATH, text.encode())
     return recipe.Recipe(recipe.DOCKERFILE_PATH, context, tag, {}, text)
 
 
@@ -117,6 +129,17 @@ def _image_exists(client: docker.DockerClient, tag: str) -> bool:
         return False
 
 
+def _build_network(
+    client: docker.DockerClient, settings: Settings, log: LogSink
+) -> build_network.BuildNetwork:
+    # The proxy runs on Spaceport's own Python base (3.11), made like any Space's base.
+    base = base_image.ensure_python_base(client, "3.11", log, settings)
+    try:
+        return build_network.ensure_build_network(client, settings, base, lambda m: log(detail(m)))
+    except build_network.BuildNetworkError as exc:
+        raise BuildFailed(f"the build network is not available: {exc}") from exc
+
+
 def build_image(
     client: docker.DockerClient,
     item: BuildInput,
@@ -129,18 +152,39 @@ def build_image(
     if not item.no_cache and _image_exists(client, plan.tag):
         log(step(f"Image {plan.tag} already exists for this content: nothing to build"))
         return BuildOutput(plan.tag, reused=True)
+    network = _build_network(client, settings, log)
     log(step(f"Building image {plan.tag}" + (" from scratch (no cache)" if item.no_cache else "")))
-    request = BuildRequest(
-        context=plan.context,
-        tag=plan.tag,
-        dockerfile=plan.dockerfile,
-        build_args=plan.build_args,
-        # No labels: the build API appends them as steps after the last layer, and the tag
-        # already names the content.
-        labels={},
-        no_cache=item.no_cache,
+    log(
+        detail(
+            f"limits: {settings.build_memory_mb} MiB memory, {settings.build_cpus:g} CPUs, "
+            f"{settings.build_pids_limit or 'no'} pids limit; network: {network.name} "
+            "(package hosts only, through the build proxy)"
+        )
     )
-    for line in stream_build(client.api, request, stop_reason):
-        log(detail(line))
+    try:
+        name = f"{build_network.instance_of(settings)}-{uuid.uuid4().hex[:12]}"
+        cgroup = build_cgroup(name, settings.build_pids_limit)
+        with cgroup as cgroup_parent:
+            request = BuildRequest(
+                context=plan.context,
+                tag=plan.tag,
+                dockerfile=plan.dockerfile,
+                # Spaceport's proxy args last: they win over a variable of the same name.
+                build_args={**plan.build_args, **network.build_args()},
+                # No labels: the build API appends them as steps after the last layer, and
+                # the tag already names the content.
+                labels={},
+                no_cache=item.no_cache,
+                limits=BuildLimits(
+                    memory_bytes=settings.build_memory_mb << 20,
+                    cpus=settings.build_cpus,
+                    cgroup_parent=cgroup_parent,
+                ),
+                network=network.name,
+            )
+            for line in stream_build(client.api, request, stop_reason):
+                log(detail(line))
+    except CgroupUnavailable as exc:
+        raise BuildFailed(str(exc)) from exc
     log(step(f"Built {plan.tag}"))
     return BuildOutput(plan.tag, reused=False)

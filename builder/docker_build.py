@@ -36,6 +36,29 @@ class BuildRequest:
     build_args: dict[str, str]
     labels: dict[str, str]
     no_cache: bool = False
+    limits: BuildLimits | None = None
+    network: str | None = None  # `networkmode` of the RUN steps: the build network's name
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    """Applied by the Engine to every RUN step's container."""
+
+    memory_bytes: int
+    cpus: float
+    cgroup_parent: str | None = None  # holds the pids limit (builder/cgroup.py)
+
+    def params(self) -> dict[str, object]:
+        period = 100_000
+        params: dict[str, object] = {
+            "memory": self.memory_bytes,
+            "memswap": self.memory_bytes,  # the same as memory: no swap on top
+            "cpuperiod": period,
+            "cpuquota": max(1000, int(self.cpus * period)),
+        }
+        if self.cgroup_parent:
+            params["cgroupparent"] = self.cgroup_parent
+        return params
 
 
 def stream_build(
@@ -55,6 +78,10 @@ def stream_build(
         "forcerm": True,
         "q": False,
     }
+    if request.limits is not None:
+        params.update(request.limits.params())
+    if request.network:
+        params["networkmode"] = request.network
     try:
         response = _start_build(api, params, request.context)
     except docker.errors.APIError as exc:  # the Engine refused it outright (bad Dockerfile...)

@@ -7,19 +7,19 @@ tree with the same build-relevant config always gets the same tag, whatever Spac
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import io
 import json
 import re
-import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 
+from builder.context import SPACEPORT_DOCKERFILE
+
 TEMPLATES = Path(__file__).parent / "templates"
-SPACEPORT_DIR = ".spaceport"
-DOCKERFILE_PATH = f"{SPACEPORT_DIR}/Dockerfile"
+DOCKERFILE_PATH = SPACEPORT_DOCKERFILE  # where Spaceport's own Dockerfile goes in the context
 # Debian package names (policy 5.6.7), optionally pinned with =version; checked because
 # they are pasted into a shell command line.
 APT_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
@@ -113,39 +113,10 @@ def render_gradio(
 
 
 def render_static(*, base_image: str, app_file: str, space_hint: str) -> str:
+    server = base64.b64encode((TEMPLATES / "static_server.py").read_bytes()).decode()
     return _env.get_template("static.Dockerfile.j2").render(
-        base_image=base_image, app_file=app_file, space_hint=space_hint
+        base_image=base_image, app_file=app_file, space_hint=space_hint, static_server_b64=server
     )
-
-
-def with_spaceport_files(repo_tar: bytes, extra: dict[str, bytes]) -> bytes:
-    """The repo's tar plus Spaceport's own files under .spaceport/, which .dockerignore keeps
-    out of the image (Docker still sends an ignored Dockerfile to the builder)."""
-    source = tarfile.open(fileobj=io.BytesIO(repo_tar), mode="r:")
-    out = io.BytesIO()
-    dockerignore = b""
-    with tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as target:
-        for member in source.getmembers():
-            if member.name.lstrip("./") == ".dockerignore":
-                handle = source.extractfile(member)
-                dockerignore = handle.read() if handle else b""
-                continue
-            if member.name.split("/", 1)[0] == SPACEPORT_DIR:
-                continue  # a repo may not smuggle in its own build recipe
-            # Fixed ownership keeps the layer cache stable (docker-py#1582).
-            member.uid = member.gid = 0
-            member.uname = member.gname = ""
-            target.addfile(member, source.extractfile(member) if member.isfile() else None)
-        if dockerignore and not dockerignore.endswith(b"\n"):
-            dockerignore += b"\n"
-        files = {".dockerignore": dockerignore + f"{SPACEPORT_DIR}\n".encode()}
-        files.update({f"{SPACEPORT_DIR}/{name}": data for name, data in extra.items()})
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            target.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 def dockerfile_base_images(dockerfile: str) -> list[str]:

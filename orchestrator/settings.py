@@ -78,6 +78,58 @@ class Settings(BaseSettings):
         default=25,
         description="How many last lines of a failed build's log go into the error message.",
     )
+    # -- The build box (docs/security.md, "Builds"). -------------------------------------
+    build_memory_mb: int = Field(
+        default=4096,
+        description="Memory limit of each build step's container, in MiB (no swap on top); a "
+        "RUN step that needs more is killed and the build fails.",
+    )
+    build_cpus: float = Field(
+        default=2.0,
+        description="CPU limit of each build step's container, in CPUs.",
+    )
+    build_pids_limit: int = Field(
+        default=1024,
+        description="Most processes and threads one build runs at once (all its steps "
+        "together; a fork bomb stops here). Enforced through a cgroup of its own "
+        "(cgroup v1 pids controller) given to the Engine as the build's cgroup parent.",
+    )
+    build_egress_allow: list[str] = Field(
+        default=[
+            "pypi.org",
+            "files.pythonhosted.org",
+            "deb.debian.org",
+            "security.debian.org",
+            "*.debian.org",
+        ],
+        description="Hosts a build's RUN steps may reach, through the build network's egress "
+        "proxy (http and https only); `*.example.org` allows the domain and its subdomains. "
+        "The host of SPACEPORT_DEBIAN_MIRROR is always allowed. JSON list in the environment, "
+        'e.g. ["pypi.org","files.pythonhosted.org","download.pytorch.org"]. Dockerfile '
+        "`ADD <url>` is allowed only for these hosts too.",
+    )
+    build_blocked_networks: list[str] = Field(
+        default=[
+            "0.0.0.0/8",
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "172.16.0.0/12",
+            "192.0.0.0/24",
+            "192.168.0.0/16",
+            "198.18.0.0/15",
+            "224.0.0.0/3",
+            "::/128",
+            "::1/128",
+            "fc00::/7",
+            "fe80::/10",
+            "ff00::/8",
+        ],
+        description="Addresses a build may never reach, even through an allowed name (a name "
+        "resolving into one is refused: DNS rebinding): loopback, private, carrier-grade NAT, "
+        "link-local and metadata (169.254.169.254), multicast and reserved ranges.",
+    )
     push_follow_seconds: int = Field(
         default=1800,
         description="How long a git push keeps showing the build's progress before it hands "
