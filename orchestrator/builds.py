@@ -4,11 +4,15 @@ when a newer commit of the same Space arrives."""
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import docker
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from builder.base_image import BaseImageUnavailable
@@ -129,8 +133,11 @@ def run_build(build_id: int) -> None:
         assert space is not None
         build.status = BuildStatus.RUNNING
         build.started_at = now()
+        build.worker = worker_id()
+        build.heartbeat_at = build.started_at
         session.add(build)
         session.commit()
+        start_heartbeat(build_id)
         secrets = [s.value for s in session.exec(select(Secret).where(Secret.space_id == space.id))]
         variables = {
             v.key: v.value
@@ -177,18 +184,78 @@ def _failure(reason: str, log: BuildLog) -> str:
     return f"Build failed: {log.mask(reason)}\n\nLast lines of the build log:\n{tail}"
 
 
-def reap_stale_builds() -> int:
-    """Fail builds whose worker died: a build still `running` well past the build timeout
-    has nobody left to finish it (a redelivered task skips builds already running), and
-    would hold its Space in BUILDING for ever. Run by Celery beat every minute."""
-    limit = datetime.now(UTC) - timedelta(seconds=get_settings().build_timeout_seconds + 300)
+def worker_id() -> str:
+    """Who runs a build: host and process, so a restarted worker on the same host can tell
+    that the process that left a build `running` is gone."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def start_heartbeat(build_id: int) -> threading.Thread:
+    """Beat the build's heartbeat_at every SPACEPORT_BUILD_HEARTBEAT_SECONDS while it runs.
+    The thread dies with the worker process, which is the point: a build whose heartbeat
+    stops has nobody left to finish it. It ends by itself once the build has finished."""
+
+    def beat() -> None:
+        interval = get_settings().build_heartbeat_seconds
+        while True:
+            time.sleep(interval)
+            try:
+                with session_scope() as session:
+                    beating = session.execute(
+                        update(Build)
+                        .where(Build.id == build_id, Build.status == BuildStatus.RUNNING)  # type: ignore[arg-type]
+                        .values(heartbeat_at=now())
+                    ).rowcount
+                    session.commit()
+            except Exception:  # noqa: BLE001 - a database hiccup: try again next beat
+                continue
+            if not beating:
+                return
+
+    thread = threading.Thread(target=beat, name=f"build-{build_id}-heartbeat", daemon=True)
+    thread.start()
+    return thread
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive, and not ours to judge
+    return True
+
+
+def _worker_gone(build: Build) -> bool:
+    """The build's worker ran on this host and its process is no longer there."""
+    host, _, pid = (build.worker or "").rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def reap_stale_builds(only_dead_local_workers: bool = False) -> int:
+    """Fail builds whose worker died, so their Space leaves BUILDING: a build still
+    `running` whose heartbeat is older than SPACEPORT_BUILD_HEARTBEAT_TIMEOUT_SECONDS (its
+    worker stopped beating, wherever it ran), or whose worker process on this host is
+    gone. Run by Celery beat every few seconds, and with `only_dead_local_workers` when a
+    worker or `spaceport up` starts, so a build left behind by a crash fails at once."""
+    settings = get_settings()
+    limit = now() - timedelta(seconds=settings.build_heartbeat_timeout_seconds)
     with session_scope() as session:
-        stale = session.exec(
-            select(Build).where(Build.status == BuildStatus.RUNNING, Build.started_at < limit)  # type: ignore[operator]
-        ).all()
-        ids = [b.id for b in stale if b.id is not None]
+        running = session.exec(select(Build).where(Build.status == BuildStatus.RUNNING)).all()
+        ids = []
+        for build in running:
+            last_sign = build.heartbeat_at or build.started_at or build.created_at
+            if last_sign.tzinfo is None:
+                last_sign = last_sign.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+            stale = last_sign < limit and not only_dead_local_workers
+            if (stale or _worker_gone(build)) and build.id is not None:
+                ids.append(build.id)
     for build_id in ids:
-        message = "the worker running this build stopped; push again or restart the Space"
+        message = (
+            "the worker running this build stopped (it crashed or was killed); "
+            "push again or restart the Space"
+        )
         with session_scope() as session:
             session.add(BuildLogLine(build_id=build_id, line=error(message)))
             session.commit()

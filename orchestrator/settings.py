@@ -139,6 +139,19 @@ class Settings(BaseSettings):
         default=2,
         description="How many builds one Celery worker runs at once.",
     )
+    build_heartbeat_seconds: float = Field(
+        default=5,
+        gt=0,
+        description="How often a worker records that a build it runs is still alive "
+        "(Build.heartbeat_at).",
+    )
+    build_heartbeat_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="A running build whose heartbeat is older than this is failed by the "
+        "housekeeping (checked every third of this), so a Space whose worker died leaves "
+        "BUILDING within a minute. Keep it well above build_heartbeat_seconds.",
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

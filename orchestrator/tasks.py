@@ -9,6 +9,7 @@ Celery result backend, so no backend is configured.
 from __future__ import annotations
 
 from celery import Celery
+from celery.signals import worker_ready
 
 from orchestrator.settings import Settings, get_settings
 
@@ -45,7 +46,12 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         # Celery beat's schedule: housekeeping that no request triggers.
         beat_schedule={
-            "reap-stale-builds": {"task": "spaceport.reap_stale_builds", "schedule": 60.0},
+            "reap-stale-builds": {
+                "task": "spaceport.reap_stale_builds",
+                "schedule": max(1.0, settings.build_heartbeat_timeout_seconds / 3),
+                # A tick nobody picked up in time is replaced by the next one.
+                "options": {"expires": max(1.0, settings.build_heartbeat_timeout_seconds)},
+            },
         },
     )
     return app
@@ -66,3 +72,12 @@ def reap_stale_builds_task() -> int:
     from orchestrator.builds import reap_stale_builds
 
     return reap_stale_builds()
+
+
+@worker_ready.connect
+def _fail_builds_of_dead_workers(**_: object) -> None:
+    """A worker that starts on a host where an earlier one died (kill -9, OOM) fails the
+    builds that one left `running` at once, instead of after the heartbeat timeout."""
+    from orchestrator.builds import reap_stale_builds
+
+    reap_stale_builds(only_dead_local_workers=True)

@@ -8,9 +8,11 @@ Engine answers first, and on the first start prints an admin token.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,11 +23,13 @@ from pathlib import Path
 import docker
 import httpx
 
-from orchestrator import auth, db, logstyle
+from orchestrator import auth, builds, db, home, lifeline, logstyle
 from orchestrator.models import ApiToken, TokenRole
-from orchestrator.settings import get_settings
+from orchestrator.settings import Settings, get_settings
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_spaces"
+# `up` refused to start: the home or the port is taken (sysexits' EX_TEMPFAIL).
+EXIT_BUSY = 75
 GOOD_SAMPLES = ("hello", "streaming_chatbot", "image_filter", "docker_fastapi", "static_site")
 
 
@@ -116,21 +120,75 @@ def deploy_samples(token: str) -> None:
                 ["commit", "-q", "-m", f"{sample} sample"],
             ):
                 subprocess.run(["git", *command], cwd=repo, env=env, check=True)
-            url = f"{base[0]}://admin:{token}@{base[1]}/spaces/admin/{name}"
+            url = f"{base[0]}://{base[1]}/spaces/admin/{name}"
+            # The token travels in git's environment, never in its command line (`ps`).
+            basic = base64.b64encode(f"admin:{token}".encode()).decode()
+            push_env = {
+                **env,
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "http.extraHeader",
+                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+            }
             say(logstyle.step(f"Deploying sample Space admin/{name}"))
             # The hook follows the build; its output is the deploy log.
-            subprocess.run(["git", "push", "-q", "--force", url, "main"], cwd=repo, env=env)
+            subprocess.run(["git", "push", "-q", "--force", url, "main"], cwd=repo, env=push_env)
 
 
-def wait_for_api(url: str, timeout: float = 60) -> bool:
+def wait_for_api(url: str, server: subprocess.Popen[bytes], timeout: float = 60) -> bool:
+    """True once our own server answers: a server that exits (a port taken meanwhile, say)
+    is a failure at once, never mistaken for whatever else answers on the port."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                return True
+                return server.poll() is None
         except httpx.HTTPError:
             time.sleep(0.3)
     return False
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether the server could listen on host:port (bound the way uvicorn binds)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def start_child(command: list[str]) -> subprocess.Popen[bytes]:
+    """A child that dies with `up`, even on kill -9 of `up` (orchestrator/lifeline.py)."""
+    return subprocess.Popen(
+        command,
+        env={**os.environ, lifeline.PARENT_ENV: str(os.getpid())},
+        preexec_fn=lifeline.die_with_parent(os.getpid()),  # `up` starts no threads
+    )
+
+
+def refuse_if_busy(settings: Settings, host: str, port: int) -> home.UpLock | None:
+    """Take the home's lock, or say why `up` can't start: one `up` per home, and none on a
+    port that is taken, refused at once instead of a server that crash-loops behind an
+    "up" message."""
+    home.make_private(settings.home)
+    lock = home.UpLock(settings.home)
+    try:
+        lock.acquire()
+    except home.HomeBusy as exc:
+        say(logstyle.error(str(exc)))
+        return None
+    if not port_is_free(host, port):
+        lock.release()
+        say(
+            logstyle.error(
+                f"port {port} on {host} is already in use (another Spaceport or another "
+                "program): stop that, or start this one with --port N"
+            )
+        )
+        return None
+    return lock
 
 
 def run(host: str, port: int, with_samples: bool) -> int:
@@ -138,8 +196,14 @@ def run(host: str, port: int, with_samples: bool) -> int:
     os.environ.setdefault("SPACEPORT_SPACES_DOMAIN", f"localhost:{port}")
     get_settings.cache_clear()
     settings = get_settings()
+    lock = refuse_if_busy(settings, host, port)
+    if lock is None:
+        return EXIT_BUSY
     ensure_docker()
     db.migrate()
+    # Builds left `running` by a worker that died with an earlier `up` fail now, so their
+    # Spaces leave BUILDING before anyone asks.
+    builds.reap_stale_builds()
     token = first_start_token()
     exe = [sys.executable, "-m", "orchestrator.cli"]
     commands = {
@@ -148,7 +212,7 @@ def run(host: str, port: int, with_samples: bool) -> int:
         "controller": [*exe, "controller"],
         "beat": [*exe, "beat"],
     }
-    children = {name: subprocess.Popen(command) for name, command in commands.items()}
+    children = {name: start_child(command) for name, command in commands.items()}
     stopping = False
 
     def stop(*_: object) -> None:
@@ -160,7 +224,7 @@ def run(host: str, port: int, with_samples: bool) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    if not wait_for_api(settings.public_url):
+    if not wait_for_api(settings.public_url, children["server"]):
         stop()
         raise SystemExit(logstyle.error("the API server did not start; see the lines above"))
     say(logstyle.step(f"Spaceport is up at {settings.public_url} (state in {settings.home})"))
@@ -180,6 +244,7 @@ def run(host: str, port: int, with_samples: bool) -> int:
             child.wait(timeout=20)
         except subprocess.TimeoutExpired:
             child.kill()
+    lock.release()
     return 0
 
 
@@ -201,5 +266,5 @@ def supervise(
             say(logstyle.error(f"the {name} exited with code {code}; starting it again"))
             if len(recent) > 5:
                 time.sleep(10)  # crashing in a loop: don't spin
-            children[name] = subprocess.Popen(commands[name])
+            children[name] = start_child(commands[name])
         time.sleep(0.5)
