@@ -28,6 +28,7 @@ from orchestrator.settings import Settings
 from orchestrator.space_config import parse_readme
 from sandbox import build_network
 from sandbox.backend import LABEL_INSTANCE
+from tests.platform import Platform, git, push
 
 INSTANCE = "spaceport-test-buildbox"
 DOCKER_README = "---\nsdk: docker\n---\n"
@@ -366,11 +367,12 @@ def test_a_static_space_serves_nothing_of_spaceports(home: Path) -> None:
     assert listing == ["/home/user/app", "/home/user/app/README.md", "/home/user/app/index.html"]
 
 
-def test_the_gradio_recipe_runs_pip_as_uid_1000(home: Path) -> None:
+def test_the_gradio_recipe_runs_pip_as_uid_1000_and_apt_as_root(home: Path) -> None:
     files: dict[str, str | bytes] = {
         "README.md": "---\nsdk: gradio\npython_version: '3.11'\n---\n",
         "app.py": "print('hi')\n",
         "requirements.txt": "six\n",
+        "packages.txt": "jq\n",  # the one root step, through the proxy too
     }
     lines: list[str] = []
     item = BuildInput(
@@ -391,3 +393,53 @@ def test_the_gradio_recipe_runs_pip_as_uid_1000(home: Path) -> None:
     )
     assert owners.split() == ["1000", "1000"], lines[-20:]
     assert run_in(image.image, "find", "/opt/venv", "-user", "0").strip() == ""
+    assert run_in(image.image, "jq", "--version").startswith("jq-")
+
+
+# -- Through a running Spaceport: git push -> worker -> builder ------------------------------
+
+
+def test_a_pushed_dockerfile_cannot_fetch_or_reach_the_host(
+    platform: Platform, workdir: Path
+) -> None:
+    token = platform.token("mallory")
+    listener = Listener("127.0.0.1")
+    gateway = Listener("172.17.0.1")
+    try:
+        repo = workdir / "hostile"
+        repo.mkdir()
+        (repo / "README.md").write_text(DOCKER_README)
+        (repo / "Dockerfile").write_text(
+            f"FROM python:3.11-slim\nADD http://127.0.0.1:{listener.port}/x /x\n"
+        )
+        git(repo, "init", "-q", "--initial-branch=main")
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "fetch from the host")
+        push(repo, platform.git_url("mallory", "hostile-add", token))
+        runtime = platform.wait_for_stage("mallory", "hostile-add", token)
+        assert runtime["stage"] == "BUILD_ERROR", runtime
+        assert "Dockerfile line 2: ADD" in runtime["errorMessage"]
+        assert "SPACEPORT_BUILD_EGRESS_ALLOW" in runtime["errorMessage"]
+
+        probe = (
+            "import socket\n"
+            f"for port in ({gateway.port},):\n"
+            "    try:\n"
+            f"        socket.create_connection(('{gateway.host}', port), timeout=3)\n"
+            "        print('REACHED', port)\n"
+            "    except OSError as exc:\n"
+            "        print('BLOCKED', exc)\n"
+        )
+        (repo / "probe.py").write_text(probe)
+        (repo / "Dockerfile").write_text(
+            "FROM python:3.11-slim\nCOPY probe.py /probe.py\nRUN python3 /probe.py\n"
+            'CMD ["python3", "-m", "http.server", "7860"]\n'
+        )
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "probe the host")
+        result = push(repo, platform.git_url("mallory", "hostile-add", token))
+        assert "BLOCKED" in result.stderr and "REACHED" not in result.stderr, result.stderr
+        assert listener.connections == 0 and gateway.connections == 0
+    finally:
+        listener.close()
+        gateway.close()
