@@ -58,10 +58,13 @@ def _recipe(
             check_dockerfile(dockerfile, build_network.egress_policy(settings))
         except DockerfileRefused as exc:
             raise recipe.RecipeError(str(exc)) from exc
-        bases = [
-            _image_id(client, base_image.ensure_image(client, image, log, settings))
+        refs = [
+            base_image.ensure_image(client, image, log, settings)
             for image in recipe.dockerfile_base_images(dockerfile)
         ]
+        for ref in refs:
+            _check_onbuild(client, ref, settings)
+        bases = [_image_id(client, ref) for ref in refs]
         # Variables are the build args of docker Spaces (secrets never are: see docs). The
         # proxy args are Spaceport's: a variable may not point the build elsewhere.
         reserved = set(build_network.PROXY_ARGS + build_network.NO_PROXY_ARGS)
@@ -99,6 +102,19 @@ def _recipe(
     tag = recipe.image_tag(settings.image_prefix, item.tree, key, _image_id(client, base), {})
     context = build_context(item.repo_tar, recipe.DOCKERFILE_PATH, text.encode())
     return recipe.Recipe(recipe.DOCKERFILE_PATH, context, tag, {}, text)
+
+
+def _check_onbuild(client: docker.DockerClient, ref: str, settings: Settings) -> None:
+    """A base image's ONBUILD triggers run in this build as if written in its Dockerfile, so
+    an `ONBUILD ADD http://127.0.0.1/...` baked into a pushed image gets the same check."""
+    triggers = (client.images.get(ref).attrs.get("Config") or {}).get("OnBuild") or []
+    if not triggers:
+        return
+    try:
+        check_dockerfile("\n".join(triggers) + "\n", build_network.egress_policy(settings))
+    except DockerfileRefused as exc:
+        reason = str(exc).split(": ", 1)[-1]
+        raise recipe.RecipeError(f"the base image {ref} has an ONBUILD trigger: {reason}") from exc
 
 
 def _read(item: BuildInput, path: str) -> bytes:

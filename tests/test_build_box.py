@@ -286,6 +286,22 @@ def test_add_of_a_local_url_is_refused_before_the_daemon_fetches_it(home: Path) 
         listener.close()
 
 
+def test_an_onbuild_add_of_a_base_image_is_refused_too(home: Path) -> None:
+    # An image anyone could push to a registry, with the fetch hidden in a trigger.
+    listener = Listener("127.0.0.1")
+    trap = f"spaceport-test/onbuild-trap:{listener.port}"
+    try:
+        dockerfile = f"FROM python:3.11-slim\nONBUILD ADD http://127.0.0.1:{listener.port}/x /x\n"
+        docker.from_env().images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=trap, rm=True)
+        result, lines = build(settings_for(home), {"Dockerfile": f"FROM {trap}\n"})
+        assert isinstance(result, RecipeError), lines
+        assert "ONBUILD trigger" in str(result) and "127.0.0.1" in str(result)
+        assert listener.connections == 0
+    finally:
+        listener.close()
+        docker.from_env().images.remove(trap, force=True)
+
+
 def test_a_step_using_more_than_the_memory_limit_fails(home: Path) -> None:
     result, lines = build(
         settings_for(home, build_memory_mb=128),
