@@ -13,6 +13,7 @@ from orchestrator.api import lfs as lfs_api
 from orchestrator.api import logs as logs_api
 from orchestrator.api import repos as repos_api
 from orchestrator.api import runtime as runtime_api
+from orchestrator.api import space_jwt as space_jwt_api
 from orchestrator.api import spaces as spaces_api
 from orchestrator.api import users as users_api
 from orchestrator.api.errors import HubError
@@ -37,6 +38,7 @@ def create_app(*, migrate: bool = True) -> Gateway:
     app.include_router(users_api.router)
     # Fixed paths (/api/spaces/hardware) before the {owner}/{name} ones.
     app.include_router(runtime_api.router)
+    app.include_router(space_jwt_api.router)
     app.include_router(spaces_api.router)
     app.include_router(repos_api.router)
     app.include_router(lfs_api.router)

@@ -21,7 +21,8 @@ from builder.recipe import RecipeError
 from orchestrator import lfs, repos
 from orchestrator.db import session_scope
 from orchestrator.logstyle import error, step
-from orchestrator.models import Build, BuildLogLine, BuildStatus, Secret, Space, Stage, Variable
+from orchestrator.models import Build, BuildLogLine, BuildStatus, Space, Stage, Variable
+from orchestrator.redaction import Redactor, space_secret_values
 from orchestrator.settings import get_settings
 from orchestrator.space_config import parse_readme
 
@@ -53,14 +54,9 @@ class BuildLog:
 
     def __init__(self, build_id: int, secrets: list[str]) -> None:
         self.build_id = build_id
-        # Longest first, so a secret containing another is masked whole.
-        self.secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+        # Secrets and anything shaped like a platform token (orchestrator/redaction.py).
+        self.mask = Redactor(secrets)
         self.tail: list[str] = []
-
-    def mask(self, line: str) -> str:
-        for secret in self.secrets:
-            line = line.replace(secret, "***")
-        return line
 
     def __call__(self, line: str) -> None:
         line = self.mask(line)
@@ -138,7 +134,7 @@ def run_build(build_id: int) -> None:
         session.add(build)
         session.commit()
         start_heartbeat(build_id)
-        secrets = [s.value for s in session.exec(select(Secret).where(Secret.space_id == space.id))]
+        secrets = space_secret_values(session, space.id)
         variables = {
             v.key: v.value
             for v in session.exec(select(Variable).where(Variable.space_id == space.id))

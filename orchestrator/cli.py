@@ -98,6 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from orchestrator.app import create_app
+    from orchestrator.settings import get_settings
 
     uvicorn.run(
         create_app(),
@@ -105,6 +106,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info",
         timeout_keep_alive=75,
+        # A visitor's websocket message past the limit closes with 1009 before it is read
+        # whole; the gateway holds the app's side to the same limit (gateway/proxy.py).
+        ws_max_size=get_settings().websocket_max_message_bytes,
         # Proxied responses carry the app's own Date and Server; the API needs neither.
         server_header=False,
         date_header=False,

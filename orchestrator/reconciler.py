@@ -189,7 +189,15 @@ class Reconciler:
         self.backend.stop(instance.id)
 
     def _fail(self, space: Space, desired: Revision, instance: Instance, reason: str) -> None:
-        tail = list(self.backend.logs(instance.id, tail=RUNTIME_ERROR_LOG_LINES))
+        from sqlalchemy.orm import object_session
+
+        from orchestrator import redaction
+
+        # Anyone who can see the Space reads errorMessage: the app's last lines are masked
+        # like its run log (its secrets, and any platform token it printed).
+        session = object_session(space)
+        mask = redaction.for_space(session, space.id) if session else redaction.Redactor()
+        tail = [mask(line) for line in self.backend.logs(instance.id, tail=RUNTIME_ERROR_LOG_LINES)]
         space.failed_revision = desired.key
         if space.head_sha == space.built_sha:
             space.stage = Stage.RUNTIME_ERROR

@@ -152,6 +152,19 @@ class Settings(BaseSettings):
         "housekeeping (checked every third of this), so a Space whose worker died leaves "
         "BUILDING within a minute. Keep it well above build_heartbeat_seconds.",
     )
+    # -- Credentials (docs/security.md, "Credentials"). ---------------------------------
+    space_jwt_seconds: int = Field(
+        default=3600,
+        ge=60,
+        description="Lifetime of a Space-scoped token from GET /api/spaces/{id}/jwt, and of "
+        "the cookie the gateway turns it into on that Space's host.",
+    )
+    websocket_max_message_bytes: int = Field(
+        default=16 * 2**20,
+        ge=1024,
+        description="Largest websocket message the gateway carries, in either direction; a "
+        "larger one closes the connection with code 1009 before it is buffered.",
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

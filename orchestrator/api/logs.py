@@ -10,25 +10,26 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
+from orchestrator import redaction
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.timefmt import hub_time
 from orchestrator.auth import Principal
 from orchestrator.builds import follow_log, now
 from orchestrator.db import get_session
-from orchestrator.models import Build, Secret, Space
+from orchestrator.models import Build, Space
+from orchestrator.redaction import Redactor
 from sandbox.backend import Instance
 
 router = APIRouter(prefix="/api/spaces")
 
 
-def _sse(lines: Iterator[str], mask: list[str] | None = None) -> Iterator[str]:
+def _sse(lines: Iterator[str], mask: Redactor | None = None) -> Iterator[str]:
     for line in lines:
-        for secret in mask or []:
-            line = line.replace(secret, "***")
+        line = (mask or Redactor())(line)  # platform tokens are masked even with no secrets
         yield "data: " + json.dumps({"data": line, "timestamp": hub_time(now())}) + "\n\n"
 
 
-def _stream(lines: Iterator[str], mask: list[str] | None = None) -> StreamingResponse:
+def _stream(lines: Iterator[str], mask: Redactor | None = None) -> StreamingResponse:
     return StreamingResponse(
         _sse(lines, mask),
         media_type="text/event-stream",
@@ -48,7 +49,10 @@ def build_log(
     build = session.exec(
         select(Build).where(Build.space_id == space.id).order_by(col(Build.id).desc())
     ).first()
-    return _stream(follow_log(build.id) if build and build.id else iter(()))
+    if build is None or build.id is None:
+        return _stream(iter(()))
+    # Stored masked already; masked again for secrets added since the build ran.
+    return _stream(follow_log(build.id), redaction.for_space(session, space.id))
 
 
 def run_instance(space: Space, instances: list[Instance]) -> Instance | None:
@@ -78,7 +82,7 @@ def run_log(
     instance = run_instance(space, backend.instances())
     if instance is None:
         return _stream(iter(()))
-    # An app that prints its secrets must not publish them through its log.
-    secrets = [s.value for s in session.exec(select(Secret).where(Secret.space_id == space.id))]
-    mask = sorted((v for v in secrets if len(v) >= 4), key=len, reverse=True)
+    # An app that prints its secrets, or a token a visitor sent it, must not publish them
+    # through its log.
+    mask = redaction.for_space(session, space.id)
     return _stream(backend.logs(instance.id, tail=tail, follow=follow), mask)

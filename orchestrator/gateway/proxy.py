@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,9 +18,7 @@ import websockets
 from multidict import CIMultiDict
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from orchestrator.auth import AuthError, authenticate, token_from_headers
-from orchestrator.db import session_scope
-from orchestrator.gateway import pages
+from orchestrator.gateway import credentials, pages
 from orchestrator.gateway.routes import Route, RouteTable, space_subdomain
 from orchestrator.settings import get_settings
 
@@ -70,6 +69,9 @@ class Gateway:
         if route is None or not await _may_visit(route, scope):
             await _page(scope, receive, send, 404, pages.not_found_page(host))
             return
+        if scope["type"] == "http" and _sign(scope) is not None:
+            await _sign_redirect(scope, receive, send, route)
+            return
         if route.address is None:
             page = pages.status_page(route.full_name, route.stage, route.error_message)
             await _page(scope, receive, send, 503, page)
@@ -102,6 +104,7 @@ class Gateway:
                 (k, v)
                 for k, v in response.raw_headers
                 if k.decode("latin-1").lower() not in HOP_BY_HOP
+                and not (k.lower() == b"set-cookie" and credentials.is_platform_set_cookie(v))
             ]
             await send(
                 {
@@ -126,15 +129,34 @@ def _raw(scope: Scope) -> list[tuple[str, bytes]]:
 async def _may_visit(route: Route, scope: Scope) -> bool:
     if not route.private:
         return True
-    authorization = _header(scope, b"authorization") or _header(scope, b"x-hf-authorization")
-    try:
-        if token_from_headers(authorization) is None:
-            return False
-        with session_scope() as session:
-            principal = authenticate(session, authorization)
-    except AuthError:
-        return False
-    return principal is not None and (principal.is_admin or principal.user.id == route.owner_id)
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+    return credentials.may_visit(route, headers, _sign(scope))
+
+
+def _sign(scope: Scope) -> str | None:
+    query = scope.get("query_string", b"").decode("latin-1")
+    return credentials.sign_param(query)[0]
+
+
+async def _sign_redirect(scope: Scope, receive: Receive, send: Send, route: Route) -> None:
+    """`?__sign=<jwt>` becomes a host-only cookie, and leaves the URL before the app sees it."""
+    path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+    query = scope.get("query_string", b"").decode("latin-1")
+    secure = scope.get("scheme") == "https"
+    answer = credentials.sign_redirect(route, path, query, secure, int(time.time()))
+    if answer is None:
+        host = _header(scope, b"host") or ""
+        await _page(scope, receive, send, 404, pages.not_found_page(host))
+        return
+    headers = [
+        (b"location", answer.location.encode("latin-1")),
+        (b"content-length", b"0"),
+        (b"cache-control", b"no-store"),
+    ]
+    if answer.set_cookie:
+        headers.append((b"set-cookie", answer.set_cookie.encode("latin-1")))
+    await send({"type": "http.response.start", "status": 302, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -151,13 +173,16 @@ def _path(scope: Scope) -> str:
 
 
 def _forward_headers(scope: Scope, host: str) -> list[tuple[str, str]]:
-    headers = [
-        (k.decode("latin-1"), v.decode("latin-1"))
-        for k, v in scope["headers"]
-        if k.decode("latin-1").lower() not in HOP_BY_HOP
-        and not k.lower().startswith(b"x-forwarded-")
-        and not k.lower().startswith(b"sec-websocket")
-    ]
+    # Every credential the gateway consumed stays here (gateway/credentials.py).
+    headers = credentials.forwardable(
+        [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k.decode("latin-1").lower() not in HOP_BY_HOP
+            and not k.lower().startswith(b"x-forwarded-")
+            and not k.lower().startswith(b"sec-websocket")
+        ]
+    )
     client = scope.get("client")
     headers += [
         ("host", host),
@@ -199,14 +224,19 @@ async def _proxy_websocket(
     scope: Scope, receive: Receive, send: Send, address: str, host: str
 ) -> None:
     await receive()  # websocket.connect
-    url = "ws" + address.removeprefix("http") + _path(scope)
+    path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+    query = credentials.sign_param(scope.get("query_string", b"").decode("latin-1"))[1]
+    url = "ws" + address.removeprefix("http") + path + ("?" + query if query else "")
     forwarded = [(k, v) for k, v in _forward_headers(scope, host) if k.lower() != "host"]
     try:
         upstream = await websockets.connect(
             url,
             subprotocols=scope.get("subprotocols") or None,  # type: ignore[arg-type]
             additional_headers=forwarded,
-            max_size=None,
+            # A message from the app past the limit closes with 1009 as soon as its frame
+            # header says so; nothing of it is buffered (uvicorn does the same for
+            # visitors' messages, with the same limit: cli.py).
+            max_size=get_settings().websocket_max_message_bytes,
             open_timeout=10,
             ping_interval=None,
             compression=None,
@@ -236,10 +266,20 @@ async def _proxy_websocket(
                     await send({"type": "websocket.send", "text": data})
         finally:
             with contextlib.suppress(Exception):
-                await send({"type": "websocket.close", "code": upstream.close_code or 1000})
+                await send({"type": "websocket.close", "code": _close_code(upstream)})
 
     tasks = [asyncio.create_task(client_to_upstream()), asyncio.create_task(upstream_to_client())]
     _done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
     await upstream.close()
+
+
+def _close_code(upstream: Any) -> int:
+    """What the visitor is told when the app's side closed: the app's own code, or the one
+    the gateway closed it with (1009 for a message past the limit). 1005, 1006 and 1015
+    only describe a close and can't be sent."""
+    for frame in (upstream.protocol.close_rcvd, upstream.protocol.close_sent):
+        if frame is not None and frame.code not in (1005, 1006, 1015):
+            return int(frame.code)
+    return 1000

@@ -26,6 +26,7 @@ class Route:
     stage: str
     error_message: str | None
     address: str | None
+    uid: str = ""  # what Space JWTs are scoped to (orchestrator/space_tokens.py)
 
 
 def space_subdomain(host: str, spaces_domain: str) -> str | None:
@@ -74,6 +75,7 @@ class RouteTable:
                     stage=space.stage,
                     error_message=space.error_message,
                     address=space.serving_address,
+                    uid=space.uid,
                 )
                 for space in session.exec(select(Space)).all()
             }

@@ -1,0 +1,30 @@
+"""`GET /api/spaces/{owner}/{name}/jwt`: a short-lived token that opens this one Space.
+
+As on the Hub (`{"token": ...}`, which @gradio/client reads), plus `exp` (unix time) so a
+client knows when to ask again. Whoever can see the Space gets one; anyone else gets the
+same 404 as for a missing Space.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from sqlmodel import Session
+
+from orchestrator import space_tokens
+from orchestrator.api.deps import current_principal, visible_space
+from orchestrator.auth import Principal
+from orchestrator.db import get_session
+
+router = APIRouter(prefix="/api/spaces")
+
+
+@router.get("/{owner}/{name}/jwt")
+def space_jwt(
+    owner: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, object]:
+    space = visible_space(session, principal, owner, name)
+    issued = space_tokens.issue(space, principal.user.name if principal else None)
+    return {"token": issued.token, "exp": issued.expires_at}
