@@ -258,6 +258,20 @@ def test_a_hostile_build_reaches_no_host_lan_or_metadata_address(
             listener.close()
 
 
+def test_an_allowed_name_that_resolves_locally_is_refused_by_the_proxy(home: Path) -> None:
+    # DNS rebinding, as the running proxy sees it: the operator allowed "localhost" (a name
+    # an attacker's DNS could equally point at 127.0.0.1); its address is still refused.
+    result, lines = build(
+        settings_for(home, build_egress_allow=["localhost", "pypi.org"]),
+        {
+            "Dockerfile": "FROM python:3.11-slim\nRUN python3 -c 'import urllib.request as u; "
+            'u.urlopen("http://localhost/", timeout=10)\' || true\n'
+        },
+    )
+    assert isinstance(result, str), lines
+    assert any("localhost resolves to a local address" in line for line in lines), lines
+
+
 def test_pip_install_from_pypi_works_through_the_proxy(home: Path) -> None:
     result, lines = build(
         settings_for(home),
