@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import docker
 
 from builder import base_image, recipe
-from builder.cgroup import CgroupUnavailable, build_cgroup
+from builder.cgroup import CgroupUnavailable, build_cgroup, sweep_stale
 from builder.context import build_context
 from builder.docker_build import (
     BuildFailed,
@@ -178,7 +178,9 @@ def build_image(
         )
     )
     try:
-        name = f"{build_network.instance_of(settings)}-{uuid.uuid4().hex[:12]}"
+        instance = build_network.instance_of(settings)
+        sweep_stale(f"{instance}-", settings.build_timeout_seconds + 600)
+        name = f"{instance}-{uuid.uuid4().hex[:12]}"
         cgroup = build_cgroup(name, settings.build_pids_limit)
         with cgroup as cgroup_parent:
             request = BuildRequest(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +60,17 @@ def build_cgroup(name: str, pids_max: int, root: Path = CGROUP_ROOT) -> Iterator
         yield f"/{BUILDS_CGROUP}/{name}"
     finally:
         _remove(root, name)
+
+
+def sweep_stale(prefix: str, older_than_s: float, root: Path = CGROUP_ROOT) -> None:
+    """Remove the cgroups of builds whose worker died before it could (names starting with
+    `prefix`, this installation's). Only ones older than any build may run: between two
+    steps a live build's cgroup is empty too, and removing it would lose its pids.max."""
+    base = _pids_dir(root, "x").parent
+    with contextlib.suppress(OSError):
+        for path in base.iterdir():
+            if path.name.startswith(prefix) and time.time() - path.stat().st_mtime > older_than_s:
+                _remove(root, path.name)
 
 
 def _remove(root: Path, name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import socket
 import tarfile
 import threading
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from builder import recipe
-from builder.cgroup import build_cgroup
+from builder.cgroup import build_cgroup, sweep_stale
 from builder.context import SPACEPORT_DOCKERFILE, build_context
 from builder.docker_build import BuildLimits
 from builder.dockerfile_checks import DockerfileRefused, check_dockerfile, instructions
@@ -261,6 +262,17 @@ def test_the_pids_cgroup_is_made_and_removed(tmp_path: Path) -> None:
     assert not (tmp_path / "memory/spaceport-builds/b1").exists()
     with build_cgroup("b2", 0, root=tmp_path) as parent:
         assert parent is None
+
+
+def test_only_old_cgroups_of_this_installation_are_swept(tmp_path: Path) -> None:
+    (tmp_path / "pids").mkdir()
+    for name in ("mine-old", "mine-new", "theirs-old"):
+        (tmp_path / "pids/spaceport-builds" / name).mkdir(parents=True)
+    for name in ("mine-old", "theirs-old"):
+        os.utime(tmp_path / "pids/spaceport-builds" / name, (1, 1))
+    sweep_stale("mine-", 3600, root=tmp_path)
+    left = sorted(p.name for p in (tmp_path / "pids/spaceport-builds").iterdir())
+    assert left == ["mine-new", "theirs-old"]
 
 
 def _users(dockerfile: str) -> list[tuple[str, str]]:
