@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from orchestrator import db, git_http
 from orchestrator.api import commits as commits_api
 from orchestrator.api import files as files_api
+from orchestrator.api import input_errors
 from orchestrator.api import lfs as lfs_api
 from orchestrator.api import logs as logs_api
 from orchestrator.api import repos as repos_api
@@ -30,6 +31,9 @@ def create_app(*, migrate: bool = True) -> Gateway:
     async def hub_error(_request: Request, exc: HubError) -> JSONResponse:
         # huggingface_hub appends the body's `error` to its exception messages.
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    # Malformed JSON, wrong types, NUL in URLs: a clear 4xx, never a 500.
+    input_errors.install(app)
 
     @app.get("/api/health")
     def health() -> dict[str, str]:

@@ -57,10 +57,22 @@ class BuildLog:
         # Secrets and anything shaped like a platform token (orchestrator/redaction.py).
         self.mask = Redactor(secrets)
         self.tail: list[str] = []
+        self.stored = 0
 
     def __call__(self, line: str) -> None:
         line = self.mask(line)
-        self.tail = (self.tail + [line])[-get_settings().build_log_tail_lines :]
+        settings = get_settings()
+        self.tail = (self.tail + [line])[-settings.build_log_tail_lines :]
+        # A build that prints without end must not fill the database: past the limit one
+        # line says so, and the rest is dropped (the tail above still feeds the error).
+        self.stored += 1
+        if self.stored > settings.max_build_log_lines + 1:
+            return
+        if self.stored == settings.max_build_log_lines + 1:
+            line = error(
+                f"log truncated: more than {settings.max_build_log_lines} lines "
+                "(SPACEPORT_MAX_BUILD_LOG_LINES); the rest of this build's output is not kept"
+            )
         with session_scope() as session:
             session.add(BuildLogLine(build_id=self.build_id, line=line))
             session.commit()
@@ -260,12 +272,16 @@ def reap_stale_builds(only_dead_local_workers: bool = False) -> int:
 
 
 def follow_log(
-    build_id: int, poll_seconds: float = 0.3, deadline: float | None = None
+    build_id: int,
+    poll_seconds: float = 0.3,
+    deadline: float | None = None,
+    stop: threading.Event | None = None,
 ) -> Iterator[str]:
     """Yield a build's log lines, old and new, until the build has finished (or the
-    time.monotonic() `deadline` passes)."""
+    time.monotonic() `deadline` passes, or `stop` is set: the follower left)."""
     last_id = 0
-    while deadline is None or time.monotonic() < deadline:
+    stop = stop or threading.Event()
+    while (deadline is None or time.monotonic() < deadline) and not stop.is_set():
         with session_scope() as session:
             lines = session.exec(
                 select(BuildLogLine)
@@ -280,4 +296,4 @@ def follow_log(
         if finished and not lines:
             return
         if not lines:
-            time.sleep(poll_seconds)
+            stop.wait(poll_seconds)

@@ -20,6 +20,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlmodel import Session
 
 from orchestrator import spaces
+from orchestrator.api.errors import header_safe
 from orchestrator.auth import Access, AuthError, authenticate, may_create_in, space_access
 from orchestrator.db import get_session
 from orchestrator.settings import get_settings
@@ -48,10 +49,20 @@ def install_hooks() -> None:
 
 
 def _deny(status: int, message: str, *, ask_credentials: bool = False) -> Response:
-    headers = {"X-Error-Message": message}
+    headers = {"X-Error-Message": header_safe(message)}
     if ask_credentials:
         headers["WWW-Authenticate"] = 'Basic realm="Spaceport", charset="UTF-8"'
     return PlainTextResponse(message + "\n", status_code=status, headers=headers)
+
+
+def _not_found() -> Response:
+    """The one answer, once signed in, for a Space that is missing, private to someone
+    else, or in a namespace you can't create in: the same status, body and headers, so
+    none of them can be told from another."""
+    return _deny(
+        404,
+        "Repository not found (to create a Space, push to your own namespace with a write token)",
+    )
 
 
 def _service(path: str, request: Request) -> str | None:
@@ -81,18 +92,15 @@ async def git_smart_http(
             if not may_create_in(principal, owner):
                 if principal.user.name == owner:
                     return _deny(403, "Your token is read-only: push with a write token")
-                return _deny(
-                    403,
-                    f"You can't create Spaces under {owner!r}: push to your own namespace "
-                    f"({principal.user.name}) with a write token",
-                )
+                # Not a 403: that would tell a missing Space from a private one.
+                return _not_found()
             try:
                 space = spaces.create_space(session, principal.user, name)
             except spaces.SpaceNameError as exc:
                 return _deny(400, str(exc))
         access = space_access(principal, space)
         if access == Access.NONE:
-            return _deny(404, "Repository not found")
+            return _not_found()
         if access != Access.WRITE:
             if principal.user.id == space.owner_id:
                 return _deny(403, "Your token is read-only: push with a write token")
@@ -104,7 +112,7 @@ async def git_smart_http(
                 # request for a Space it can't see gets one; missing and private Spaces get
                 # the same answer, so nothing leaks.
                 return _deny(401, "Authentication required", ask_credentials=True)
-            return _deny(404, "Repository not found")
+            return _not_found()
 
     env = _cgi_environment(request, owner, name, path, principal.user.name if principal else None)
     if space is not None and space.id is not None:

@@ -8,8 +8,10 @@ construction: the variable is part of the revision the reconciler runs.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+from collections.abc import Iterator
 
 from sqlmodel import Session, select
 
@@ -166,6 +168,20 @@ def move(session: Session, space: Space, new_owner: User, new_name: str) -> None
     _touch(session, space)
 
 
+@contextlib.contextmanager
+def undone_on_failure(session: Session, space: Space) -> Iterator[None]:
+    """The steps that complete a just-created Space (its secrets, variables, history, LFS
+    records, first build): if one fails, the Space goes again, row and repo, so a failed
+    create or duplicate leaves nothing behind and can simply be retried."""
+    try:
+        yield
+    except BaseException:
+        session.rollback()
+        with contextlib.suppress(Exception):  # the first failure is the one to report
+            delete(session, space)
+        raise
+
+
 def duplicate(
     session: Session,
     source: Space,
@@ -191,7 +207,20 @@ def duplicate(
         hardware=get_tier(hardware).name if hardware else "cpu-basic",
         duplicated_from=source.full_name,
     )
-    target = repos.repo_path(owner.name, name)
+    with undone_on_failure(session, copy):
+        _fill_duplicate(session, source, copy, sleep_time, secrets, variables)
+    return copy
+
+
+def _fill_duplicate(
+    session: Session,
+    source: Space,
+    copy: Space,
+    sleep_time: int | None,
+    secrets: list[dict[str, str]] | None,
+    variables: list[dict[str, str]] | None,
+) -> None:
+    target = repos.repo_path(copy.owner, copy.name)
     # Every ref and object of the source, into the empty bare repo create_space made.
     subprocess.run(
         [
@@ -223,7 +252,6 @@ def duplicate(
     head = repos.resolve(target, repos.DEPLOY_REF)
     if head:
         deploy_commit(session, copy, head)
-    return copy
 
 
 def _set_row(

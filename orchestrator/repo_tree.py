@@ -6,8 +6,11 @@ Everything goes through git plumbing on the bare repo; nothing is checked out.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import re
 import subprocess
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,17 +54,68 @@ def branch_ref(rev: str) -> str | None:
     return f"refs/heads/{name}"
 
 
+def _entry(record: str) -> Entry:
+    meta, _, path = record.partition("\t")
+    mode, kind, oid, size = meta.split()
+    return Entry(path, mode, kind, oid, int(size) if size != "-" else 0)
+
+
 def _ls_tree(repo: Path, *args: str) -> list[Entry]:
     # --literal-pathspecs: a file named `*.py` means that file, not a glob.
     out = repos.git(repo, "--literal-pathspecs", "ls-tree", "-l", "-z", *args)
-    entries = []
-    for record in out.decode("utf-8", errors="surrogateescape").split("\0"):
-        if not record:
-            continue
-        meta, _, path = record.partition("\t")
-        mode, kind, oid, size = meta.split()
-        entries.append(Entry(path, mode, kind, oid, int(size) if size != "-" else 0))
-    return entries
+    records = out.decode("utf-8", errors="surrogateescape").split("\0")
+    return [_entry(record) for record in records if record]
+
+
+def _iter_ls_tree(repo: Path, *args: str) -> Iterator[Entry]:
+    """ls-tree's entries as git prints them, so a caller that needs only the first few
+    of a huge tree stops git there (closing the iterator kills it)."""
+    process = subprocess.Popen(
+        ["git", "-C", str(repo), "--literal-pathspecs", "ls-tree", "-l", "-z", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    pending = b""
+    try:
+        while chunk := process.stdout.read(1 << 16):
+            *records, pending = (pending + chunk).split(b"\0")
+            for record in records:
+                if record:
+                    yield _entry(record.decode("utf-8", errors="surrogateescape"))
+        if process.wait() != 0:
+            raise repos.GitError(f"git ls-tree {' '.join(args)} failed")
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stdout.close()
+        process.wait()
+
+
+def tree_page(
+    repo: Path, sha: str, path: str, recursive: bool, offset: int, limit: int
+) -> tuple[list[Entry], bool]:
+    """Entries `offset` to `offset + limit` of list_tree's listing, and whether more follow.
+    git stops after them, so a page costs what it lists, not what the Space holds."""
+    args = ["-r", "-t"] if recursive else []
+    target = [path.rstrip("/") + "/"] if path else []
+    listed = _iter_ls_tree(repo, *args, sha, "--", *target)
+    try:
+        inside = (e for e in listed if e.path != path.rstrip("/"))
+        page = list(itertools.islice(inside, offset, offset + limit + 1))
+    finally:
+        listed.close()
+    return page[:limit], len(page) > limit
+
+
+def files_at(repo: Path, sha: str, most: int) -> list[Entry] | None:
+    """Every file of commit `sha`, or None when there are more than `most`."""
+    listed = _iter_ls_tree(repo, "-r", sha)
+    try:
+        found = list(itertools.islice((e for e in listed if e.kind == "blob"), most + 1))
+    finally:
+        listed.close()
+    return found if len(found) <= most else None
 
 
 def object_type(repo: Path, sha: str, path: str) -> str | None:
@@ -116,6 +170,30 @@ def read_blobs(repo: Path, oids: list[str]) -> dict[str, bytes]:
 
 def read_blob(repo: Path, oid: str) -> bytes:
     return repos.git(repo, "cat-file", "blob", oid)
+
+
+async def stream_blob(repo: Path, oid: str, chunk: int = 1 << 16) -> AsyncIterator[bytes]:
+    """A blob's content as git prints it, never held whole; git is killed if the client
+    leaves mid-way."""
+    process = await asyncio.create_subprocess_exec(
+        "git",
+        "-C",
+        str(repo),
+        "cat-file",
+        "blob",
+        oid,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        while data := await process.stdout.read(chunk):
+            yield data
+        await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 def pointers(repo: Path, entries: list[Entry]) -> dict[str, tuple[str, int]]:

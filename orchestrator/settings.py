@@ -139,6 +139,77 @@ class Settings(BaseSettings):
         default=2,
         description="How many builds one Celery worker runs at once.",
     )
+    # -- Limits on what users send (docs/security.md, "Limits"). ------------------------
+    max_request_bytes: int = Field(
+        default=1 << 20,
+        description="Largest request body of any API route without a larger limit of its own "
+        "(JSON and form bodies); a bigger one is refused with 413 before it is read.",
+    )
+    max_validate_yaml_bytes: int = Field(
+        default=256 << 10,
+        description="Largest body of POST /api/validate-yaml, which anyone may call.",
+    )
+    max_commit_bytes: int = Field(
+        default=512 << 20,
+        description="Largest body of a Hub API commit (NDJSON, files base64-encoded).",
+    )
+    max_commit_files: int = Field(
+        default=25_000,
+        description="Most operations (added, changed or deleted files) in one Hub API commit.",
+    )
+    max_push_bytes: int = Field(
+        default=2 << 30,
+        description="Largest body of one git push (the pack git sends).",
+    )
+    max_lfs_object_bytes: int = Field(
+        default=10 << 30,
+        description="Largest Git LFS object; bigger ones are refused by the batch API.",
+    )
+    max_repo_bytes: int = Field(
+        default=20 << 30,
+        description="Largest Space: its git repo plus the LFS objects it holds. A push, commit "
+        "or LFS upload that would pass it is refused with 413.",
+    )
+    max_tree_page: int = Field(
+        default=1000,
+        description="Most entries in one page of a tree listing (the client follows the "
+        "Link header to the next page); with expand=true a twentieth of it, as the Hub "
+        "(1000, and 50 with expand). Also the most paths in one paths-info request.",
+    )
+    max_tree_entries: int = Field(
+        default=100_000,
+        description="Most files a revision's file list (space_info with a revision, "
+        "snapshot_download) holds; a Space with more is refused with 413 there (its tree "
+        "listing, paginated, still works).",
+    )
+    max_log_followers_per_space: int = Field(
+        default=20,
+        description="Most clients following one Space's build or run log at once.",
+    )
+    max_log_followers_per_client: int = Field(
+        default=4,
+        description="Most log streams one client address follows at once, over all Spaces.",
+    )
+    max_log_followers: int = Field(
+        default=200,
+        description="Most log streams followed at once in all (each holds a thread).",
+    )
+    max_build_log_lines: int = Field(
+        default=20_000,
+        description="Most lines kept of one build's log; later lines are dropped after one "
+        "'log truncated' line.",
+    )
+    max_builds_per_user: int = Field(
+        default=10,
+        description="Most builds queued or running at once for one user's Spaces; a push or "
+        "commit to main beyond it is refused with 429 before anything lands (a new commit to "
+        "a Space replaces that Space's unfinished build, so this bounds builds over Spaces).",
+    )
+    max_spaces_per_user: int = Field(
+        default=100,
+        description="Most Spaces one user owns (create, push-to-create and duplicate); admins "
+        "are not limited.",
+    )
     build_heartbeat_seconds: float = Field(
         default=5,
         gt=0,

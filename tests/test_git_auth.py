@@ -65,9 +65,10 @@ def snapshot(platform: Platform) -> tuple[str, dict[str, int]]:
         (None, "alice/brand-new", RECEIVE_REFS, 401),
         ("wrong", "alice/auth-public", RECEIVE_REFS, 401),
         ("wrong", "alice/auth-public", UPLOAD_REFS, 401),
-        # Someone else's Space, or a namespace that is not yours.
+        # Someone else's public Space: 403. A missing one in a namespace that is not
+        # yours: 404, the same answer as a private one, so nothing tells them apart.
         ("bob", "alice/auth-public", RECEIVE_REFS, 403),
-        ("bob", "alice/brand-new", RECEIVE_REFS, 403),
+        ("bob", "alice/brand-new", RECEIVE_REFS, 404),
         # A read token can clone but not push, even to your own Spaces.
         ("carol-read", "carol/brand-new", RECEIVE_REFS, 403),
         # A private Space is invisible to anyone who can't see it: 404 once signed in.

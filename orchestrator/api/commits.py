@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from orchestrator import lfs, repo_commit, repo_tree, repos
+from orchestrator.api import bodies
 from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
 from orchestrator.api.errors import HubError
 from orchestrator.api.files import servable
@@ -47,6 +48,7 @@ XET_UNSUPPORTED = (
 @router.post("/validate-yaml")
 def validate_yaml(body: dict[str, Any] = Body(...)) -> JSONResponse:
     """Called for README.md before a commit; the client reads the JSON whatever the status."""
+    bodies.check(bodies.ValidateYaml, body)
     content = body.get("content")
     if body.get("repoType", "space") != "space" or not isinstance(content, str):
         return JSONResponse({"errors": [], "warnings": []})
@@ -86,6 +88,7 @@ def preupload(
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> dict[str, object]:
+    bodies.check(bodies.Preupload, body)
     space, _ = _writable(session, principal, owner, name)
     repo, _, head = _branch(space, rev)
     files = [f for f in body.get("files") or [] if isinstance(f, dict)]

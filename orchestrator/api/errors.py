@@ -6,11 +6,23 @@ from __future__ import annotations
 from fastapi import HTTPException
 
 REPO_NOT_FOUND = "RepoNotFound"
+HEADER_MESSAGE_LIMIT = 1000
+
+
+def header_safe(message: str) -> str:
+    """The message as an HTTP header value: one line of printable ASCII (other characters
+    escaped), at most HEADER_MESSAGE_LIMIT long. A name or path from the request may hold
+    anything; a header that can't be encoded would turn a refusal into a 500, and a line
+    break in one would end the headers. The JSON body keeps the message as it is."""
+    one_line = " ".join(message.splitlines())
+    escaped = one_line.encode("ascii", "backslashreplace").decode("ascii")
+    printable = "".join(c if " " <= c <= "~" else "?" for c in escaped)
+    return printable[:HEADER_MESSAGE_LIMIT]
 
 
 class HubError(HTTPException):
     def __init__(self, status: int, message: str, code: str | None = None) -> None:
-        headers = {"X-Error-Message": message}
+        headers = {"X-Error-Message": header_safe(message)}
         if code:
             headers["X-Error-Code"] = code
         if status == 401:

@@ -169,7 +169,11 @@ def list_tree(
 
 async def form_fields(request: Request) -> dict[str, list[str]]:
     """An urlencoded body, parsed here: python-multipart (FastAPI's Form) isn't installed."""
-    return parse_qs((await request.body()).decode(), keep_blank_values=True)
+    try:
+        text = (await request.body()).decode()
+    except UnicodeDecodeError as exc:
+        raise HubError(400, "the form body is not valid UTF-8") from exc
+    return parse_qs(text, keep_blank_values=True)
 
 
 @router.post("/api/spaces/{owner}/{name}/paths-info/{rev:path}")

@@ -23,7 +23,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlmodel import Session
 
 from orchestrator import lfs, repos, spaces
+from orchestrator.api import bodies
 from orchestrator.api.deps import origin
+from orchestrator.api.errors import HubError, header_safe
 from orchestrator.auth import Access, AuthError, authenticate, space_access
 from orchestrator.db import get_session
 from orchestrator.models import Space
@@ -40,7 +42,7 @@ def _error(
     status: int, message: str, *, ask_credentials: bool = False, code: str | None = None
 ) -> JSONResponse:
     # `message` for git-lfs, `error` and X-Error-Message for huggingface_hub.
-    headers = {"X-Error-Message": message}
+    headers = {"X-Error-Message": header_safe(message)}
     if code:
         headers["X-Error-Code"] = code
     if ask_credentials:
@@ -134,9 +136,11 @@ def batch(
     body: dict[str, Any] = Body(...),
     session: Session = Depends(get_session),
 ) -> JSONResponse:
+    try:
+        bodies.check(bodies.LfsBatch, body)
+    except HubError as exc:
+        return _error(422, exc.detail)
     operation = body.get("operation")
-    if operation not in ("upload", "download"):
-        return _error(422, f"operation must be 'upload' or 'download', not {operation!r}")
     space = _access(
         session, request, owner, repo, Access.WRITE if operation == "upload" else Access.READ
     )

@@ -4,13 +4,15 @@ fetch_space_logs reads: `data: {"data": "<line>", "timestamp": "..."}`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
 from orchestrator import redaction
+from orchestrator.api import followers
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.timefmt import hub_time
 from orchestrator.auth import Principal
@@ -23,15 +25,39 @@ from sandbox.backend import Instance
 router = APIRouter(prefix="/api/spaces")
 
 
+def _event(line: str, mask: Redactor | None) -> str:
+    line = (mask or Redactor())(line)  # platform tokens are masked even with no secrets
+    return "data: " + json.dumps({"data": line, "timestamp": hub_time(now())}) + "\n\n"
+
+
 def _sse(lines: Iterator[str], mask: Redactor | None = None) -> Iterator[str]:
     for line in lines:
-        line = (mask or Redactor())(line)  # platform tokens are masked even with no secrets
-        yield "data: " + json.dumps({"data": line, "timestamp": hub_time(now())}) + "\n\n"
+        yield _event(line, mask)
 
 
-def _stream(lines: Iterator[str], mask: Redactor | None = None) -> StreamingResponse:
+def _followed(
+    request: Request, space: Space, lines: Callable[[threading.Event], Iterator[str]]
+) -> AsyncIterator[str]:
+    """A followed log, within the follower limits (429 here, before the stream starts)."""
+    release = followers.take_slot(request, space)
+    stop = threading.Event()
+    try:
+        return followers.follow(lines(stop), release, stop)
+    except BaseException:
+        release()
+        raise
+
+
+async def _events(lines: AsyncIterator[str], mask: Redactor | None) -> AsyncIterator[str]:
+    async for line in lines:
+        yield _event(line, mask)
+
+
+def _stream(
+    lines: Iterator[str] | AsyncIterator[str], mask: Redactor | None = None
+) -> StreamingResponse:
     return StreamingResponse(
-        _sse(lines, mask),
+        _sse(lines, mask) if isinstance(lines, Iterator) else _events(lines, mask),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -41,6 +67,7 @@ def _stream(lines: Iterator[str], mask: Redactor | None = None) -> StreamingResp
 def build_log(
     owner: str,
     name: str,
+    request: Request,
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> StreamingResponse:
@@ -51,8 +78,10 @@ def build_log(
     ).first()
     if build is None or build.id is None:
         return _stream(iter(()))
+    build_id = build.id
+    lines = _followed(request, space, lambda stop: follow_log(build_id, stop=stop))
     # Stored masked already; masked again for secrets added since the build ran.
-    return _stream(follow_log(build.id), redaction.for_space(session, space.id))
+    return _stream(lines, redaction.for_space(session, space.id))
 
 
 def run_instance(space: Space, instances: list[Instance]) -> Instance | None:
@@ -68,6 +97,7 @@ def run_instance(space: Space, instances: list[Instance]) -> Instance | None:
 def run_log(
     owner: str,
     name: str,
+    request: Request,
     tail: int | None = Query(default=None, ge=0),
     follow: bool = Query(default=True),
     session: Session = Depends(get_session),
@@ -85,4 +115,8 @@ def run_log(
     # An app that prints its secrets, or a token a visitor sent it, must not publish them
     # through its log.
     mask = redaction.for_space(session, space.id)
-    return _stream(backend.logs(instance.id, tail=tail, follow=follow), mask)
+    if not follow:
+        return _stream(backend.logs(instance.id, tail=tail), mask)
+    instance_id = instance.id
+    lines = _followed(request, space, lambda _: backend.logs(instance_id, tail=tail, follow=True))
+    return _stream(lines, mask)

@@ -14,11 +14,14 @@ from orchestrator.api.deps import current_principal, origin, require_principal, 
 from orchestrator.api.errors import HubError, repo_not_found
 from orchestrator.auth import Access, Principal, may_create_in, space_access
 from orchestrator.db import get_session
+from orchestrator.limits import check_space_count
 from orchestrator.models import Secret, User, Variable, Visibility
 from orchestrator.space_config import SDKS
 from sandbox.hardware import UnknownHardware, get_tier
 
 router = APIRouter(prefix="/api")
+
+MAX_KEY_LENGTH = 128  # the secret and variable tables' key column
 
 
 def _repo_url(request: Request, full_name: str) -> str:
@@ -65,6 +68,14 @@ def _pairs(body: dict[str, Any], key: str) -> list[dict[str, str]]:
         isinstance(i, dict) and isinstance(i.get("key"), str) and "value" in i for i in items
     ):
         raise HubError(400, f"{key} must be a list of {{key, value, description?}} objects")
+    names = [i["key"] for i in items]
+    if bad := [n for n in names if not 0 < len(n) <= MAX_KEY_LENGTH]:
+        raise HubError(
+            400, f"{key}: each key has 1 to {MAX_KEY_LENGTH} characters (not {bad[0]!r})"
+        )
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise HubError(400, f"{key}: each key may appear once ({', '.join(twice)} twice)")
     return [{**i, "value": str(i["value"])} for i in items]
 
 
@@ -103,31 +114,35 @@ def create_repo(
     if sdk not in SDKS:
         raise HubError(400, f"sdk must be one of {', '.join(SDKS)} (got {sdk!r})")
     hardware = _hardware(body) or "cpu-basic"
+    # Everything the request asks is checked before the Space exists, and what follows its
+    # creation is undone if it fails: a refused create leaves no row and no repo.
+    visibility = _visibility(body) or Visibility.PUBLIC
+    pairs = {
+        kind: _pairs(body, key) for kind, key in ((Secret, "secrets"), (Variable, "variables"))
+    }
+    sleep = _sleep_time(body)
+    check_space_count(session, owner, admin=principal.is_admin)
     try:
         space = spaces.create_space(
-            session,
-            owner,
-            name,
-            sdk=sdk,
-            visibility=_visibility(body) or Visibility.PUBLIC,
-            hardware=hardware,
+            session, owner, name, sdk=sdk, visibility=visibility, hardware=hardware
         )
     except spaces.SpaceNameError as exc:
         raise HubError(400, str(exc)) from exc
-    for kind, key in ((Secret, "secrets"), (Variable, "variables")):
-        for item in _pairs(body, key):
-            session.add(
-                kind(
-                    space_id=space.id,
-                    key=item["key"],
-                    value=item["value"],
-                    description=item.get("description"),
+    with lifecycle.undone_on_failure(session, space):
+        for kind, items in pairs.items():
+            for item in items:
+                session.add(
+                    kind(
+                        space_id=space.id,
+                        key=item["key"],
+                        value=item["value"],
+                        description=item.get("description"),
+                    )
                 )
-            )
-    if (sleep := _sleep_time(body)) is not None:
-        space.sleep_time_seconds = None if sleep == -1 else sleep
-    session.add(space)
-    session.commit()
+        if sleep is not None:
+            space.sleep_time_seconds = None if sleep == -1 else sleep
+        session.add(space)
+        session.commit()
     return JSONResponse({"url": url, "name": full_name, "id": str(space.id)})
 
 
@@ -192,6 +207,7 @@ def duplicate_space(
         return JSONResponse(
             {"error": f"{user.name}/{to_name} already exists", "url": url}, status_code=409
         )
+    check_space_count(session, user, admin=principal.is_admin)
     try:
         copy = lifecycle.duplicate(
             session,

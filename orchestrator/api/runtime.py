@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query
 from sqlmodel import Session, select
 
 from orchestrator import lifecycle
+from orchestrator.api import bodies
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import HubError
 from orchestrator.api.spaces import runtime_json
@@ -45,6 +46,7 @@ def request_hardware(
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> dict[str, Any]:
+    bodies.check(bodies.Hardware, body)
     space = _owned(session, principal, owner, name)
     sleep = body.get("sleepTimeSeconds")
     _run(
@@ -65,6 +67,7 @@ def set_sleep_time(
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> dict[str, Any]:
+    bodies.check(bodies.SleepTime, body)
     space = _owned(session, principal, owner, name)
     try:
         seconds = int(body["seconds"])
@@ -140,6 +143,7 @@ def add_secret(
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> dict[str, str]:
+    bodies.check(bodies.KeyValue, body)
     space = _owned(session, principal, owner, name)
     key, value, description = _key_value(body)
     _run(lifecycle.upsert, session, space, Secret, key, value, description)
@@ -154,6 +158,7 @@ def delete_secret(
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> dict[str, str]:
+    bodies.check(bodies.Key, body)
     space = _owned(session, principal, owner, name)
     _run(lifecycle.remove, session, space, Secret, str(body.get("key")))
     return {"key": str(body.get("key"))}
@@ -177,6 +182,7 @@ def add_variable(
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> dict[str, Any]:
+    bodies.check(bodies.KeyValue, body)
     space = _owned(session, principal, owner, name)
     key, value, description = _key_value(body)
     _run(lifecycle.upsert, session, space, Variable, key, value, description)
@@ -191,6 +197,7 @@ def delete_variable(
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> dict[str, Any]:
+    bodies.check(bodies.Key, body)
     space = _owned(session, principal, owner, name)
     _run(lifecycle.remove, session, space, Variable, str(body.get("key")))
     return _variables_json(session, space)

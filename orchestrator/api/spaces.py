@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
 
 from orchestrator import spaces
+from orchestrator.api import bodies
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import HubError
 from orchestrator.api.timefmt import hub_time
@@ -131,6 +132,7 @@ def update_settings(
     principal: Principal | None = Depends(current_principal),
 ) -> dict[str, object]:
     """huggingface_hub's update_repo_settings: `visibility` (>=1.8) or `private` (older)."""
+    bodies.check(bodies.RepoSettings, body)
     space = visible_space(session, principal, owner, name, need=Access.WRITE)
     visibility = body.get("visibility")
     if visibility is None and isinstance(body.get("private"), bool):
@@ -175,7 +177,7 @@ def list_builds(
 def get_build(
     owner: str,
     name: str,
-    build_id: int,
+    build_id: int = Path(ge=0, le=bodies.MAX_INT),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> dict[str, object]:
