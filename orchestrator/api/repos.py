@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
 from orchestrator import lifecycle, spaces
+from orchestrator.api import bodies
 from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
 from orchestrator.api.errors import HubError, repo_not_found
 from orchestrator.auth import Access, Principal, may_create_in, space_access
@@ -98,6 +99,7 @@ def create_repo(
     principal: Principal | None = Depends(current_principal),
 ) -> JSONResponse:
     principal = require_principal(principal)
+    bodies.check(bodies.CreateRepo, body)
     if body.get("type", "model") != "space":
         raise HubError(400, "Spaceport hosts Spaces only: create it with repo_type='space'")
     name = str(body.get("name") or "")
@@ -153,6 +155,7 @@ def delete_repo(
     principal: Principal | None = Depends(current_principal),
 ) -> dict[str, str]:
     principal = require_principal(principal)
+    bodies.check(bodies.DeleteRepo, body)
     namespace = body.get("organization") or principal.user.name
     space = visible_space(session, principal, namespace, str(body.get("name")), Access.WRITE)
     lifecycle.delete(session, space)
@@ -166,6 +169,7 @@ def move_repo(
     principal: Principal | None = Depends(current_principal),
 ) -> dict[str, str]:
     principal = require_principal(principal)
+    bodies.check(bodies.MoveRepo, body)
     source, target = str(body.get("fromRepo", "")), str(body.get("toRepo", ""))
     if source.count("/") != 1 or target.count("/") != 1:
         raise HubError(400, "fromRepo and toRepo must both look like owner/name")
@@ -195,6 +199,7 @@ def duplicate_space(
     principal: Principal | None = Depends(current_principal),
 ) -> JSONResponse:
     principal = require_principal(principal)
+    bodies.check(bodies.Duplicate, body)
     source = visible_space(session, principal, owner, name)  # private: only if you can see it
     target = str(body.get("repository") or f"{principal.user.name}/{name}")
     to_owner, _, to_name = target.rpartition("/")
