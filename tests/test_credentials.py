@@ -21,7 +21,7 @@ import websockets.sync.client
 from gradio_client import Client
 from websockets.exceptions import ConnectionClosed
 
-from tests.platform import Platform, push, sample_checkout
+from tests.platform import Platform, git, push, sample_checkout
 
 SESSION_COOKIE = "spaceport-space-session"
 
@@ -298,3 +298,41 @@ def test_oversized_websocket_messages_are_refused_both_ways(thieves: dict[str, s
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     # The Space itself is fine afterwards.
     assert httpx.get(thieves["thief"] + "/ok").status_code == 200
+
+
+def test_a_build_that_prints_a_secret_shows_it_masked(
+    platform: Platform, people: dict[str, str], workdir: Path
+) -> None:
+    mallory = people["mallory"]
+    leaked = "build-leak-" + secrets.token_hex(8)
+    token_shaped = "sp_" + secrets.token_urlsafe(32)
+    create(
+        platform,
+        mallory,
+        "leaky-build",
+        False,
+        sdk="docker",
+        secrets=[{"key": "CONFIG_KEY", "value": leaked}],
+    )
+    repo = workdir / "leaky-build"
+    repo.mkdir()
+    (repo / "README.md").write_text("---\nsdk: docker\napp_port: 7860\n---\n")
+    (repo / "Dockerfile").write_text(
+        "FROM python:3.11-slim\n"
+        f'RUN echo "configured with {leaked} and {token_shaped}"\n'
+        'CMD ["python", "-m", "http.server", "7860"]\n'
+    )
+    git(repo, "init", "-q", "--initial-branch=main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a Dockerfile that prints what it should not")
+    pushed = push(repo, platform.git_url("mallory", "leaky-build", mallory))
+    platform.wait_for_stage("mallory", "leaky-build", timeout=600)
+    build = platform.builds("mallory", "leaky-build")[0]
+    stored = platform.build_log("mallory", "leaky-build", build["id"])
+    with httpx.stream(
+        "GET", f"{platform.url}/api/spaces/mallory/leaky-build/logs/build"
+    ) as response:
+        served = "".join(response.iter_text())
+    assert "configured with *** and ***" in stored
+    for text in (stored, served, pushed.stdout + pushed.stderr):
+        assert leaked not in text and token_shaped not in text
