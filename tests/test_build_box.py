@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker
+import httpx
 import pytest
 
 from builder.build import BuildFailed, BuildInput, build_image
@@ -473,3 +474,25 @@ def test_a_pushed_dockerfile_cannot_fetch_or_reach_the_host(
     finally:
         listener.close()
         gateway.close()
+
+
+def test_a_static_space_serves_no_ignored_or_spaceport_file(
+    platform: Platform, workdir: Path
+) -> None:
+    token = platform.token("sally")
+    repo = workdir / "static"
+    repo.mkdir()
+    (repo / "README.md").write_text("---\nsdk: static\n---\n")
+    (repo / "index.html").write_text("<p>public</p>")
+    (repo / "draft.html").write_text("<p>not for the public</p>")
+    (repo / ".dockerignore").write_text("draft.html\n")
+    git(repo, "init", "-q", "--initial-branch=main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a static site with a draft")
+    push(repo, platform.git_url("sally", "site", token))
+    runtime = platform.wait_for_stage("sally", "site", token)
+    assert runtime["stage"] == "RUNNING", runtime
+    url = platform.api("/api/spaces/sally/site").json()["host"]
+    assert "public" in httpx.get(url + "/", timeout=10).text
+    for path in ("/draft.html", "/.dockerignore", "/.spaceport.Dockerfile", "/.spaceport/"):
+        assert httpx.get(url + path, timeout=10).status_code == 404, path
