@@ -58,6 +58,8 @@ def _recipe(
             check_dockerfile(dockerfile, build_network.egress_policy(settings))
         except DockerfileRefused as exc:
             raise recipe.RecipeError(str(exc)) from exc
+        except build_network.BuildNetworkError as exc:
+            raise BuildFailed(str(exc)) from exc
         refs = [
             base_image.ensure_image(client, image, log, settings)
             for image in recipe.dockerfile_base_images(dockerfile)

@@ -98,7 +98,12 @@ def proxy_env(settings: _Settings) -> dict[str, str]:
 
 
 def egress_policy(settings: _Settings) -> Policy:
-    return policy_from_env(proxy_env(settings))
+    try:
+        return policy_from_env(proxy_env(settings))
+    except ValueError as exc:  # an operator's typo, said in the build's error message
+        raise BuildNetworkError(
+            f"SPACEPORT_BUILD_BLOCKED_NETWORKS holds something that is not a network: {exc}"
+        ) from exc
 
 
 def host_firewall_rules() -> list[list[str]]:
@@ -122,6 +127,7 @@ def ensure_build_network(
     locks = Path(settings.home) / "locks"
     locks.mkdir(parents=True, exist_ok=True)
     instance = instance_of(settings)
+    egress_policy(settings)  # refuse a bad setting here rather than in a crashing proxy
     with _locked(locks / "build-network.lock"):
         network = _ensure_network(client)
         _install_host_firewall()

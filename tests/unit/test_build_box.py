@@ -171,6 +171,12 @@ def test_the_policy_allows_only_package_hosts_at_public_addresses() -> None:
         policy.check("pypi.org", 22, ["203.0.113.80"])
 
 
+def test_a_bad_blocked_network_setting_is_named() -> None:
+    settings = Settings(home=Path("/x"), build_blocked_networks=["10.0.0.0/8", "nonsense"])
+    with pytest.raises(build_network.BuildNetworkError, match="BUILD_BLOCKED_NETWORKS"):
+        build_network.egress_policy(settings)
+
+
 def test_the_debian_mirror_host_is_allowed() -> None:
     settings = Settings(home=Path("/x"), debian_mirror="http://mirror.example.net/debian")
     assert "mirror.example.net" in build_network.allowed_hosts(settings)
