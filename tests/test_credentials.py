@@ -218,6 +218,13 @@ def test_an_expired_or_forged_jwt_is_refused(
             httpx.get(thieves["vault"] + "/", headers={"authorization": f"Bearer {bad}"}),
         ):
             assert response.status_code == 404 and "no Space here" in response.text
+    # The owner, let in by their API token, is redirected without the bad token, no cookie.
+    owner = httpx.get(
+        thieves["vault"] + f"/?__sign={expired}",
+        headers={"authorization": f"Bearer {people['mallory']}"},
+        follow_redirects=False,
+    )
+    assert owner.status_code == 302 and "set-cookie" not in owner.headers
 
 
 def test_a_space_cannot_plant_the_platform_cookie(thieves: dict[str, str]) -> None:

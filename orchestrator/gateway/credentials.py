@@ -134,18 +134,17 @@ class SignRedirect:
     set_cookie: str | None
 
 
-def sign_redirect(
-    route: Route, path: str, query: str, secure: bool, now: int
-) -> SignRedirect | None:
-    """The answer to a request carrying `?__sign=`: a redirect to the URL without it, with
-    the session cookie when the token is valid for this Space. None: refuse (404)."""
+def sign_redirect(route: Route, path: str, query: str, secure: bool, now: int) -> SignRedirect:
+    """The answer to a request carrying `?__sign=` that may visit the Space (may_visit
+    already refused a private Space's visitor with no valid credential): a redirect to the
+    URL without it, with the session cookie when the token is valid for this Space."""
     token, rest = sign_param(query)
     assert token is not None
     expires_at = space_tokens.verify(token, route.uid)
     location = path + ("?" + rest if rest else "")
     if expires_at is None:
-        # A public Space still must not see the token in its URL; a private one is closed.
-        return None if route.private else SignRedirect(location, None)
+        # Not for this Space (or expired): no cookie, and the app still never sees it.
+        return SignRedirect(location, None)
     attributes = [
         f"{SESSION_COOKIE}={token}",
         f"Max-Age={max(0, expires_at - now)}",

@@ -144,10 +144,6 @@ async def _sign_redirect(scope: Scope, receive: Receive, send: Send, route: Rout
     query = scope.get("query_string", b"").decode("latin-1")
     secure = scope.get("scheme") == "https"
     answer = credentials.sign_redirect(route, path, query, secure, int(time.time()))
-    if answer is None:
-        host = _header(scope, b"host") or ""
-        await _page(scope, receive, send, 404, pages.not_found_page(host))
-        return
     headers = [
         (b"location", answer.location.encode("latin-1")),
         (b"content-length", b"0"),
