@@ -161,7 +161,8 @@ def cmd_controller(_args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one health probe a second each
-    run_forever(DockerBackend(get_settings().instance))
+    settings = get_settings()
+    run_forever(DockerBackend(settings.instance, egress_allow=settings.spaces_egress_allow))
     return 0
 
 

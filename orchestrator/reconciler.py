@@ -31,20 +31,22 @@ from orchestrator import spaces as spaces_module
 from orchestrator.db import session_scope
 from orchestrator.models import Secret, Space, Stage, Variable
 from orchestrator.settings import get_settings
-from sandbox.backend import Backend, BackendError, Instance, InstanceState, Revision
-from sandbox.hardware import get_tier
+from sandbox.admission import Policy, available, shortfall
+from sandbox.backend import Backend, BackendError, Capacity, Instance, InstanceState, Revision
+from sandbox.hardware import sized_tier
 
 log = logging.getLogger(__name__)
 HALTED_STAGES = (Stage.PAUSED, Stage.SLEEPING, Stage.STOPPED, Stage.DELETING)
 RUNTIME_ERROR_LOG_LINES = 30
 # Longer than the gateway's route refresh (1 s) plus a slow request's tail.
 DRAIN_SECONDS = 5.0
+WAITING = "waiting for hardware"  # how admission's message starts (sandbox.admission)
 
 
 def space_environment(session: Session, space: Space) -> dict[str, str]:
     """The variables a Space's process sees: its own, its secrets, and Spaces' standard ones."""
-    tier = get_tier(space.requested_hardware)
     settings = get_settings()
+    tier = sized_tier(space.requested_hardware, settings.hardware_overrides)
     env = {
         v.key: v.value for v in session.exec(select(Variable).where(Variable.space_id == space.id))
     }
@@ -81,7 +83,7 @@ def desired_revision(session: Session, space: Space) -> Revision | None:
         sha=space.built_sha,
         image=space.built_image,
         port=space.app_port,
-        hardware=get_tier(space.requested_hardware),
+        hardware=sized_tier(space.requested_hardware, get_settings().hardware_overrides),
         env=space_environment(session, space),
         generation=space.restart_count,
     )
@@ -102,11 +104,17 @@ class Reconciler:
         # When each instance started serving, to drain the ones it replaced; a restarted
         # controller drains again from scratch, which errs on the safe side.
         self.switched_at: dict[str, float] = {}
+        self._disk_checked = float("-inf")
+        self._disk_usage: dict[str, int] = {}
 
     def reconcile_once(self) -> None:
         by_space: dict[int, list[Instance]] = defaultdict(list)
         for instance in self.backend.instances():
             by_space[instance.space_id].append(instance)
+        self._disk_usage = {}
+        if time.monotonic() - self._disk_checked >= get_settings().spaces_disk_check_seconds:
+            self._disk_checked = time.monotonic()
+            self._disk_usage = self.backend.disk_usage()
         with session_scope() as session:
             for space in session.exec(select(Space)).all():
                 try:
@@ -125,6 +133,8 @@ class Reconciler:
                 self._stop(instance, f"the Space is {space.stage}")
             if instances or space.serving_address:
                 self._set(session, space, serving=None)
+            if space.error_message and space.error_message.startswith(WAITING):
+                space.error_message = None  # a halted Space waits for nothing
             return
         current = [i for i in instances if i.revision == desired.key]
         older = [i for i in instances if i.revision != desired.key]
@@ -136,6 +146,23 @@ class Reconciler:
         newest_is_built = space.head_sha == space.built_sha
 
         if not current:
+            waiting = self._admit(desired, older)
+            if waiting:
+                if space.error_message != waiting:
+                    log.info("%s is %s", space.full_name, waiting)
+                space.error_message = waiting
+                if newest_is_built:
+                    space.stage = Stage.RUNNING_APP_STARTING if serving_old else Stage.APP_STARTING
+                return
+            if shortfall(self._room(), desired.hardware) is not None:
+                # It fits only in the room its older revision holds: stop that first.
+                for old in older:
+                    self._stop(old, f"making room for revision {desired.key}")
+                if older:
+                    self._set(session, space, serving=None)
+                    serving_old = False
+            if space.error_message and space.error_message.startswith(WAITING):
+                space.error_message = None
             log.info("starting %s revision %s (%s)", space.full_name, desired.key, desired.sha[:7])
             try:
                 self.backend.start(desired)
@@ -148,6 +175,18 @@ class Reconciler:
                 space.stage = Stage.RUNNING_APP_STARTING if serving_old else Stage.APP_STARTING
             return
         instance = current[0]
+        written = self._disk_usage.get(instance.id, 0)
+        if written > desired.hardware.disk_gib * 2**30:
+            self._fail(
+                space,
+                desired,
+                instance,
+                f"the app wrote {written / 2**30:.2f} GiB to its disk, over the "
+                f"{desired.hardware.disk_gib:g} GiB quota of {desired.hardware.name} "
+                "(keep large data in a dataset or the Hub cache of a bigger tier)",
+            )
+            self._stop(instance, "over its disk quota")
+            return
         if instance.state == InstanceState.EXITED:
             self._fail(space, desired, instance, f"the app exited with code {instance.exit_code}")
             return
@@ -177,6 +216,27 @@ class Reconciler:
                 f"{space.startup_timeout_seconds} s (startup_duration_timeout)",
             )
             self._stop(instance, "it never answered")
+
+    def _room(self) -> Capacity:
+        """What is free for Spaces now: the host after the platform's reserve, and this
+        installation's own budget (asked afresh: an earlier Space of this pass took some)."""
+        settings = get_settings()
+        policy = Policy(
+            reserve_cpus=settings.platform_reserve_cpus,
+            reserve_memory_gib=settings.platform_reserve_memory_gib,
+            cpu_allocation_ratio=settings.cpu_allocation_ratio,
+            spaces_cpus=settings.spaces_cpus,
+            spaces_memory_gib=settings.spaces_memory_gib,
+            count_other_installations=settings.admission_counts_other_installations,
+        )
+        running = [i for i in self.backend.instances() if i.state != InstanceState.EXITED]
+        return available(self.backend.capacity(), running, policy)
+
+    def _admit(self, desired: Revision, older: list[Instance]) -> str | None:
+        """None when the revision may start now (perhaps in its older revision's room);
+        otherwise the 'waiting for hardware' line for the Space's page."""
+        live = [i for i in older if i.state != InstanceState.EXITED]
+        return shortfall(self._room(), desired.hardware, replacing=live)
 
     def _stop(self, instance: Instance, reason: str) -> None:
         log.info(

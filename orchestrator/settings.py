@@ -10,8 +10,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sandbox.hardware import validate_overrides
+from sandbox.security import parse_egress_allow
 
 
 class Settings(BaseSettings):
@@ -130,6 +133,69 @@ class Settings(BaseSettings):
         "resolving into one is refused: DNS rebinding): loopback, private, carrier-grade NAT, "
         "link-local and metadata (169.254.169.254), multicast and reserved ranges.",
     )
+    spaces_egress_allow: list[str] = Field(
+        default=[],
+        description="Private or link-local networks a running Space may reach anyway (Spaces "
+        "are refused 169.254.0.0/16, 10/8, 172.16/12, 192.168/16, 100.64/10 and, with IPv6, "
+        "fc00::/7 and fe80::/10; the internet stays open). Each entry is a CIDR with an "
+        "optional port (TCP and UDP): JSON list in the environment, e.g. "
+        '["10.0.5.0/24","10.0.6.7:5432","[fd00::7]:443"]. Every installation on a host shares '
+        "the Spaces bridge, so an entry opens that range to all Spaces on the host.",
+    )
+    hardware_overrides: dict[str, dict[str, float]] = Field(
+        default={},
+        description="This installation's sizes of hardware tiers, by flavor: cpu (vCPU), "
+        "memory_gib and disk_gib (writable-layer quota) of the container; names and prices "
+        "stay Hugging Face's. JSON in the environment, e.g. "
+        '{"cpu-basic":{"cpu":1,"memory_gib":2,"disk_gib":10}}. Unset, a tier has '
+        "Hugging Face's size (cpu-basic: 2 vCPU, 16 GiB, 50 GiB disk).",
+    )
+    platform_reserve_cpus: float = Field(
+        default=0.5,
+        ge=0,
+        description="CPUs of the host kept for Spaceport itself (API, gateway, builds), never "
+        "given to Spaces by admission.",
+    )
+    platform_reserve_memory_gib: float = Field(
+        default=2.0,
+        ge=0,
+        description="Memory of the host kept for Spaceport itself, never given to Spaces: a "
+        "Space whose tier does not fit in what is left waits in APP_STARTING ('waiting for "
+        "hardware') until room frees.",
+    )
+    cpu_allocation_ratio: float = Field(
+        default=1.0,
+        gt=0,
+        description="How many vCPUs of Space limits admission hands out per host CPU (after "
+        "the reserve). A CPU limit is a ceiling (an overcommitted host slows Spaces down, "
+        "it kills none), so an operator may raise it; memory is never overcommitted.",
+    )
+    spaces_cpus: float | None = Field(
+        default=None,
+        ge=0,
+        description="Most vCPUs (of tier limits) this installation's Spaces hold at once, on "
+        "top of what the host has free; unset: no limit of its own.",
+    )
+    spaces_memory_gib: float | None = Field(
+        default=None,
+        ge=0,
+        description="Most memory (GiB of tier limits) this installation's Spaces hold at "
+        "once, on top of what the host has free; unset: no limit of its own.",
+    )
+    admission_counts_other_installations: bool = Field(
+        default=True,
+        description="Whether running Spaces of other installations on the same Docker Engine "
+        "count against this host's room. Turn off only where each installation has its own "
+        "budget (SPACEPORT_SPACES_CPUS, SPACEPORT_SPACES_MEMORY_GIB) and the budgets together "
+        "fit the host (e.g. parallel test runs).",
+    )
+    spaces_disk_check_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often the controller measures what each running Space has written "
+        "to its container's disk (0: every pass of the controller); a Space over its tier's "
+        "disk_gib is stopped with RUNTIME_ERROR.",
+    )
     push_follow_seconds: int = Field(
         default=1800,
         description="How long a git push keeps showing the build's progress before it hands "
@@ -236,6 +302,19 @@ class Settings(BaseSettings):
         description="Largest websocket message the gateway carries, in either direction; a "
         "larger one closes the connection with code 1009 before it is buffered.",
     )
+
+    @field_validator("spaces_egress_allow")
+    @classmethod
+    def _egress_allow(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_egress_allow(entry)  # ValueError says what a valid entry looks like
+        return value
+
+    @field_validator("hardware_overrides")
+    @classmethod
+    def _hardware_overrides(cls, value: dict[str, dict[str, float]]) -> dict:
+        validate_overrides(value)
+        return value
 
     @property
     def sqlalchemy_url(self) -> str:

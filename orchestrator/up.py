@@ -9,6 +9,7 @@ Engine answers first, and on the first start prints an admin token.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ import httpx
 from orchestrator import auth, builds, db, home, lifeline, logstyle
 from orchestrator.models import ApiToken, TokenRole
 from orchestrator.settings import Settings, get_settings
+from sandbox.hardware import SMALL_HOST_CPU_ALLOCATION_RATIO, SMALL_HOST_OVERRIDES
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_spaces"
 # `up` refused to start: the home or the port is taken (sysexits' EX_TEMPFAIL).
@@ -194,6 +196,11 @@ def refuse_if_busy(settings: Settings, host: str, port: int) -> home.UpLock | No
 def run(host: str, port: int, with_samples: bool) -> int:
     os.environ.setdefault("SPACEPORT_PUBLIC_URL", f"http://{host}:{port}")
     os.environ.setdefault("SPACEPORT_SPACES_DOMAIN", f"localhost:{port}")
+    if with_samples:  # a demo: size the tiers so the samples fit side by side on a small host
+        os.environ.setdefault("SPACEPORT_HARDWARE_OVERRIDES", json.dumps(SMALL_HOST_OVERRIDES))
+        os.environ.setdefault(
+            "SPACEPORT_CPU_ALLOCATION_RATIO", str(SMALL_HOST_CPU_ALLOCATION_RATIO)
+        )
     get_settings.cache_clear()
     settings = get_settings()
     lock = refuse_if_busy(settings, host, port)

@@ -68,10 +68,15 @@ class Instance:
     address: str | None  # base URL the gateway proxies to, when reachable
     started_at: datetime | None = None
     exit_code: int | None = None
+    # What it holds of the host while it runs (its limits), for admission.
+    cpus: float = 0
+    memory_gib: float = 0
 
 
 @dataclass(frozen=True)
 class Capacity:
+    """What Spaces may use (after the platform's reserve) and what of it is not yet taken."""
+
     cpus: float
     memory_gib: float
     cpus_free: float
@@ -103,3 +108,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def capacity(self) -> Capacity: ...
+
+    def disk_usage(self) -> dict[str, int]:
+        """Bytes each running instance has written to its own disk, by instance id; a
+        backend that enforces its quota itself (or cannot measure) returns {}."""
+        return {}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 
 import docker
 from docker.errors import APIError, NotFound
@@ -32,9 +34,16 @@ log = logging.getLogger(__name__)
 
 
 class DockerBackend(Backend):
-    def __init__(self, instance: str, client: docker.DockerClient | None = None) -> None:
+    def __init__(
+        self,
+        instance: str,
+        client: docker.DockerClient | None = None,
+        egress_allow: Sequence[str] = (),
+    ) -> None:
         self.instance = instance
         self.client = client or docker.from_env(timeout=120)
+        # Networks a Space may reach despite the private-range block (operator's allow-list).
+        self.egress_allow = [security.parse_egress_allow(entry) for entry in egress_allow]
         self._network_ready = False
 
     # -- the network ---------------------------------------------------------------
@@ -44,14 +53,16 @@ class DockerBackend(Backend):
             return
         options = security.network_options()
         try:
-            self.client.networks.get(str(options["name"]))
+            network = self.client.networks.get(str(options["name"]))
         except NotFound:
             try:
-                self.client.networks.create(**options)  # type: ignore[arg-type]
+                network = self.client.networks.create(**options)  # type: ignore[arg-type]
             except APIError as exc:
                 if "already exists" not in str(exc):
                     raise
+                network = self.client.networks.get(str(options["name"]))
         self._install_host_firewall()
+        self._install_egress_firewall(ipv6=bool(network.attrs.get("EnableIPv6")))
         self._network_ready = True
 
     def _install_host_firewall(self) -> None:
@@ -66,6 +77,30 @@ class DockerBackend(Backend):
                 subprocess.run(
                     [iptables, "-I", "INPUT", "1", *rule], check=True, capture_output=True
                 )
+
+    def _install_egress_firewall(self, ipv6: bool) -> None:
+        """Spaces' way out (FORWARD, through DOCKER-USER): replies and the internet pass,
+        metadata and private ranges are refused except the allow-list. Idempotent: the shared
+        chain is rewritten in one iptables-restore transaction (no moment without it), and
+        this installation's allow entries are added or removed one by one."""
+        try:
+            dns = security.nameservers(Path("/etc/resolv.conf").read_text())
+        except OSError:
+            dns = []
+        for binary, version in (("iptables", 4), ("ip6tables", 6)):
+            if version == 6 and not ipv6:
+                continue  # the Spaces network has no IPv6 address to leave from
+            tool = shutil.which(binary)
+            restore = shutil.which(f"{binary}-restore")
+            if tool is None or restore is None:
+                log.warning("%s not found: Spaces may reach private networks", binary)
+                continue
+            _install_egress_chains(tool, restore, version, dns)
+            _sync_allow_rules(
+                tool,
+                security.egress_allow_rules(self.egress_allow, self.instance, version),
+                security.allow_comment(self.instance),
+            )
 
     # -- Backend ------------------------------------------------------------------
 
@@ -112,11 +147,12 @@ class DockerBackend(Backend):
         return _LogLines(stream)
 
     def capacity(self) -> Capacity:
+        """The machine, less the limits of every running Space of every installation (they
+        share it). Free may go below 0 where limits already overcommit the host."""
         info = self.client.info()
         cpus = float(info.get("NCPU", 0))
         memory = info.get("MemTotal", 0) / 2**30
         used_cpus = used_memory = 0.0
-        # Every installation's containers count: they share the machine.
         for container in self.client.containers.list(filters={"label": f"{LABEL_MANAGED}=true"}):
             host = container.attrs.get("HostConfig", {})
             used_cpus += host.get("NanoCpus", 0) / 1e9
@@ -124,9 +160,17 @@ class DockerBackend(Backend):
         return Capacity(
             cpus=cpus,
             memory_gib=memory,
-            cpus_free=max(cpus - used_cpus, 0),
-            memory_gib_free=max(memory - used_memory, 0),
+            cpus_free=cpus - used_cpus,
+            memory_gib_free=memory - used_memory,
         )
+
+    def disk_usage(self) -> dict[str, int]:
+        """SizeRw of each running container of this installation: what it wrote to its
+        writable layer (the Engine walks the layer's files, hence not every pass)."""
+        rows = self.client.api.containers(
+            filters={"label": self._mine, "status": "running"}, size=True
+        )
+        return {row["Id"]: int(row.get("SizeRw") or 0) for row in rows}
 
     # -- helpers ------------------------------------------------------------------
 
@@ -159,7 +203,55 @@ class DockerBackend(Backend):
             else None,
             started_at=_parse_time(state.get("StartedAt")),
             exit_code=state.get("ExitCode") if instance_state == InstanceState.EXITED else None,
+            cpus=container.attrs.get("HostConfig", {}).get("NanoCpus", 0) / 1e9,
+            memory_gib=container.attrs.get("HostConfig", {}).get("Memory", 0) / 2**30,
         )
+
+
+def _install_egress_chains(tool: str, restore: str, version: int, dns: list[str]) -> None:
+    rules = security.egress_rules(version, dns)
+    lines = ["*filter"]
+    lines.append(f":{security.EGRESS_CHAIN} - [0:0]")  # declared: flushed, then refilled
+    lines += [f"-A {security.EGRESS_CHAIN} " + shlex.join(rule) for rule in rules]
+    lines.append("COMMIT")
+    subprocess.run([tool, "-w", "-N", security.EGRESS_ALLOW_CHAIN], capture_output=True)
+    subprocess.run(
+        [restore, "-w", "--noflush"],
+        input="\n".join(lines) + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    # Docker's DOCKER-USER comes first in FORWARD; without it (iptables off in the Engine),
+    # FORWARD itself.
+    chain = "DOCKER-USER"
+    if subprocess.run([tool, "-w", "-S", chain], capture_output=True).returncode != 0:
+        chain = "FORWARD"
+    jump = security.egress_jump_rule()
+    if subprocess.run([tool, "-w", "-C", chain, *jump], capture_output=True).returncode != 0:
+        subprocess.run([tool, "-w", "-I", chain, "1", *jump], check=True, capture_output=True)
+
+
+def _sync_allow_rules(tool: str, wanted: list[list[str]], comment: str) -> None:
+    """Make this installation's rules in the allow chain exactly `wanted`, leaving other
+    installations' rules alone."""
+    chain = security.EGRESS_ALLOW_CHAIN
+    listed = subprocess.run([tool, "-w", "-S", chain], capture_output=True, text=True).stdout
+    for line in listed.splitlines():
+        words = shlex.split(line)
+        if words[:2] == ["-A", chain] and comment in words:
+            rule = words[2:]
+            if not any(_same_rule(rule, w) for w in wanted):
+                subprocess.run([tool, "-w", "-D", chain, *rule], capture_output=True)
+    for rule in wanted:
+        if subprocess.run([tool, "-w", "-C", chain, *rule], capture_output=True).returncode:
+            subprocess.run([tool, "-w", "-A", chain, *rule], check=True, capture_output=True)
+
+
+def _same_rule(listed: list[str], wanted: list[str]) -> bool:
+    # iptables lists a rule with its own option order and adds the implied `-m tcp`.
+    words = " ".join(listed).replace("-m tcp ", "").replace("-m udp ", "").split()
+    return sorted(words) == sorted(wanted)
 
 
 def _exposed_port(container: Container) -> int:
@@ -211,3 +303,16 @@ def _lines(stream: Iterator[bytes]) -> Iterator[str]:
             yield line.decode(errors="replace")
     if pending:
         yield pending.decode(errors="replace")
+
+
+def forget_egress_allow(instance: str) -> None:
+    """Remove an installation's allow-list rules (when it is uninstalled, or a test ends)."""
+    for binary in ("iptables", "ip6tables"):
+        if tool := shutil.which(binary):
+            if (
+                subprocess.run(
+                    [tool, "-w", "-S", security.EGRESS_ALLOW_CHAIN], capture_output=True
+                ).returncode
+                == 0
+            ):
+                _sync_allow_rules(tool, [], security.allow_comment(instance))

@@ -12,6 +12,8 @@ Names, sizes and prices follow Hugging Face's Spaces flavors (hub-api.md §15.1)
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +47,8 @@ class HardwareTier:
 
     ``gpu_memory_gib`` is the total over all ``gpu_count`` GPUs, as Hugging Face lists it.
     ``default_sleep_seconds`` is None when the tier never sleeps unless the owner sets a
-    sleep time (every paid tier).
+    sleep time (every paid tier). ``disk_gib`` is the quota of the container's writable
+    layer (Hugging Face's "ephemeral disk").
     """
 
     name: str
@@ -57,6 +60,7 @@ class HardwareTier:
     gpu_memory_gib: float
     unit_cost_usd_per_hour: float
     default_sleep_seconds: int | None
+    disk_gib: float = 50
 
     @property
     def is_free(self) -> bool:
@@ -147,3 +151,45 @@ def get_tier(name: str) -> HardwareTier:
         return CATALOGUE[name]
     except (KeyError, TypeError):  # TypeError: an unhashable name from decoded JSON
         raise UnknownHardware(name) from None
+
+
+# What an operator may resize per tier (SPACEPORT_HARDWARE_OVERRIDES): the container's
+# limits. Names, GPUs and prices stay Hugging Face's, so clients see the flavors they know.
+RESIZABLE = ("cpu", "memory_gib", "disk_gib")
+
+
+def validate_overrides(overrides: Mapping[str, Mapping[str, float]]) -> None:
+    """Raise ValueError naming what is wrong: an unknown tier or field, or a size <= 0."""
+    for name, sizes in overrides.items():
+        get_tier(name)
+        for field, value in sizes.items():
+            if field not in RESIZABLE:
+                raise ValueError(
+                    f"hardware override for {name!r}: {field!r} is not one of "
+                    f"{', '.join(RESIZABLE)}"
+                )
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                raise ValueError(
+                    f"hardware override {name}.{field} must be a number above 0, not {value!r}"
+                )
+
+
+def sized_tier(name: str, overrides: Mapping[str, Mapping[str, float]]) -> HardwareTier:
+    """The tier called ``name`` with this installation's sizes: a 2-core machine cannot give
+    every Space Hugging Face's 2 vCPU / 16 GiB, so operators size tiers to their hosts."""
+    tier = get_tier(name)
+    sizes = overrides.get(tier.name)
+    if not sizes:
+        return tier
+    return dataclasses.replace(tier, **{k: float(v) for k, v in sizes.items()})
+
+
+# Tier sizes for a small host (a laptop, a 2-core VM): Hugging Face's cpu-basic alone
+# (16 GiB) would fill it. `spaceport up --with-samples` and the tests use these, so the
+# samples fit side by side; an operator sets SPACEPORT_HARDWARE_OVERRIDES instead.
+SMALL_HOST_OVERRIDES: dict[str, dict[str, float]] = {
+    "cpu-basic": {"cpu": 0.5, "memory_gib": 0.5, "disk_gib": 2},
+    "cpu-upgrade": {"cpu": 1, "memory_gib": 1, "disk_gib": 4},
+}
+# ... with CPU limits handed out 8 to a core (a limit is a ceiling; idle Spaces use none).
+SMALL_HOST_CPU_ALLOCATION_RATIO = 8

@@ -6,7 +6,9 @@ Kubernetes backend can read the same profile when it turns it into a pod.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from dataclasses import dataclass
 
 from sandbox.backend import (
     LABEL_INSTANCE,
@@ -96,3 +98,134 @@ def host_firewall_rules() -> list[list[str]]:
         ],
         ["-i", SPACES_BRIDGE, "-j", "DROP"],
     ]
+
+
+# -- egress: what a Space may reach beyond the host -----------------------------------------
+#
+# Replies and the internet pass; metadata services, private networks (the LAN, a cloud VPC,
+# other Docker networks, carrier-grade NAT) are refused unless the operator allows a range.
+# The rules sit in their own chain, jumped to from DOCKER-USER (which Docker evaluates first
+# in FORWARD and never rewrites), for traffic entering from the Spaces bridge only.
+
+EGRESS_CHAIN = "SPACEPORT-EGRESS"
+EGRESS_ALLOW_CHAIN = "SPACEPORT-EGRESS-ALLOW"
+BLOCKED_V4 = ("169.254.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+BLOCKED_V6 = ("fc00::/7", "fe80::/10")
+
+
+@dataclass(frozen=True)
+class EgressAllow:
+    """One operator allow-list entry: a network, and optionally one port (TCP and UDP)."""
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    port: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.network}:{self.port}" if self.port else str(self.network)
+
+
+def parse_egress_allow(entry: str) -> EgressAllow:
+    """`10.0.5.0/24`, `10.0.5.7` (one address), `10.0.5.0/24:5432`, `fd00::/8:443` or
+    `[fd00::7]:443`; raises ValueError saying what a valid entry looks like."""
+    text = entry.strip()
+    try:
+        return EgressAllow(ipaddress.ip_network(text.strip("[]"), strict=False))
+    except ValueError:
+        pass
+    head, _, port = text.rpartition(":")
+    try:
+        network = ipaddress.ip_network(head.strip("[]"), strict=False)
+        number = int(port)
+    except ValueError:
+        number = 0
+        network = None  # type: ignore[assignment]
+    if network is None or not 0 < number < 65536:
+        raise ValueError(
+            f"egress allow entry {entry!r}: write a CIDR with an optional port, "
+            "e.g. 10.0.5.0/24, 10.0.5.7:5432 or [fd00::7]:443"
+        )
+    return EgressAllow(network, number)
+
+
+def _reject(version: int) -> list[str]:
+    kind = "icmp-admin-prohibited" if version == 4 else "icmp6-adm-prohibited"
+    return ["-j", "REJECT", "--reject-with", kind]
+
+
+def egress_jump_rule() -> list[str]:
+    """The DOCKER-USER rule that sends every packet from a Space through EGRESS_CHAIN."""
+    return ["-i", SPACES_BRIDGE, "-j", EGRESS_CHAIN]
+
+
+def egress_rules(
+    version: int = 4, dns_servers: list[str] | tuple[str, ...] = ()
+) -> list[list[str]]:
+    """EGRESS_CHAIN's rules, in order, for iptables (4) or ip6tables (6).
+
+    Replies first (conntrack ESTABLISHED: answers to the gateway's connections into the
+    Space), then the operator's allow-list (EGRESS_ALLOW_CHAIN), then the resolvers Docker's
+    embedded DNS forwards to (from the Space's own network namespace, so they cross this
+    chain too; port 53 only), then the refused ranges. Anything else returns to Docker's
+    rules, which let Spaces out to the internet.
+    """
+    blocked = BLOCKED_V4 if version == 4 else BLOCKED_V6
+    rules = [
+        ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+        ["-j", EGRESS_ALLOW_CHAIN],
+    ]
+    for server in dns_servers:
+        address = ipaddress.ip_address(server)
+        if address.version == version and not address.is_loopback:
+            for proto in ("udp", "tcp"):
+                rules.append(["-d", str(address), "-p", proto, "--dport", "53", "-j", "ACCEPT"])
+    rules.extend(["-d", network, *_reject(version)] for network in blocked)
+    rules.append(["-j", "RETURN"])
+    return rules
+
+
+def allow_comment(instance: str) -> str:
+    return f"spaceport-allow:{instance}"[:250]
+
+
+def egress_allow_rules(
+    allow: list[EgressAllow] | tuple[EgressAllow, ...], instance: str, version: int = 4
+) -> list[list[str]]:
+    """EGRESS_ALLOW_CHAIN's rules of one installation. Every installation on the host shares
+    the Spaces bridge and so this chain; each one's rules carry its name (a comment), so it
+    adds and removes only its own."""
+    comment = ["-m", "comment", "--comment", allow_comment(instance)]
+    rules = []
+    for entry in allow:
+        if entry.network.version != version:
+            continue
+        if entry.port is None:
+            rules.append(["-d", str(entry.network), *comment, "-j", "ACCEPT"])
+            continue
+        for proto in ("tcp", "udp"):
+            rules.append(
+                [
+                    "-d",
+                    str(entry.network),
+                    "-p",
+                    proto,
+                    "--dport",
+                    str(entry.port),
+                    *comment,
+                    "-j",
+                    "ACCEPT",
+                ]
+            )
+    return rules
+
+
+def nameservers(resolv_conf: str) -> list[str]:
+    """The nameserver addresses of a resolv.conf text."""
+    servers = []
+    for line in resolv_conf.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                servers.append(str(ipaddress.ip_address(fields[1].split("%")[0])))
+            except ValueError:
+                continue
+    return servers

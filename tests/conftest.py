@@ -7,6 +7,7 @@ Redis fails the tests instead of skipping them (tests.services.require).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.hardware import SMALL_HOST_CPU_ALLOCATION_RATIO, SMALL_HOST_OVERRIDES
 from tests import services
 from tests.platform import Platform
 
@@ -48,6 +50,11 @@ def platform(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Pl
         SPACEPORT_IMAGE_PREFIX=f"spaceport-test-{stack}",
         # Unique per run: two test runs sharing one Docker Engine never touch each other.
         SPACEPORT_INSTANCE=f"spaceport-test-{stack}-{uuid.uuid4().hex[:6]}",
+        # Small tiers, so that the suite's Spaces all fit on a small host (admission); test
+        # runs sharing one Engine do not wait for each other's Spaces.
+        SPACEPORT_HARDWARE_OVERRIDES=json.dumps(SMALL_HOST_OVERRIDES),
+        SPACEPORT_CPU_ALLOCATION_RATIO=str(4 * SMALL_HOST_CPU_ALLOCATION_RATIO),
+        SPACEPORT_ADMISSION_COUNTS_OTHER_INSTALLATIONS="false",
     )
     if stack == "postgres-redis":
         services.require(

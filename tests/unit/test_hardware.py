@@ -13,6 +13,8 @@ from sandbox.hardware import (
     HardwareTier,
     UnknownHardware,
     get_tier,
+    sized_tier,
+    validate_overrides,
 )
 
 SPACES_FLAVORS = {
@@ -183,3 +185,33 @@ def test_fractional_sizes_are_formatted_without_trailing_zeros() -> None:
     tier = HardwareTier("x", "X", 0.5, 1.5, None, 0, 0, 0.0, None)
     item = tier.to_hub_json()
     assert (item["cpu"], item["ram"]) == ("0.5 vCPU", "1.5 GB")
+
+
+def test_every_tier_has_a_disk_quota() -> None:
+    assert get_tier("cpu-basic").disk_gib == 50
+    assert all(tier.disk_gib > 0 for tier in CATALOGUE.values())
+
+
+def test_an_installation_sizes_its_tiers() -> None:
+    overrides = {"cpu-basic": {"cpu": 0.5, "memory_gib": 1, "disk_gib": 2}}
+    validate_overrides(overrides)
+    tier = sized_tier("cpu-basic", overrides)
+    assert (tier.cpu, tier.memory_gib, tier.disk_gib) == (0.5, 1, 2)
+    # Name, price and sleep stay Hugging Face's; other tiers are untouched.
+    assert tier.name == "cpu-basic" and tier.is_free and tier.default_sleep_seconds == 172_800
+    assert sized_tier("cpu-upgrade", overrides) == get_tier("cpu-upgrade")
+    assert get_tier("cpu-basic").memory_gib == 16  # the catalogue itself is not changed
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"h100": {"cpu": 1}}, "unknown hardware 'h100'"),
+        ({"cpu-basic": {"gpu_count": 1}}, "'gpu_count' is not one of cpu, memory_gib, disk_gib"),
+        ({"cpu-basic": {"memory_gib": 0}}, "must be a number above 0"),
+        ({"cpu-basic": {"cpu": "2"}}, "must be a number above 0"),
+    ],
+)
+def test_bad_overrides_say_what_is_wrong(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_overrides(overrides)

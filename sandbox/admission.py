@@ -1,0 +1,92 @@
+"""Admission: a Space starts only when the host has room for its tier's CPU and memory.
+
+Pure functions of a backend's Capacity, so the rule is unit-tested without Docker. Memory
+is never overcommitted (an overcommitted host kills someone's Space at random); CPU may be,
+by an operator's cpu_allocation_ratio, since a CPU limit is a ceiling that slows a Space down
+rather than killing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sandbox.backend import Capacity, Instance
+from sandbox.hardware import HardwareTier
+
+
+def _gib(value: float) -> str:
+    return f"{max(value, 0):.3g} GiB"
+
+
+def _cpus(value: float) -> str:
+    return f"{max(value, 0):.3g} vCPU"
+
+
+def shortfall(
+    capacity: Capacity, tier: HardwareTier, replacing: Iterable[Instance] = ()
+) -> str | None:
+    """None when `tier` fits in what is free; otherwise why not, for the Space's page.
+
+    `replacing` are instances the new one will replace (an older revision of the same
+    Space): their share counts as free, since they are stopped before it starts.
+    """
+    replaced = list(replacing)
+    cpus_free = capacity.cpus_free + sum(i.cpus for i in replaced)
+    memory_free = capacity.memory_gib_free + sum(i.memory_gib for i in replaced)
+    missing = []
+    if tier.memory_gib > memory_free + 1e-9:
+        missing.append(f"{_gib(tier.memory_gib)} of memory, {_gib(memory_free)} free")
+    if tier.cpu > cpus_free + 1e-9:
+        missing.append(f"{_cpus(tier.cpu)}, {_cpus(cpus_free)} free")
+    if not missing:
+        return None
+    return f"waiting for hardware: {tier.name} needs " + " and ".join(missing)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The operator's admission settings (orchestrator/settings.py)."""
+
+    reserve_cpus: float = 0
+    reserve_memory_gib: float = 0
+    cpu_allocation_ratio: float = 1.0
+    spaces_cpus: float | None = None  # this installation's own budget, if any
+    spaces_memory_gib: float | None = None
+    # False: only this installation's Spaces count against the host (each installation on it
+    # has its own budget, and the budgets together fit).
+    count_other_installations: bool = True
+
+
+def available(machine: Capacity, own: Iterable[Instance], policy: Policy) -> Capacity:
+    """What Spaces of this installation may still take.
+
+    `machine` is the backend's view: the whole host, less every installation's running
+    Spaces. The platform's reserve comes off the top (CPU then scaled by the allocation
+    ratio); `own` (this installation's running instances) counts against its budget.
+    """
+    mine = list(own)
+    if policy.count_other_installations:
+        used_cpus = machine.cpus - machine.cpus_free
+        used_memory = machine.memory_gib - machine.memory_gib_free
+    else:
+        used_cpus = sum(i.cpus for i in mine)
+        used_memory = sum(i.memory_gib for i in mine)
+    cpus = max(machine.cpus - policy.reserve_cpus, 0) * policy.cpu_allocation_ratio
+    memory = max(machine.memory_gib - policy.reserve_memory_gib, 0)
+    cpus_free = cpus - used_cpus
+    memory_free = memory - used_memory
+    if policy.spaces_cpus is not None:
+        cpus = min(cpus, policy.spaces_cpus)
+        cpus_free = min(cpus_free, policy.spaces_cpus - sum(i.cpus for i in mine))
+    if policy.spaces_memory_gib is not None:
+        memory = min(memory, policy.spaces_memory_gib)
+        memory_free = min(memory_free, policy.spaces_memory_gib - sum(i.memory_gib for i in mine))
+    return Capacity(
+        cpus=cpus,
+        memory_gib=memory,
+        cpus_free=cpus_free,
+        memory_gib_free=memory_free,
+        gpus=machine.gpus,
+        gpus_free=machine.gpus_free,
+    )
