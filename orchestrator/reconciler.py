@@ -76,9 +76,8 @@ def space_environment(session: Session, space: Space) -> dict[str, str]:
 def desired_revision(session: Session, space: Space) -> Revision | None:
     if not space.built_image or not space.built_sha or space.stage in HALTED_STAGES:
         return None
-    assert space.id is not None
     return Revision(
-        space_id=space.id,
+        space_id=space.uid,  # never reused, unlike the row number
         space=space.full_name,
         sha=space.built_sha,
         image=space.built_image,
@@ -108,7 +107,7 @@ class Reconciler:
         self._disk_usage: dict[str, int] = {}
 
     def reconcile_once(self) -> None:
-        by_space: dict[int, list[Instance]] = defaultdict(list)
+        by_space: dict[str, list[Instance]] = defaultdict(list)
         for instance in self.backend.instances():
             by_space[instance.space_id].append(instance)
         self._disk_usage = {}
@@ -118,7 +117,7 @@ class Reconciler:
         with session_scope() as session:
             for space in session.exec(select(Space)).all():
                 try:
-                    self._reconcile_space(session, space, by_space.pop(space.id or 0, []))
+                    self._reconcile_space(session, space, by_space.pop(space.uid, []))
                 except Exception:  # noqa: BLE001 - one broken Space must not stop the rest
                     log.exception("reconciling %s failed", space.full_name)
                 session.commit()

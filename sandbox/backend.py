@@ -20,8 +20,14 @@ from sandbox.hardware import HardwareTier
 
 LABEL_PREFIX = "org.spaceport"
 LABEL_MANAGED = f"{LABEL_PREFIX}.managed"
+# The installation that owns it (its unique id, orchestrator/installation.py): a controller
+# only ever lists, stops or reads containers with its own.
 LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
 LABEL_SPACE = f"{LABEL_PREFIX}.space"
+# The Space's uid (24 hex characters, never reused), not its row number: a new Space that got
+# a deleted one's row number must never adopt, or show the log of, the old one's container.
+# (A container labelled by an older Spaceport with a row number matches no uid: the
+# controller stops it as an orphan and starts the Space afresh.)
 LABEL_SPACE_ID = f"{LABEL_PREFIX}.space-id"
 LABEL_REVISION = f"{LABEL_PREFIX}.revision"
 LABEL_SHA = f"{LABEL_PREFIX}.sha"
@@ -31,7 +37,7 @@ LABEL_SHA = f"{LABEL_PREFIX}.sha"
 class Revision:
     """One runnable version of a Space: an image, its environment and its hardware."""
 
-    space_id: int
+    space_id: str  # the Space's uid
     space: str  # owner/name
     sha: str
     image: str
@@ -60,7 +66,7 @@ class Instance:
     """A revision as a backend runs it (a container, a pod)."""
 
     id: str
-    space_id: int
+    space_id: str  # the Space's uid, from LABEL_SPACE_ID
     space: str
     revision: str
     sha: str

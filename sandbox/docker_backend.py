@@ -193,7 +193,7 @@ class DockerBackend(Backend):
         port = _exposed_port(container)
         return Instance(
             id=container.id or "",
-            space_id=int(labels.get(LABEL_SPACE_ID, "0")),
+            space_id=labels.get(LABEL_SPACE_ID, ""),
             space=labels.get(LABEL_SPACE, ""),
             revision=labels.get(LABEL_REVISION, ""),
             sha=labels.get(LABEL_SHA, ""),

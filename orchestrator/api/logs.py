@@ -87,7 +87,8 @@ def build_log(
 def run_instance(space: Space, instances: list[Instance]) -> Instance | None:
     """The instance whose log matters: the newest revision's (the one starting or crashed),
     else the one serving."""
-    mine = [i for i in instances if i.space_id == space.id]
+    # By uid: a Space that got a deleted one's row number never sees the old one's log.
+    mine = [i for i in instances if i.space_id == space.uid]
     newest = [i for i in mine if i.sha == space.built_sha]
     pool = newest or mine
     return max(pool, key=lambda i: i.started_at or now()) if pool else None

@@ -145,7 +145,7 @@ def create_repo(
             space.sleep_time_seconds = None if sleep == -1 else sleep
         session.add(space)
         session.commit()
-    return JSONResponse({"url": url, "name": full_name, "id": str(space.id)})
+    return JSONResponse({"url": url, "name": full_name, "id": space.uid})
 
 
 @router.delete("/repos/delete")
@@ -227,4 +227,4 @@ def duplicate_space(
         )
     except (lifecycle.LifecycleError, spaces.SpaceNameError) as exc:
         raise HubError(400, str(exc)) from exc
-    return JSONResponse({"url": url, "name": copy.full_name, "id": str(copy.id)})
+    return JSONResponse({"url": url, "name": copy.full_name, "id": copy.uid})

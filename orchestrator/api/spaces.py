@@ -47,7 +47,7 @@ def runtime_json(space: Space) -> dict[str, object]:
 
 def space_json(space: Space) -> dict[str, object]:
     return {
-        "_id": str(space.id),
+        "_id": space.uid,  # the Hub's 24-hex id, never reused (`id` is owner/name there)
         "id": space.full_name,
         "author": space.owner,
         "sha": space.head_sha,

@@ -22,7 +22,7 @@ from sandbox.security import (
 
 def revision(tier: str = "cpu-basic", **changes: object) -> Revision:
     values: dict[str, object] = dict(
-        space_id=7,
+        space_id="0123456789abcdef01234567",
         space="alice/Hello_World",
         sha="a" * 40,
         image="spaceport/space:abc",
@@ -50,7 +50,7 @@ def test_labels_let_a_restarted_controller_adopt_it() -> None:
     spec = container_spec(revision(), "prod")
     labels = spec["labels"]
     assert labels["org.spaceport.instance"] == "prod"
-    assert labels["org.spaceport.space-id"] == "7"
+    assert labels["org.spaceport.space-id"] == "0123456789abcdef01234567"
     assert labels["org.spaceport.revision"] == revision().key
     assert spec["environment"]["SPACEPORT_APP_PORT"] == "7860"
 
