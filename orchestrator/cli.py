@@ -155,6 +155,7 @@ def cmd_controller(_args: argparse.Namespace) -> int:
     """The reconciler loop: starts, replaces and stops Space containers."""
     import logging
 
+    from orchestrator.installation import instance_name
     from orchestrator.reconciler import run_forever
     from orchestrator.settings import get_settings
     from sandbox.docker_backend import DockerBackend
@@ -162,7 +163,7 @@ def cmd_controller(_args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one health probe a second each
     settings = get_settings()
-    run_forever(DockerBackend(settings.instance, egress_allow=settings.spaces_egress_allow))
+    run_forever(DockerBackend(instance_name(), egress_allow=settings.spaces_egress_allow))
     return 0
 
 

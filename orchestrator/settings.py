@@ -48,10 +48,14 @@ class Settings(BaseSettings):
         default="localhost:8000",
         description="Domain under which each Space is served as {owner}-{name}.{domain}.",
     )
-    instance: str = Field(
-        default="spaceport",
-        description="Name of this installation, put on every container it runs, so that two "
-        "installations sharing one Docker Engine never touch each other's Spaces.",
+    instance: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="Name of this installation, put on every container it runs; a controller "
+        "touches only containers with its own, so two installations sharing one Docker Engine "
+        "never touch each other's Spaces. Unset: the installation id made at the first start "
+        "and kept in $SPACEPORT_HOME/installation-id (spaceport-<12 hex>). Set it only to give "
+        "installations names of your own, a different one each.",
     )
     image_prefix: str = Field(
         default="spaceport",

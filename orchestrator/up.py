@@ -24,7 +24,7 @@ from pathlib import Path
 import docker
 import httpx
 
-from orchestrator import auth, builds, db, home, lifeline, logstyle
+from orchestrator import auth, builds, db, home, installation, lifeline, logstyle
 from orchestrator.models import ApiToken, TokenRole
 from orchestrator.settings import Settings, get_settings
 from sandbox.hardware import SMALL_HOST_CPU_ALLOCATION_RATIO, SMALL_HOST_OVERRIDES
@@ -211,6 +211,8 @@ def run(host: str, port: int, with_samples: bool) -> int:
     # Builds left `running` by a worker that died with an earlier `up` fail now, so their
     # Spaces leave BUILDING before anyone asks.
     builds.reap_stale_builds()
+    # Made now, on the first start, before any process labels a container with it.
+    instance = installation.instance_name()
     token = first_start_token()
     exe = [sys.executable, "-m", "orchestrator.cli"]
     commands = {

@@ -88,9 +88,15 @@ class Platform:
         self.processes.clear()
         if remove_containers:
             client = docker.from_env()
-            label = f"org.spaceport.instance={self.env['SPACEPORT_INSTANCE']}"
+            label = f"org.spaceport.instance={self.instance}"
             for container in client.containers.list(all=True, filters={"label": label}):
                 container.remove(force=True)
+
+    @property
+    def instance(self) -> str:
+        """The label on this platform's containers: the setting, else the home's id."""
+        explicit = self.env.get("SPACEPORT_INSTANCE")
+        return explicit or (self.home / "installation-id").read_text().strip()
 
     def log_tail(self, _name: str = "up", lines: int = 80) -> str:
         path = self.home / "logs" / "up.log"

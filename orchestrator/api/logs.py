@@ -105,11 +105,11 @@ def run_log(
     principal: Principal | None = Depends(current_principal),
 ) -> StreamingResponse:
     """The app's stdout and stderr, followed while it runs."""
-    from orchestrator.settings import get_settings
+    from orchestrator.installation import instance_name
     from sandbox.docker_backend import DockerBackend
 
     space = visible_space(session, principal, owner, name)
-    backend = DockerBackend(get_settings().instance)
+    backend = DockerBackend(instance_name())
     instance = run_instance(space, backend.instances())
     if instance is None:
         return _stream(iter(()))
