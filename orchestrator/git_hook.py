@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from orchestrator import logstyle, spaces
+from orchestrator import lifeline, logstyle, spaces
 from orchestrator.builds import follow_log
 from orchestrator.db import session_scope
 from orchestrator.deploy import deploy_commit
@@ -84,6 +84,7 @@ def main() -> int:
     if hook != "post-receive":
         print(f"unknown hook {hook!r}", file=sys.stderr)
         return 2
+    lifeline.watch_ancestor()  # stops following the build once `spaceport up` is gone
     try:
         return post_receive(sys.stdin.read().splitlines())
     except BrokenPipeError:

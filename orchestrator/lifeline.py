@@ -23,6 +23,8 @@ from collections.abc import Callable
 PR_SET_PDEATHSIG = 1
 # The pid of the `up` that started this process (set by up.py in its children's env).
 PARENT_ENV = "SPACEPORT_UP_PID"
+# The same pid, passed on by a child to what it starts (git http-backend and its hook).
+ANCESTOR_ENV = "SPACEPORT_UP_ANCESTOR_PID"
 GRACE_SECONDS = 10.0
 
 
@@ -46,6 +48,9 @@ def watch_parent() -> None:
     parent = os.environ.pop(PARENT_ENV, None)
     if not parent or not parent.isdigit():
         return
+    # Grandchildren can't rely on the death signal (it comes from their own parent): they
+    # watch `up` itself (watch_ancestor).
+    os.environ[ANCESTOR_ENV] = parent
 
     def watch() -> None:
         while os.getppid() == int(parent):
@@ -55,3 +60,28 @@ def watch_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def watch_ancestor() -> None:
+    """In a grandchild of `up` (the git hook that follows a build for the pusher): exit
+    once `up` is gone, rather than follow a build nobody runs any more."""
+    ancestor = os.environ.get(ANCESTOR_ENV, "")
+    if not ancestor.isdigit():
+        return
+
+    def watch() -> None:
+        while _alive(int(ancestor)):
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="watch-up", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

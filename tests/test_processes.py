@@ -174,3 +174,43 @@ def test_a_build_whose_worker_is_killed_fails_within_a_minute(
     finally:
         pusher.kill()
         pusher.wait()
+
+
+def test_a_build_left_running_by_a_killed_up_fails_when_up_starts_again(
+    own_platform: Platform, workdir: Path
+) -> None:
+    token = own_platform.token("rita")
+    repo = docker_space(workdir, SLOW_DOCKERFILE)
+    pusher = start_push(repo, own_platform.git_url("rita", "restart", token))
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            response = own_platform.api("/api/spaces/rita/restart/builds", token)
+            builds = response.json() if response.status_code == 200 else []
+            log = ""
+            if builds:
+                log = own_platform.build_log("rita", "restart", builds[0]["id"], token)
+            if "slow step starts" in log:
+                break
+            time.sleep(0.3)
+        assert "slow step starts" in log, own_platform.log_tail()
+        (up,) = own_platform.processes
+        children = descendants(up.pid)
+        os.kill(up.pid, signal.SIGKILL)
+        up.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(alive(pid) for pid in children):
+            time.sleep(0.2)
+        assert not any(alive(pid) for pid in children)
+    finally:
+        pusher.kill()
+        pusher.wait()
+    own_platform.processes.clear()
+    started = time.monotonic()
+    own_platform.start()
+    # `up` fails it before it says "up": nobody has to wait for the heartbeat timeout.
+    (build,) = own_platform.builds("rita", "restart", token)
+    assert build["status"] == "failed", build
+    assert "worker running this build stopped" in build["errorMessage"]
+    assert own_platform.runtime("rita", "restart", token)["stage"] == "BUILD_ERROR"
+    assert time.monotonic() - started < 60
