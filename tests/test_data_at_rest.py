@@ -97,28 +97,67 @@ def test_the_home_database_and_keys_are_private(platform: Platform) -> None:
 
 @pytest.fixture
 def platform_with_password(docker_engine: None) -> Iterator[tuple[Platform, str]]:
-    """A PostgreSQL stack whose database URL carries a password (the test cluster trusts
-    local connections, so any password is accepted)."""
+    """A PostgreSQL and Redis stack whose URLs carry a password (the test PostgreSQL
+    trusts local connections, so any password is accepted; Redis requires it)."""
     services.require(
         "PostgreSQL",
         services.postgres_installed(),
         "apt-get install postgresql (scripts/bootstrap.sh --test)",
     )
+    services.require(
+        "Redis",
+        services.redis_installed(),
+        "apt-get install redis-server (scripts/bootstrap.sh --test)",
+    )
     home = Path(tempfile.mkdtemp(prefix="spaceport-ps-"))
     url, stop_pg = services.start_postgres(home.parent / f"{home.name}-pg")
     password = f"pw-{os.urandom(8).hex()}"
     url = url.replace("://spaceport@", f"://spaceport:{password}@")
+    broker_url, redis = start_redis_with_password(password)
     port = services.free_port()
-    env = platform_env(home, port) | {"SPACEPORT_DATABASE_URL": url}
+    env = platform_env(home, port) | {
+        "SPACEPORT_DATABASE_URL": url,
+        "SPACEPORT_BROKER_URL": broker_url,
+    }
     platform = Platform(home=home, env=env, port=port)
     try:
         platform.start()
         yield platform, password
     finally:
         platform.stop()
+        redis.terminate()
+        redis.wait()
         stop_pg()
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(home.parent / f"{home.name}-pg", ignore_errors=True)
+
+
+def start_redis_with_password(password: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """A Redis that wants a password (its own command line is the test's, not Spaceport's);
+    the password is given on stdin as a config file, so not even this one shows it."""
+    import redis as redis_client
+
+    port = services.free_port()
+    server = subprocess.Popen(
+        ["redis-server", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert server.stdin is not None
+    server.stdin.write(
+        f'port {port}\nbind 127.0.0.1\nsave ""\nappendonly no\nrequirepass {password}\n'.encode()
+    )
+    server.stdin.close()
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if redis_client.Redis.from_url(url, socket_connect_timeout=1).ping():
+                return url, server
+        except redis_client.RedisError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
 
 
 def command_lines(pid: int) -> dict[int, bytes]:
