@@ -14,6 +14,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from orchestrator.models import ApiToken, Space, TokenRole, User
@@ -36,16 +38,31 @@ def valid_name(name: str) -> bool:
     return bool(NAME_PATTERN.match(name)) and not name.endswith(".git") and ".." not in name
 
 
+class UserNameTaken(ValueError):
+    """A new user name that differs from an existing one only in case (HTTP 409)."""
+
+
 def get_or_create_user(session: Session, name: str) -> User:
     if not valid_name(name):
         raise ValueError(
             f"invalid user name {name!r}: use letters, digits, '.', '_' and '-' (1-96 characters)"
         )
-    user = session.exec(select(User).where(User.name == name)).first()
+    # Compared regardless of case, as on the Hub: "Alice" beside "alice" would read as the
+    # same owner to people (and took her Space hosts before labels were stored).
+    user = session.exec(select(User).where(func.lower(User.name) == name.lower())).first()
+    if user is not None and user.name != name:
+        raise UserNameTaken(
+            f"user name {name!r} is taken: {user.name!r} exists, and names are compared "
+            f"regardless of case; use {user.name!r} or pick another name"
+        )
     if user is None:
         user = User(name=name)
         session.add(user)
-        session.commit()
+        try:
+            session.commit()
+        except IntegrityError:  # created by another request a moment ago
+            session.rollback()
+            return get_or_create_user(session, name)
         session.refresh(user)
     return user
 

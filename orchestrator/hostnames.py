@@ -22,17 +22,24 @@ def preferred_label(owner: str, name: str) -> str:
     return label.strip("-") or "space"
 
 
+def usable(label: str) -> bool:
+    """Fits one DNS label, and is not read as an IDNA ('xn--') or other reserved
+    '??--' label, which browsers would decode into a different name."""
+    return 0 < len(label) <= MAX_LABEL and label[2:4] != "--"
+
+
 def hashed_label(owner: str, name: str, salt: int = 0) -> str:
     """The preferred label cut short, with a short hash of the exact name (and a salt, for
     the astronomically unlikely case that the hash collides too)."""
     digest = hashlib.sha256(f"{owner}/{name}#{salt}".encode()).hexdigest()[:HASH_CHARS]
-    stem = preferred_label(owner, name)[: MAX_LABEL - HASH_CHARS - 1].rstrip("-")
+    stem = re.sub(r"-{2,}", "-", preferred_label(owner, name))
+    stem = stem[: MAX_LABEL - HASH_CHARS - 1].rstrip("-")
     return f"{stem}-{digest}"
 
 
 def choose_label(owner: str, name: str, is_taken: Callable[[str], bool]) -> str:
     label = preferred_label(owner, name)
-    if len(label) <= MAX_LABEL and not is_taken(label):
+    if usable(label) and not is_taken(label):
         return label
     salt = 0
     while is_taken(label := hashed_label(owner, name, salt)):

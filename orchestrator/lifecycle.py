@@ -24,11 +24,13 @@ from orchestrator.models import (
     LfsObject,
     Secret,
     Space,
+    SpaceHostAlias,
     Stage,
     User,
     Variable,
     Visibility,
 )
+from orchestrator.reconciler import HALTED_STAGES
 from sandbox.hardware import get_tier
 
 
@@ -140,6 +142,7 @@ def delete(session: Session, space: Space) -> None:
     for build in session.exec(select(Build).where(Build.space_id == space.id)):
         session.delete(build)
     _delete_extra_rows(session, space.id)
+    session.flush()  # the rows that point at the Space go first, whatever the flush order
     owner, name = space.owner, space.name
     session.delete(space)
     session.commit()
@@ -148,9 +151,12 @@ def delete(session: Session, space: Space) -> None:
 
 def _delete_extra_rows(session: Session, space_id: int) -> None:
     """Rows of other modules that point at the Space: its LFS object records (the objects
-    stay in the shared store while other Spaces may use them)."""
+    stay in the shared store while other Spaces may use them) and its old host labels (free
+    again: nothing redirects to a deleted Space)."""
     for row in session.exec(select(LfsObject).where(LfsObject.space_id == space_id)):
         session.delete(row)
+    for alias in session.exec(select(SpaceHostAlias).where(SpaceHostAlias.space_id == space_id)):
+        session.delete(alias)
 
 
 def move(session: Session, space: Space, new_owner: User, new_name: str) -> None:
@@ -161,11 +167,20 @@ def move(session: Session, space: Space, new_owner: User, new_name: str) -> None
     source = repos.repo_path(space.owner, space.name)
     target = repos.repo_path(new_owner.name, new_name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(source, target)
+    spaces.rehost(session, space, new_owner.name, new_name)  # the old host redirects
     space.owner, space.name, space.owner_id = new_owner.name, new_name, new_owner.id or 0
-    # SPACE_ID and SPACE_HOST change: the reconciler restarts it under its new name.
+    # SPACE_ID and SPACE_HOST change: the reconciler restarts it under its new name. Until
+    # that instance answers, the Space is not RUNNING: clients that wait for RUNNING and
+    # then call the new host must find the app that knows it is served there.
     space.failed_revision = None
-    _touch(session, space)
+    if space.built_image and space.head_sha == space.built_sha and space.stage not in HALTED_STAGES:
+        space.stage = Stage.RUNNING_APP_STARTING if space.serving_address else Stage.APP_STARTING
+    shutil.move(source, target)
+    try:
+        _touch(session, space)
+    except Exception:
+        shutil.move(target, source)  # the row kept its old name: so does the repo
+        raise
 
 
 @contextlib.contextmanager

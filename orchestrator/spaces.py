@@ -71,7 +71,34 @@ def host_taken(session: Session, label: str) -> bool:
     return session.get(SpaceHostAlias, label) is not None
 
 
+def rehost(session: Session, space: Space, owner: str, name: str) -> bool:
+    """Give a Space that is being renamed to `owner/name` the label that name asks for (a
+    hashed one where that is taken); the old label becomes an alias that redirects to the
+    new one. Its own old labels are free to take back. Not committed; True when the label
+    changed."""
+    old = space.host
+
+    def taken(label: str) -> bool:
+        if label == old:
+            return False
+        if session.exec(select(Space.id).where(Space.host == label)).first() is not None:
+            return True
+        alias = session.get(SpaceHostAlias, label)
+        return alias is not None and alias.space_id != space.id
+
+    new = choose_label(owner, name, taken)
+    if new == old:
+        return False
+    if (reclaimed := session.get(SpaceHostAlias, new)) is not None:
+        session.delete(reclaimed)
+    session.add(SpaceHostAlias(host=old, space_id=space.id or 0))
+    space.host = new
+    session.add(space)
+    return True
+
+
 def subdomain(space: Space) -> str:
+    """The Space's stored host label: the only source of its host, everywhere."""
     return space.host
 
 

@@ -138,14 +138,22 @@ def main(owner: str, token: str, other_token: str, sample: Path) -> None:
     )
 
     moved_id = f"{owner}/demo-moved"
+    old_host = api.space_info(repo_id).host
     api.move_repo(repo_id, moved_id, repo_type="space")
+    # The product's promise: not RUNNING until the app restarted under its new host answers
+    # there, so RUNNING is the one thing to wait for before calling it.
+    stage_after_move = api.get_space_runtime(moved_id).stage
     moved_stage = wait_for(api, moved_id, {"RUNNING", "RUNTIME_ERROR"})
+    redirect = httpx.get(old_host + "/config?x=1", timeout=10)
     report(
         "move",
         old_exists=api.repo_exists(repo_id, repo_type="space"),
+        stage_after_move=stage_after_move,
         new_stage=moved_stage,
         answer=predict(moved_id, token),
         new_host=api.space_info(moved_id).host,
+        old_host_status=redirect.status_code,
+        old_host_location=redirect.headers.get("location"),
     )
 
     forbidden: object = None

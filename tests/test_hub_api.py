@@ -98,7 +98,10 @@ def test_pause_and_restart(scenario: dict) -> None:
 def test_move(scenario: dict, platform: Platform) -> None:
     step = scenario["move"]
     assert step["old_exists"] is False and step["new_stage"] == "RUNNING"
+    assert step["stage_after_move"] in ("RUNNING_APP_STARTING", "APP_STARTING")
     assert step["new_host"] == platform.app_url("carol", "demo-moved")
+    assert step["old_host_status"] == 308
+    assert step["old_host_location"] == step["new_host"] + "/config?x=1"
     assert step["answer"].startswith("Howdy")
 
 

@@ -69,6 +69,9 @@ class Gateway:
         if route is None or not await _may_visit(route, scope):
             await _page(scope, receive, send, 404, pages.not_found_page(host))
             return
+        if route.host != subdomain:  # a label from before a rename
+            await _redirect(scope, receive, send, f"{route.host}.{self.domain}")
+            return
         if scope["type"] == "http" and _sign(scope) is not None:
             await _sign_redirect(scope, receive, send, route)
             return
@@ -214,6 +217,18 @@ async def _page(scope: Scope, receive: Receive, send: Send, status: int, html: s
         headers.append((b"retry-after", b"3"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _redirect(scope: Scope, receive: Receive, send: Send, host: str) -> None:
+    """308: same method, body, path and query, at the Space's current host."""
+    if scope["type"] == "websocket":  # a handshake can't be redirected
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    scheme = get_settings().public_url.split("://", 1)[0]  # as app_url spells Space URLs
+    location = f"{scheme}://{host}{_path(scope)}"
+    headers = [(b"location", location.encode("latin-1")), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 308, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _proxy_websocket(
