@@ -282,6 +282,12 @@ def run_forever(backend: Backend, interval: float = 1.0) -> None:
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         reconciler = Reconciler(backend)
+        try:
+            # The Spaces' network and firewall now, not at the first start: Spaces adopted
+            # from before (an upgrade, a flushed firewall) are boxed in at once too.
+            backend.prepare()
+        except Exception:  # noqa: BLE001 - the first start() tries again
+            log.exception("preparing the backend failed")
         log.info("controller started")
         while True:
             started = time.monotonic()

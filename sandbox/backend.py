@@ -115,6 +115,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def capacity(self) -> Capacity: ...
 
+    def prepare(self) -> None:
+        """Set up what every instance relies on (networks, firewall rules), idempotently;
+        the controller calls it when it starts. Nothing, unless a backend needs it."""
+        return None
+
     def disk_usage(self) -> dict[str, int]:
         """Bytes each running instance has written to its own disk, by instance id; a
         backend that enforces its quota itself (or cannot measure) returns {}."""

@@ -48,6 +48,9 @@ class DockerBackend(Backend):
 
     # -- the network ---------------------------------------------------------------
 
+    def prepare(self) -> None:
+        self.ensure_network()
+
     def ensure_network(self) -> None:
         if self._network_ready:
             return

@@ -22,7 +22,8 @@ import docker
 import httpx
 import pytest
 
-from sandbox.docker_backend import forget_egress_allow
+from sandbox import security
+from sandbox.docker_backend import DockerBackend, forget_egress_allow
 from tests import services
 from tests.conftest import STACKS
 from tests.platform import Platform, push, sample_checkout
@@ -214,6 +215,24 @@ def test_a_space_reaches_neither_metadata_nor_private_ranges_unless_allowed(
     }, result.output.decode()
     # ... while the gateway, from the host, still reaches the Space.
     assert httpx.get(boxed.app_url("alice", "second") + "/config").status_code == 200
+
+
+def test_the_egress_rules_are_installed_once_however_often_asked(boxed: Platform) -> None:
+    instance = boxed.env["SPACEPORT_INSTANCE"]
+    allow = json.loads(boxed.env["SPACEPORT_SPACES_EGRESS_ALLOW"])
+    for _ in range(2):  # what a restarted controller does
+        DockerBackend(instance, egress_allow=allow).ensure_network()
+
+    def rules(chain: str) -> list[str]:
+        listed = subprocess.run(["iptables", "-S", chain], capture_output=True, text=True)
+        return [line for line in listed.stdout.splitlines() if line.startswith("-A")]
+
+    dns = security.nameservers(Path("/etc/resolv.conf").read_text())
+    assert len(rules(security.EGRESS_CHAIN)) == len(security.egress_rules(4, dns))
+    jumps = [r for r in rules("DOCKER-USER") if f"-j {security.EGRESS_CHAIN}" in r]
+    assert jumps == [f"-A DOCKER-USER -i spaceport0 -j {security.EGRESS_CHAIN}"]
+    mine = [r for r in rules(security.EGRESS_ALLOW_CHAIN) if security.allow_comment(instance) in r]
+    assert len(mine) == 2  # the one allowed address, TCP and UDP
 
 
 def test_a_space_writing_past_its_disk_quota_is_stopped(boxed: Platform, two_spaces: str) -> None:
