@@ -237,6 +237,7 @@ def run(host: str, port: int, with_samples: bool) -> int:
         stop()
         raise SystemExit(logstyle.error("the API server did not start; see the lines above"))
     say(logstyle.step(f"Spaceport is up at {settings.public_url} (state in {settings.home})"))
+    say(logstyle.detail(f"Installation {instance}: the label on each of its containers"))
     say(logstyle.detail(f"Spaces are served at http://{{owner}}-{{name}}.{settings.spaces_domain}"))
     if token:
         say(logstyle.step(f"Admin token (shown once, keep it): {token}"))
