@@ -412,9 +412,12 @@ def _trust_host_local_cas(rootfs: Path, log: LogSink) -> None:
         return
     target = rootfs / "usr/local/share/ca-certificates/spaceport-host"
     target.mkdir(parents=True, exist_ok=True)
+    target.chmod(0o755)  # the image's files are world-readable whatever the worker's umask
     for certificate in certificates:
         relative = certificate.relative_to(HOST_LOCAL_CA_DIR)
-        shutil.copyfile(certificate, target / "_".join(relative.parts))
+        copy = target / "_".join(relative.parts)
+        shutil.copyfile(certificate, copy)
+        copy.chmod(0o644)
     # Run inside the rootfs so the bundle is built from the image's own Mozilla list plus these.
     result = subprocess.run(
         ["chroot", str(rootfs), "update-ca-certificates"],
@@ -422,6 +425,7 @@ def _trust_host_local_cas(rootfs: Path, log: LogSink) -> None:
         text=True,
         env={"PATH": IMAGE_ENV["PATH"], "LC_ALL": "C"},
         check=False,
+        umask=0o022,  # the bundle it writes must be readable by the Space's user
     )
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip().splitlines()[-3:]
