@@ -105,12 +105,14 @@ class Reconciler:
         self.switched_at: dict[str, float] = {}
         self._disk_checked = float("-inf")
         self._disk_usage: dict[str, int] = {}
+        self._room_now: Capacity | None = None  # this pass's, until something starts or stops
 
     def reconcile_once(self) -> None:
         by_space: dict[str, list[Instance]] = defaultdict(list)
         for instance in self.backend.instances():
             by_space[instance.space_id].append(instance)
         self._disk_usage = {}
+        self._room_now = None
         if time.monotonic() - self._disk_checked >= get_settings().spaces_disk_check_seconds:
             self._disk_checked = time.monotonic()
             self._disk_usage = self.backend.disk_usage()
@@ -163,6 +165,7 @@ class Reconciler:
             if space.error_message and space.error_message.startswith(WAITING):
                 space.error_message = None
             log.info("starting %s revision %s (%s)", space.full_name, desired.key, desired.sha[:7])
+            self._room_now = None
             try:
                 self.backend.start(desired)
             except BackendError as exc:  # e.g. a GPU tier on a machine without GPUs
@@ -219,6 +222,8 @@ class Reconciler:
     def _room(self) -> Capacity:
         """What is free for Spaces now: the host after the platform's reserve, and this
         installation's own budget (asked afresh: an earlier Space of this pass took some)."""
+        if self._room_now is not None:
+            return self._room_now
         settings = get_settings()
         policy = Policy(
             reserve_cpus=settings.platform_reserve_cpus,
@@ -229,7 +234,8 @@ class Reconciler:
             count_other_installations=settings.admission_counts_other_installations,
         )
         running = [i for i in self.backend.instances() if i.state != InstanceState.EXITED]
-        return available(self.backend.capacity(), running, policy)
+        self._room_now = available(self.backend.capacity(), running, policy)
+        return self._room_now
 
     def _admit(self, desired: Revision, older: list[Instance]) -> str | None:
         """None when the revision may start now (perhaps in its older revision's room);
@@ -246,6 +252,7 @@ class Reconciler:
             reason,
         )
         self.backend.stop(instance.id)
+        self._room_now = None
 
     def _fail(self, space: Space, desired: Revision, instance: Instance, reason: str) -> None:
         from sqlalchemy.orm import object_session

@@ -35,6 +35,13 @@ def shortfall(
     cpus_free = capacity.cpus_free + sum(i.cpus for i in replaced)
     memory_free = capacity.memory_gib_free + sum(i.memory_gib for i in replaced)
     missing = []
+    if tier.memory_gib > capacity.memory_gib + 1e-9 or tier.cpu > capacity.cpus + 1e-9:
+        # Never, however many Spaces stop: say so, so the owner picks a smaller tier.
+        return (
+            f"waiting for hardware: {tier.name} needs {_cpus(tier.cpu)} and "
+            f"{_gib(tier.memory_gib)} of memory, more than this host gives Spaces "
+            f"({_cpus(capacity.cpus)}, {_gib(capacity.memory_gib)}): choose a smaller tier"
+        )
     if tier.memory_gib > memory_free + 1e-9:
         missing.append(f"{_gib(tier.memory_gib)} of memory, {_gib(memory_free)} free")
     if tier.cpu > cpus_free + 1e-9:

@@ -43,6 +43,15 @@ def test_a_tier_fits_or_says_what_it_lacks() -> None:
     assert "needs 2 vCPU, 0.5 vCPU free" in str(shortfall(busy, get_tier("cpu-basic")))
 
 
+def test_a_tier_bigger_than_the_host_says_so() -> None:
+    host = Capacity(cpus=2, memory_gib=21.5, cpus_free=2, memory_gib_free=21.5)
+    message = str(shortfall(host, get_tier("a100-large")))
+    assert message == (
+        "waiting for hardware: a100-large needs 12 vCPU and 142 GiB of memory, more than "
+        "this host gives Spaces (2 vCPU, 21.5 GiB): choose a smaller tier"
+    )
+
+
 def test_an_older_revision_of_the_same_space_makes_room() -> None:
     free = Capacity(cpus=2, memory_gib=4, cpus_free=0, memory_gib_free=0)
     tier = sized_tier("cpu-basic", {"cpu-basic": {"cpu": 1, "memory_gib": 2}})
