@@ -289,9 +289,29 @@ def _oversized_frame_header(length: int) -> bytes:
     return struct.pack("!BBQ", 0x82, 0x80 | 127, length) + os.urandom(4)
 
 
-def test_oversized_websocket_messages_are_refused_both_ways(thieves: dict[str, str]) -> None:
+def gateway_peak_memory(platform: Platform) -> int:
+    """Peak resident memory (VmHWM, bytes) of this platform's API server, the process that
+    runs the gateway: a message it buffered whole would raise it, even if freed since."""
+    wanted = ["serve", "--port", str(platform.port)]
+    for proc in Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().decode().split("\0")
+            if "orchestrator.cli" not in args or not all(w in args for w in wanted):
+                continue
+            status = (proc / "status").read_text()
+        except (OSError, UnicodeDecodeError):
+            continue  # gone meanwhile, or not ours to read
+        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1]) * 1024
+    raise AssertionError("the API server's process was not found")
+
+
+def test_oversized_websocket_messages_are_refused_both_ways(
+    platform: Platform, thieves: dict[str, str]
+) -> None:
     url = "ws" + thieves["thief"].removeprefix("http") + "/ws"
     limit = 16 * 2**20
+    before = gateway_peak_memory(platform)
     with websockets.sync.client.connect(url, max_size=None) as ws:
         ws.recv(timeout=10)
         ws.send("big 1000000")
@@ -308,6 +328,15 @@ def test_oversized_websocket_messages_are_refused_both_ways(thieves: dict[str, s
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=30)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    # The app sends 64 MiB at once (what its 0.5 GiB test tier can build): refused on the
+    # frame header too, so the gateway's memory does not grow by the message.
+    with websockets.sync.client.connect(url, max_size=None) as ws:
+        ws.recv(timeout=10)
+        ws.send(f"big {64 * 2**20}")
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=60)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert gateway_peak_memory(platform) - before < 32 * 2**20
     # The Space itself is fine afterwards.
     assert httpx.get(thieves["thief"] + "/ok").status_code == 200
 

@@ -275,6 +275,8 @@ async def _proxy_websocket(
                     await send({"type": "websocket.send", "bytes": data})
                 else:
                     await send({"type": "websocket.send", "text": data})
+        except websockets.exceptions.ConnectionClosed:
+            pass  # the app closed, or went past the limit: the close code below says which
         finally:
             with contextlib.suppress(Exception):
                 await send({"type": "websocket.close", "code": _close_code(upstream)})
@@ -287,10 +289,14 @@ async def _proxy_websocket(
 
 
 def _close_code(upstream: Any) -> int:
-    """What the visitor is told when the app's side closed: the app's own code, or the one
-    the gateway closed it with (1009 for a message past the limit). 1005, 1006 and 1015
-    only describe a close and can't be sent."""
-    for frame in (upstream.protocol.close_rcvd, upstream.protocol.close_sent):
+    """What the visitor is told when the app's side closed: the code of whoever closed
+    first, the app or the gateway (1009 for a message past the limit, whatever the app
+    answers to that). 1005, 1006 and 1015 only describe a close and can't be sent."""
+    protocol = upstream.protocol
+    frames = [protocol.close_rcvd, protocol.close_sent]
+    if protocol.close_rcvd_then_sent is False:  # the gateway closed first
+        frames.reverse()
+    for frame in frames:
         if frame is not None and frame.code not in (1005, 1006, 1015):
             return int(frame.code)
     return 1000
