@@ -109,7 +109,7 @@ class DockerBackend(Backend):
 
     def start(self, revision: Revision) -> Instance:
         self.ensure_network()
-        spec = security.container_spec(revision, self.instance)
+        spec = security.container_spec(revision, self.instance, self._image_volumes(revision))
         try:
             old = self.client.containers.get(str(spec["name"]))
             old.remove(force=True)  # a leftover of the same revision that never became ready
@@ -176,6 +176,13 @@ class DockerBackend(Backend):
         return {row["Id"]: int(row.get("SizeRw") or 0) for row in rows}
 
     # -- helpers ------------------------------------------------------------------
+
+    def _image_volumes(self, revision: Revision) -> list[str]:
+        try:
+            config = self.client.images.get(revision.image).attrs.get("Config") or {}
+        except (NotFound, APIError):
+            return []  # `run` reports a missing image itself
+        return list(config.get("Volumes") or {})
 
     @property
     def _mine(self) -> str:

@@ -34,9 +34,16 @@ def container_name(revision: Revision, instance: str) -> str:
     return f"{instance}-{slug}-{revision.key[:12]}"
 
 
-def container_spec(revision: Revision, instance: str) -> dict[str, object]:
+def container_spec(
+    revision: Revision, instance: str, image_volumes: tuple[str, ...] | list[str] = ()
+) -> dict[str, object]:
     """Keyword arguments for docker's `containers.run` (docker SDK) for this revision;
-    `instance` names the Spaceport installation that owns it."""
+    `instance` names the Spaceport installation that owns it.
+
+    `image_volumes` are the paths the image declares as VOLUME: the Engine would give each
+    an anonymous volume on the host's disk, outside the writable layer and so outside the
+    disk quota. They get a tmpfs instead, which counts against the tier's memory limit.
+    """
     tier = revision.hardware
     spec: dict[str, object] = {
         "image": revision.image,
@@ -63,6 +70,9 @@ def container_spec(revision: Revision, instance: str) -> dict[str, object]:
         "restart_policy": {"Name": "no"},  # the reconciler decides what runs
         "log_config": {"type": "json-file", "config": {"max-size": "10m", "max-file": "3"}},
     }
+    if image_volumes:
+        size_mb = int(min(tier.memory_gib, tier.disk_gib) * 1024)
+        spec["tmpfs"] = {path: f"size={size_mb}m,mode=1777" for path in sorted(image_volumes)}
     if tier.gpu_count:
         spec["device_requests"] = [
             {"Driver": "nvidia", "Count": tier.gpu_count, "Capabilities": [["gpu"]]}

@@ -26,7 +26,7 @@ from sandbox import security
 from sandbox.docker_backend import DockerBackend, forget_egress_allow
 from tests import services
 from tests.conftest import STACKS
-from tests.platform import Platform, push, sample_checkout
+from tests.platform import Platform, git, push, sample_checkout
 
 LISTEN_PORT = 8089
 BLOCKED_PRIVATE = "10.213.77.2"  # a private address: refused
@@ -257,3 +257,26 @@ def test_a_space_writing_past_its_disk_quota_is_stopped(boxed: Platform, two_spa
         all=True, filters={"label": f"org.spaceport.instance={boxed.env['SPACEPORT_INSTANCE']}"}
     )
     assert [c.name for c in leftovers if "second" in c.name] == []
+
+
+def test_volumes_an_image_declares_are_bounded_in_memory_not_on_the_host_disk(
+    boxed: Platform, two_spaces: str, tmp_path: Path
+) -> None:
+    # Room for it: the Spaces of the tests above are paused or stopped by now.
+    repo = sample_checkout("docker_fastapi", tmp_path)
+    dockerfile = repo / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "VOLUME /home/user/data\n")
+    git(repo, "commit", "-qam", "a volume")
+    push(repo, boxed.git_url("alice", "volume", two_spaces))
+    runtime = boxed.wait_for_stage("alice", "volume", two_spaces, timeout=600)
+    assert runtime["stage"] == "RUNNING", runtime
+    space = container_of(boxed, "alice/volume")
+    mounts = {m["Destination"]: m["Type"] for m in space.attrs["Mounts"]}
+    assert "volume" not in mounts.values(), mounts  # no anonymous volume on the host's disk
+    assert space.attrs["HostConfig"]["Tmpfs"] == {"/home/user/data": "size=256m,mode=1777"}
+    result = space.exec_run(
+        ["sh", "-c", "dd if=/dev/zero of=/home/user/data/fill bs=1M count=400; echo rc=$?"],
+        user="1000",
+    )
+    output = result.output.decode()
+    assert "No space left on device" in output and "rc=1" in output, output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from sandbox.backend import Revision
@@ -53,6 +55,16 @@ def test_labels_let_a_restarted_controller_adopt_it() -> None:
     assert labels["org.spaceport.space-id"] == "0123456789abcdef01234567"
     assert labels["org.spaceport.revision"] == revision().key
     assert spec["environment"]["SPACEPORT_APP_PORT"] == "7860"
+
+
+def test_volumes_an_image_declares_stay_off_the_host_disk() -> None:
+    assert "tmpfs" not in container_spec(revision(), "prod")
+    small = dataclasses.replace(get_tier("cpu-basic"), memory_gib=0.5, disk_gib=2)
+    spec = container_spec(revision(hardware=small), "prod", ["/data", "/home/user/.cache"])
+    assert spec["tmpfs"] == {
+        "/data": "size=512m,mode=1777",
+        "/home/user/.cache": "size=512m,mode=1777",
+    }
 
 
 def test_gpu_tiers_ask_for_their_gpus() -> None:
