@@ -124,6 +124,12 @@ def test_a_space_waits_for_hardware_and_starts_when_room_frees(
         "waiting for hardware: cpu-basic needs 0.75 GiB of memory, 0.25 GiB free"
     )
     assert container_of(boxed, "alice/second") is None  # not started: it would not fit
+    # Its visitors are told so, by the gateway, at its own host.
+    wait_for(
+        lambda: "is waiting for hardware" in httpx.get(boxed.app_url("alice", "second")).text,
+        timeout=30,
+        what="the gateway's waiting page",
+    )
     paused = httpx.post(
         f"{boxed.url}/api/spaces/alice/first/pause",
         headers={"Authorization": f"Bearer {two_spaces}"},

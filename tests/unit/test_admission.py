@@ -249,3 +249,12 @@ def test_a_space_over_its_disk_quota_is_stopped(database: None) -> None:
     assert backend.running == {}
     reconciler.reconcile_once()
     assert backend.running == {}  # not restarted until something changes
+
+
+def test_the_gateway_page_says_a_space_waits_for_hardware() -> None:
+    from orchestrator.gateway.pages import status_page
+
+    page = status_page("alice/big", "APP_STARTING", "waiting for hardware: cpu-basic needs …")
+    assert "alice/big is waiting for hardware" in page
+    assert "needs" not in page  # the host's figures are not for every visitor
+    assert "alice/big is starting" in status_page("alice/big", "APP_STARTING", None)
