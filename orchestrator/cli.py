@@ -95,11 +95,16 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
     import uvicorn
 
     from orchestrator.app import create_app
+    from orchestrator.redaction import RedactingFilter
     from orchestrator.settings import get_settings
 
+    for name in ("uvicorn.access", "uvicorn.error"):  # request lines, websocket lines
+        logging.getLogger(name).addFilter(RedactingFilter())
     uvicorn.run(
         create_app(),
         host=args.host,

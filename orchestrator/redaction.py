@@ -7,6 +7,7 @@ an app may have been handed by a careless visitor or printed from its environmen
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Iterator
 
@@ -42,6 +43,22 @@ class Redactor:
     def lines(self, lines: Iterable[str]) -> Iterator[str]:
         for line in lines:
             yield self(line)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks platform credentials in log records before they are written: the server's
+    access log would otherwise keep every `?__sign=<jwt>` a visitor followed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.redact = Redactor()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self.redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 def space_secret_values(session: Session, space_id: int | None) -> list[str]:

@@ -205,6 +205,9 @@ def test_a_jwt_opens_its_own_private_space_by_a_host_only_cookie(
         assert_no_credentials(seen, token)
         assert seen["query"] == "x=1"
     assert token not in container_log(platform, "mallory/vault")
+    # Nor in the platform's own log, whose access lines name every URL followed.
+    platform_log = (platform.home / "logs" / "up.log").read_text(errors="replace")
+    assert "__sign=***" in platform_log and token not in platform_log
 
 
 def test_an_expired_or_forged_jwt_is_refused(

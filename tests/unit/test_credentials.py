@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import logging
 import secrets
 import stat
 import time
@@ -18,7 +19,7 @@ from orchestrator import space_tokens
 from orchestrator.gateway import credentials
 from orchestrator.gateway.routes import Route
 from orchestrator.models import Space
-from orchestrator.redaction import Redactor
+from orchestrator.redaction import RedactingFilter, Redactor
 from orchestrator.settings import get_settings
 
 API_TOKEN = "sp_" + secrets.token_urlsafe(32)
@@ -132,3 +133,18 @@ def test_masking_secrets_and_anything_shaped_like_a_platform_credential() -> Non
     assert mask(line) == "secret *** / *** / abc / *** / ***!"
     assert mask("sp_short stays") == "sp_short stays"
     assert Redactor()(f"Authorization: Bearer {API_TOKEN}") == "Authorization: Bearer ***"
+
+
+def test_log_records_are_masked_before_they_are_written() -> None:
+    space_jwt = space_tokens.issue(space(), "alice").token
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "x",
+        1,
+        '%s - "%s %s"',
+        ("1.2.3.4", "GET", f"/?__sign={space_jwt}"),
+        None,
+    )
+    assert RedactingFilter().filter(record)
+    assert record.getMessage() == '1.2.3.4 - "GET /?__sign=***"'
