@@ -155,10 +155,12 @@ class Settings(BaseSettings):
         "Hugging Face's size (cpu-basic: 2 vCPU, 16 GiB, 50 GiB disk).",
     )
     platform_reserve_cpus: float = Field(
-        default=0.5,
+        default=0.0,
         ge=0,
-        description="CPUs of the host kept for Spaceport itself (API, gateway, builds), never "
-        "given to Spaces by admission.",
+        description="CPUs of the host kept out of Space limits by admission, for Spaceport "
+        "itself (API, gateway, builds). A CPU limit is a ceiling, not a reservation, so "
+        "Spaceport gets CPU time anyway; with 0, a 2-core host runs one HF-sized cpu-basic "
+        "Space (2 vCPU).",
     )
     platform_reserve_memory_gib: float = Field(
         default=2.0,
