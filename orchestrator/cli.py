@@ -100,6 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from orchestrator.app import create_app
+    from orchestrator.gateway.proxy import WEBSOCKET_QUEUE_FRAMES
     from orchestrator.redaction import RedactingFilter
     from orchestrator.settings import get_settings
 
@@ -114,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # A visitor's websocket message past the limit closes with 1009 before it is read
         # whole; the gateway holds the app's side to the same limit (gateway/proxy.py).
         ws_max_size=get_settings().websocket_max_message_bytes,
+        ws_max_queue=WEBSOCKET_QUEUE_FRAMES,  # its default, 32, could hold 512 MiB
         # Proxied responses carry the app's own Date and Server; the API needs neither.
         server_header=False,
         date_header=False,

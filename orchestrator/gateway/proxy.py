@@ -35,6 +35,11 @@ HOP_BY_HOP = {
 }
 
 
+# Messages buffered per websocket direction, at most: with the message limit, this bounds
+# one connection's memory (uvicorn's side is set to the same in cli.py).
+WEBSOCKET_QUEUE_FRAMES = 4
+
+
 class Gateway:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -248,6 +253,9 @@ async def _proxy_websocket(
             # header says so; nothing of it is buffered (uvicorn does the same for
             # visitors' messages, with the same limit: cli.py).
             max_size=get_settings().websocket_max_message_bytes,
+            # Frames read ahead of a slow visitor: each may be a whole message, so this
+            # bounds what one connection can hold (the default, 16, held up to 256 MiB).
+            max_queue=WEBSOCKET_QUEUE_FRAMES,
             open_timeout=10,
             ping_interval=None,
             compression=None,
