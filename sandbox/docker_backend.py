@@ -31,6 +31,7 @@ from sandbox.backend import (
 )
 
 log = logging.getLogger(__name__)
+RESOLV_CONFS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
 
 
 class DockerBackend(Backend):
@@ -86,10 +87,7 @@ class DockerBackend(Backend):
         metadata and private ranges are refused except the allow-list. Idempotent: the shared
         chain is rewritten in one iptables-restore transaction (no moment without it), and
         this installation's allow entries are added or removed one by one."""
-        try:
-            dns = security.nameservers(Path("/etc/resolv.conf").read_text())
-        except OSError:
-            dns = []
+        dns = host_nameservers()
         for binary, version in (("iptables", 4), ("ip6tables", 6)):
             if version == 6 and not ipv6:
                 continue  # the Spaces network has no IPv6 address to leave from
@@ -313,6 +311,18 @@ def _lines(stream: Iterator[bytes]) -> Iterator[str]:
             yield line.decode(errors="replace")
     if pending:
         yield pending.decode(errors="replace")
+
+
+def host_nameservers() -> list[str]:
+    """The resolvers Docker's embedded DNS forwards to: the host's, or systemd-resolved's
+    upstream ones where the host's is a loopback stub (127.0.0.53)."""
+    servers: list[str] = []
+    for resolv_conf in RESOLV_CONFS:
+        try:
+            servers += security.nameservers(Path(resolv_conf).read_text())
+        except OSError:
+            continue
+    return list(dict.fromkeys(servers))
 
 
 def forget_egress_allow(instance: str) -> None:

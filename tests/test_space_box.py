@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from sandbox import security
-from sandbox.docker_backend import DockerBackend, forget_egress_allow
+from sandbox.docker_backend import DockerBackend, forget_egress_allow, host_nameservers
 from tests import services
 from tests.conftest import STACKS
 from tests.platform import Platform, git, push, sample_checkout
@@ -233,7 +233,7 @@ def test_the_egress_rules_are_installed_once_however_often_asked(boxed: Platform
         listed = subprocess.run(["iptables", "-S", chain], capture_output=True, text=True)
         return [line for line in listed.stdout.splitlines() if line.startswith("-A")]
 
-    dns = security.nameservers(Path("/etc/resolv.conf").read_text())
+    dns = host_nameservers()
     assert len(rules(security.EGRESS_CHAIN)) == len(security.egress_rules(4, dns))
     jumps = [r for r in rules("DOCKER-USER") if f"-j {security.EGRESS_CHAIN}" in r]
     assert jumps == [f"-A DOCKER-USER -i spaceport0 -j {security.EGRESS_CHAIN}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +171,19 @@ def test_allow_rules_are_per_installation_and_per_family() -> None:
 def test_nameservers_of_resolv_conf() -> None:
     text = "# comment\nnameserver 10.255.255.53\nnameserver fe80::1%eth0\nsearch x\nnameserver x\n"
     assert nameservers(text) == ["10.255.255.53", "fe80::1"]
+
+
+def test_resolvers_behind_a_systemd_resolved_stub_are_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandbox import docker_backend
+
+    stub, upstream = tmp_path / "resolv.conf", tmp_path / "upstream.conf"
+    stub.write_text("nameserver 127.0.0.53\n")
+    upstream.write_text("nameserver 192.168.1.1\nnameserver 192.168.1.1\n")
+    monkeypatch.setattr(docker_backend, "RESOLV_CONFS", (str(stub), str(upstream), "/nonexistent"))
+    assert docker_backend.host_nameservers() == ["127.0.0.53", "192.168.1.1"]
+    dns_rules = [
+        rule for rule in egress_rules(4, docker_backend.host_nameservers()) if "53" in rule
+    ]
+    assert {rule[1] for rule in dns_rules} == {"192.168.1.1"}  # the stub never crosses the bridge
