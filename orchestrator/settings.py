@@ -150,7 +150,8 @@ class Settings(BaseSettings):
         default={},
         description="This installation's sizes of hardware tiers, by flavor: cpu (vCPU), "
         "memory_gib and disk_gib (writable-layer quota) of the container; names and prices "
-        "stay Hugging Face's. JSON in the environment, e.g. "
+        "stay Hugging Face's, and GET /api/spaces/hardware lists these sizes. JSON in the "
+        "environment, e.g. "
         '{"cpu-basic":{"cpu":1,"memory_gib":2,"disk_gib":10}}. Unset, a tier has '
         "Hugging Face's size (cpu-basic: 2 vCPU, 16 GiB, 50 GiB disk).",
     )

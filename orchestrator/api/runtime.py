@@ -17,14 +17,17 @@ from orchestrator.api.timefmt import hub_time
 from orchestrator.auth import Access, Principal
 from orchestrator.db import get_session
 from orchestrator.models import Secret, Space, Variable
-from sandbox.hardware import CATALOGUE, UnknownHardware
+from orchestrator.settings import get_settings
+from sandbox.hardware import CATALOGUE, UnknownHardware, sized_tier
 
 router = APIRouter(prefix="/api/spaces")
 
 
 @router.get("/hardware")
 def list_hardware() -> list[dict[str, Any]]:
-    return [tier.to_hub_json() for tier in CATALOGUE.values()]
+    # The sizes a Space really gets here (SPACEPORT_HARDWARE_OVERRIDES), HF's names and prices.
+    overrides = get_settings().hardware_overrides
+    return [sized_tier(name, overrides).to_hub_json() for name in CATALOGUE]
 
 
 def _owned(session: Session, principal: Principal | None, owner: str, name: str) -> Space:

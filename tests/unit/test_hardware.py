@@ -215,3 +215,24 @@ def test_an_installation_sizes_its_tiers() -> None:
 def test_bad_overrides_say_what_is_wrong(overrides: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         validate_overrides(overrides)
+
+
+def test_the_hardware_listing_shows_this_installations_sizes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator.api.runtime import list_hardware
+    from orchestrator.settings import get_settings
+
+    monkeypatch.setenv(
+        "SPACEPORT_HARDWARE_OVERRIDES", '{"cpu-basic": {"cpu": 0.5, "memory_gib": 1}}'
+    )
+    get_settings.cache_clear()
+    try:
+        listed = {item["name"]: item for item in list_hardware()}
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert (listed["cpu-basic"]["cpu"], listed["cpu-basic"]["ram"]) == ("0.5 vCPU", "1 GB")
+    assert listed["cpu-basic"]["unitCostUSD"] == 0
+    assert listed["cpu-upgrade"]["ram"] == "32 GB"
+    assert list(listed) == list(CATALOGUE)
