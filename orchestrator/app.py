@@ -19,6 +19,7 @@ from orchestrator.api import spaces as spaces_api
 from orchestrator.api import users as users_api
 from orchestrator.api.errors import HubError
 from orchestrator.gateway.proxy import Gateway
+from orchestrator.limits import BodySizeLimit
 
 
 def create_app(*, migrate: bool = True) -> Gateway:
@@ -50,4 +51,5 @@ def create_app(*, migrate: bool = True) -> Gateway:
     app.include_router(commits_api.router)
     app.include_router(git_http.router)
     app.include_router(logs_api.router)
-    return Gateway(app)
+    # Body limits apply to the control plane's own routes; Space hosts are proxied as is.
+    return Gateway(BodySizeLimit(app))

@@ -12,17 +12,19 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import IO
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlmodel import Session
 
-from orchestrator import spaces
-from orchestrator.api.errors import header_safe
+from orchestrator import repos, spaces
+from orchestrator.api.errors import HubError, header_safe
 from orchestrator.auth import Access, AuthError, authenticate, may_create_in, space_access
 from orchestrator.db import get_session
+from orchestrator.limits import check_build_room, check_space_count, check_space_room
 from orchestrator.settings import get_settings
 
 router = APIRouter()
@@ -95,9 +97,12 @@ async def git_smart_http(
                 # Not a 403: that would tell a missing Space from a private one.
                 return _not_found()
             try:
+                check_space_count(session, principal.user, admin=principal.is_admin)
                 space = spaces.create_space(session, principal.user, name)
             except spaces.SpaceNameError as exc:
                 return _deny(400, str(exc))
+            except HubError as exc:
+                return _deny(exc.status_code, exc.detail)
         access = space_access(principal, space)
         if access == Access.NONE:
             return _not_found()
@@ -117,7 +122,21 @@ async def git_smart_http(
     env = _cgi_environment(request, owner, name, path, principal.user.name if principal else None)
     if space is not None and space.id is not None:
         env["SPACEPORT_PUSH_SPACE_ID"] = str(space.id)
-    return await _run_http_backend(request, env)
+    pushed = space if path == RECEIVE and request.method == "POST" else None
+    gzipped = bool(request.headers.get("content-encoding"))
+
+    def admit(body: IO[bytes], size: int) -> None:
+        """Before git sees a pack: the Space must have room for it, and, when it updates
+        main (which builds), its owner room for one more build (the SPACEPORT_MAX_* limits)."""
+        if pushed is not None:
+            check_space_room(session, pushed, size)
+            if gzipped or repos.DEPLOY_REF in _updated_refs(body):
+                check_build_room(session, pushed)
+
+    try:
+        return await _run_http_backend(request, env, admit)
+    except HubError as exc:
+        return _deny(exc.status_code, exc.detail)
 
 
 def _cgi_environment(
@@ -150,24 +169,34 @@ def _cgi_environment(
     return env
 
 
-async def _run_http_backend(request: Request, env: dict[str, str]) -> Response:
+async def _run_http_backend(
+    request: Request, env: dict[str, str], admit: Callable[[IO[bytes], int], None]
+) -> Response:
     # The body is spooled to a file first: http-backend wants CONTENT_LENGTH, and git sends
-    # large packs chunked.
-    body = tempfile.TemporaryFile()
-    size = 0
-    async for chunk in request.stream():
-        body.write(chunk)
-        size += len(chunk)
-    body.seek(0)
-    env["CONTENT_LENGTH"] = str(size)
-    process = await asyncio.create_subprocess_exec(
-        "git",
-        "http-backend",
-        stdin=body,
-        stdout=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    body.close()
+    # large packs chunked. The body-size middleware stops one over SPACEPORT_MAX_PUSH_BYTES
+    # mid-way (a HubError from the stream), before git has seen any of it.
+    with tempfile.TemporaryFile() as body:
+        size = 0
+        async for chunk in request.stream():
+            body.write(chunk)
+            size += len(chunk)
+        body.seek(0)
+        try:
+            await asyncio.to_thread(admit, body, size)
+        except HubError as exc:
+            body.seek(0)
+            # The whole request was read: answer in git's protocol, so that git prints why
+            # (an HTTP error status would show only its number).
+            return _push_refused(body, exc.detail)
+        body.seek(0)
+        env["CONTENT_LENGTH"] = str(size)
+        process = await asyncio.create_subprocess_exec(
+            "git",
+            "http-backend",
+            stdin=body,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
     assert process.stdout is not None
     status, headers = await _read_cgi_headers(process.stdout)
     return StreamingResponse(
@@ -176,6 +205,46 @@ async def _run_http_backend(request: Request, env: dict[str, str]) -> Response:
         headers=headers,
         media_type=headers.pop("content-type", None),
     )
+
+
+def _commands(body: IO[bytes]) -> tuple[list[str], set[str]]:
+    """The refs a receive-pack request updates and the capabilities it asks: its first
+    pkt-lines, `old new ref[\0caps]`, up to the flush packet (the pack follows)."""
+    refs: list[str] = []
+    caps: set[str] = set()
+    while len(header := body.read(4)) == 4 and header != b"0000":
+        try:
+            length = int(header, 16)
+        except ValueError:
+            break
+        command, _, asked = body.read(max(length - 4, 0)).partition(b"\0")
+        caps |= set(asked.decode(errors="replace").split())
+        if len(words := command.split()) == 3:
+            refs.append(words[2].decode(errors="replace"))
+    return refs, caps
+
+
+def _updated_refs(body: IO[bytes]) -> set[str]:
+    return set(_commands(body)[0])
+
+
+def _pkt(data: bytes) -> bytes:
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+def _push_refused(body: IO[bytes], message: str) -> Response:
+    """receive-pack's own answer refusing every ref of the push: git prints `message` as a
+    `remote:` line and each ref as `[remote rejected]`, and exits non-zero."""
+    refs, caps = _commands(body)
+    reason = message.replace("\n", " ")[:200]
+    report = _pkt(b"unpack ok\n") + b"".join(_pkt(f"ng {r} {reason}\n".encode()) for r in refs)
+    report += b"0000"
+    if "side-band-64k" in caps or "side-band" in caps:
+        step = 900 if "side-band" in caps and "side-band-64k" not in caps else 65000
+        out = _pkt(b"\x02" + message.encode() + b"\n")
+        out += b"".join(_pkt(b"\x01" + report[i : i + step]) for i in range(0, len(report), step))
+        report = out + b"0000"
+    return Response(report, media_type="application/x-git-receive-pack-result")
 
 
 async def _read_cgi_headers(stdout: asyncio.StreamReader) -> tuple[int, dict[str, str]]:

@@ -272,6 +272,15 @@ class Settings(BaseSettings):
         description="Most lines kept of one build's log; later lines are dropped after one "
         "'log truncated' line.",
     )
+    max_downloads_per_client: int = Field(
+        default=16,
+        description="Most regular (non-LFS) file downloads one client address streams at "
+        "once (snapshot_download uses 8 in parallel).",
+    )
+    max_downloads: int = Field(
+        default=64,
+        description="Most regular file downloads streamed at once in all.",
+    )
     max_builds_per_user: int = Field(
         default=10,
         description="Most builds queued or running at once for one user's Spaces; a push or "

@@ -9,6 +9,8 @@ import base64
 import json
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -40,6 +42,7 @@ LIMITS = {
     "SPACEPORT_MAX_LOG_FOLLOWERS_PER_CLIENT": 3,
     "SPACEPORT_MAX_BUILD_LOG_LINES": 20,
     "SPACEPORT_MAX_BUILDS_PER_USER": 1,
+    "SPACEPORT_MAX_DOWNLOADS_PER_CLIENT": 4,
     "SPACEPORT_MAX_SPACES_PER_USER": 3,
 }
 
@@ -297,25 +300,33 @@ def _build_log(platform: Platform, token: str, owner: str, name: str) -> list[st
 
 
 class Follower:
-    """A client following a build log, in a thread of its own, until closed."""
+    """A client following a build log over a plain socket, so that close() really leaves
+    (the server sees the connection drop, as when a visitor closes the tab)."""
 
     def __init__(self, url: str, token: str) -> None:
-        self.client = httpx.Client(headers={"authorization": f"Bearer {token}"}, timeout=60)
-        self.stream = self.client.stream("GET", url)
-        self.response = self.stream.__enter__()
-        self.lines: list[str] = []
-        if self.response.status_code == 200:
-            threading.Thread(target=self._read, daemon=True).start()
+        parsed = httpx.URL(url)
+        self.sock = socket.create_connection((parsed.host, parsed.port), timeout=30)
+        request = (
+            f"GET {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n"
+            f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        self.sock.sendall(request.encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        self.status = int(head.split(b" ", 2)[1])
+        self.body = head.partition(b"\r\n\r\n")[2]
 
-    def _read(self) -> None:
-        try:
-            for line in self.response.iter_lines():
-                self.lines.append(line)
-        except httpx.HTTPError:
-            pass
+    def read_body(self) -> str:
+        while b"SPACEPORT_" not in self.body and (chunk := self.sock.recv(4096)):
+            self.body += chunk
+        return self.body.decode(errors="replace")
 
     def close(self) -> None:
-        self.client.close()
+        self.sock.close()
 
 
 CHATTY = ("builder", "chatty")
@@ -323,7 +334,22 @@ CHATTY = ("builder", "chatty")
 
 def test_followers_builds_and_build_logs_are_bounded(limited: Platform, workdir: Path) -> None:
     token = limited.token("builder")
-    push(_slow_space(workdir), limited.git_url("builder", "chatty", token))
+    # In the background: a push follows its build's log until the build ends.
+    pushing = subprocess.Popen(
+        ["git", "push", "--force", limited.git_url(*CHATTY, token), "main"],
+        cwd=_slow_space(workdir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin", "HOME": str(workdir)},
+    )
+    try:
+        _bounded_while_building(limited, token, workdir)
+    finally:
+        pushing.kill()
+        pushing.wait()
+
+
+def _bounded_while_building(limited: Platform, token: str, workdir: Path) -> None:
     deadline = time.monotonic() + 300
     # Build log lines: past SPACEPORT_MAX_BUILD_LOG_LINES, one line says so, no more kept.
     while not any("log truncated" in line for line in _build_log(limited, token, *CHATTY)):
@@ -340,16 +366,15 @@ def test_followers_builds_and_build_logs_are_bounded(limited: Platform, workdir:
     first, second = Follower(url, token), Follower(url, token)
     third = Follower(url, token)
     try:
-        assert first.response.status_code == second.response.status_code == 200
-        assert third.response.status_code == 429
-        third.response.read()
-        assert "SPACEPORT_MAX_LOG_FOLLOWERS_PER_SPACE" in third.response.json()["error"]
+        assert first.status == second.status == 200
+        assert third.status == 429
+        assert "SPACEPORT_MAX_LOG_FOLLOWERS_PER_SPACE" in third.read_body()
         # A follower that leaves frees its place (its stream stops; no slot is kept).
         first.close()
         deadline = time.monotonic() + 30
         while True:
             again = Follower(url, token)
-            if again.response.status_code == 200:
+            if again.status == 200:
                 again.close()
                 break
             again.close()
@@ -444,12 +469,17 @@ def test_downloads_are_streamed_not_buffered(limited: Platform, workdir: Path) -
     baseline = _server_rss(limited)
     peak = baseline
     received: list[int] = []
+    streaming = threading.Semaphore(0)
+    finish = threading.Event()
 
     def download() -> None:
         total = 0
         with httpx.stream("GET", url, headers={"authorization": f"Bearer {token}"}) as response:
             assert response.headers["content-length"] == str(size)
             for chunk in response.iter_bytes(1 * MIB):
+                if not total:
+                    streaming.release()
+                    finish.wait(60)  # all four hold their place until the fifth was asked
                 total += len(chunk)
                 time.sleep(0.001)  # a reader slower than the server
         received.append(total)
@@ -457,6 +487,12 @@ def test_downloads_are_streamed_not_buffered(limited: Platform, workdir: Path) -
     threads = [threading.Thread(target=download) for _ in range(4)]
     for thread in threads:
         thread.start()
+    for _ in threads:
+        assert streaming.acquire(timeout=60)
+    # A fifth at once from the same address: 429 (SPACEPORT_MAX_DOWNLOADS_PER_CLIENT is 4).
+    fifth = httpx.get(url, headers={"authorization": f"Bearer {token}"}, timeout=30)
+    finish.set()
+    assert_refused(fifth, 429, "SPACEPORT_MAX_DOWNLOADS_PER_CLIENT")
     while any(t.is_alive() for t in threads):
         peak = max(peak, _server_rss(limited))
         time.sleep(0.05)

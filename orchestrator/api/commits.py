@@ -30,8 +30,10 @@ from orchestrator.api.files import servable
 from orchestrator.auth import Access, Principal
 from orchestrator.db import get_session
 from orchestrator.deploy import deploy_commit
+from orchestrator.limits import TOO_LARGE, check_build_room, check_space_room
 from orchestrator.models import Space
 from orchestrator.repo_commit import AddFile, AddLfs, CommitError, Delete, Operation
+from orchestrator.settings import get_settings
 from orchestrator.space_config import SpaceConfigError, parse_readme
 
 router = APIRouter(prefix="/api")
@@ -148,6 +150,11 @@ def commit(
     if create_pr and create_pr.lower() in ("1", "true"):
         raise HubError(400, "Spaceport has no pull requests: commit to a branch instead")
     repo, ref, head = _branch(space, rev)
+    incoming = body.seek(0, 2)
+    body.seek(0)
+    check_space_room(session, space, incoming)
+    if ref == repos.DEPLOY_REF:
+        check_build_room(session, space)
     with body, tempfile.TemporaryDirectory(prefix="spaceport-commit-") as scratch:
         header, operations = _parse(body, Path(scratch))
         _check_lfs(space, session, operations)
@@ -195,6 +202,13 @@ def _parse(body: IO[bytes], scratch: Path) -> tuple[dict[str, Any], list[Operati
             raise HubError(400, f"commit line {number}: not a commit operation ({exc})") from exc
         if key == "header":
             header = value
+        elif len(operations) >= (most := get_settings().max_commit_files):
+            raise HubError(
+                413,
+                f"More than {most} files in one commit (SPACEPORT_MAX_COMMIT_FILES): "
+                "split it into several commits",
+                TOO_LARGE,
+            )
         else:
             operations.append(_operation(key, value, scratch / str(number), number))
     if header is None:

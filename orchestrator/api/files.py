@@ -8,25 +8,31 @@ revision *and* a path split the raw path themselves (see `_rev_and_path`).
 
 from __future__ import annotations
 
+import base64
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlencode
 
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
 from sqlmodel import Session
 
 from orchestrator import lfs, repo_tree, repos
-from orchestrator.api.deps import current_principal, visible_space
+from orchestrator.api.deps import current_principal, origin, visible_space
 from orchestrator.api.errors import HubError
 from orchestrator.api.spaces import space_json
 from orchestrator.api.timefmt import hub_time
 from orchestrator.auth import Principal
 from orchestrator.db import get_session
+from orchestrator.limits import TOO_MANY, KeyedLimiter, TooMany
 from orchestrator.models import Space
 from orchestrator.repo_tree import Entry
+from orchestrator.settings import get_settings
 
 router = APIRouter()
+
+_downloads = KeyedLimiter()
 
 REVISION_NOT_FOUND = "RevisionNotFound"
 ENTRY_NOT_FOUND = "EntryNotFound"
@@ -145,25 +151,65 @@ def _hub_date(iso: str) -> str | None:
     return hub_time(datetime.fromisoformat(iso))
 
 
+def page_size(expand: bool, asked: int | None) -> int:
+    """Entries per page: the Hub's 1000, or 50 with expand (each entry then costs a
+    `git log`); a client may ask for fewer."""
+    most = get_settings().max_tree_page
+    most = max(1, most // 20) if expand else most
+    return most if asked is None else max(1, min(asked, most))
+
+
+def _cursor(sha: str, offset: int) -> str:
+    # The commit rides along, so every page lists the same tree even if the branch moves.
+    return base64.urlsafe_b64encode(f"{sha}:{offset}".encode()).decode().rstrip("=")
+
+
+def _from_cursor(repo: Path, cursor: str) -> tuple[str, int]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        sha, _, offset = text.partition(":")
+        if repo_tree.SHA_PATTERN.match(sha) and repos.resolve(repo, sha) == sha:
+            return sha, int(offset)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise HubError(400, f"Invalid cursor {cursor!r}: use the Link header of the previous page")
+
+
+def _next_link(request: Request, cursor: str) -> str:
+    raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+    return f'<{origin(request)}{raw}?{urlencode(query + [("cursor", cursor)])}>; rel="next"'
+
+
 @router.get("/api/spaces/{owner}/{name}/tree/{rest:path}")
 def list_tree(
     owner: str,
     name: str,
     request: Request,
+    response: Response,
     recursive: str | None = None,
     expand: str | None = None,
+    cursor: str | None = None,
+    limit: int | None = Query(default=None, ge=1),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> list[dict[str, object]]:
-    """list_repo_tree / list_repo_files. One page: no `Link` header, the client stops there."""
+    """list_repo_tree / list_repo_files, a page at a time: a `Link: <...>; rel="next"`
+    header names the next page while there is one, as on the Hub (the client follows it)."""
     space = visible_space(session, principal, owner, name)
     if _empty_main(space, request, "tree"):
         return []
     repo, sha, path = _rev_and_path(request, space, "tree")
+    offset = 0
+    if cursor:
+        sha, offset = _from_cursor(repo, cursor)
     kind = repo_tree.object_type(repo, sha, path)
     if kind != "tree":
         raise entry_not_found(space, path, sha, "is a file, not a folder" if kind else None)
-    entries = repo_tree.list_tree(repo, sha, path, recursive=flag(recursive))
+    size = page_size(flag(expand), limit)
+    entries, more = repo_tree.tree_page(repo, sha, path, flag(recursive), offset, size)
+    if more:
+        response.headers["Link"] = _next_link(request, _cursor(sha, offset + len(entries)))
     return entries_json(repo, sha, space, session, entries, expand=flag(expand))
 
 
@@ -191,8 +237,14 @@ def paths_info(
         return []
     repo, sha = resolve(space, rev)
     paths = fields.get("paths", []) + fields.get("paths[]", [])
-    entries = repo_tree.path_entries(repo, sha, paths)
     expand = flag((fields.get("expand") or ["false"])[0])
+    if len(paths) > (most := page_size(expand, None)):
+        raise HubError(
+            413,
+            f"{len(paths)} paths in one paths-info request; at most {most} "
+            f"({'with' if expand else 'without'} expand): ask in smaller batches",
+        )
+    entries = repo_tree.path_entries(repo, sha, paths)
     return entries_json(repo, sha, space, session, entries, expand=expand)
 
 
@@ -209,7 +261,14 @@ def space_revision(
     the revision resolves to, `siblings` its files."""
     space = visible_space(session, principal, owner, name)
     repo, sha = resolve(space, rev)
-    files = [e for e in repo_tree.list_tree(repo, sha, recursive=True) if e.kind == "blob"]
+    most = get_settings().max_tree_entries
+    files = repo_tree.files_at(repo, sha, most)
+    if files is None:
+        raise HubError(
+            413,
+            f"{space.full_name} has more than {most} files at {rev} "
+            "(SPACEPORT_MAX_TREE_ENTRIES): list them page by page with list_repo_tree",
+        )
     siblings: list[dict[str, object]] = []
     if flag(blobs):
         for item in entries_json(repo, sha, space, session, files):
@@ -264,8 +323,39 @@ def resolve_file(
     if request.method == "HEAD":
         headers["Content-Length"] = str(entry.size)
         return Response(headers=headers, media_type="application/octet-stream")
-    return Response(
-        repo_tree.read_blob(repo, entry.oid),
+    # Streamed from git as it reads the blob: a 200 MB file never sits in memory whole.
+    headers["Content-Length"] = str(entry.size)
+    release = _download_slot(request)
+    return StreamingResponse(
+        _released(repo_tree.stream_blob(repo, entry.oid), release),
         headers=headers,
         media_type="application/octet-stream",
     )
+
+
+def _download_slot(request: Request) -> Callable[[], None]:
+    """A place among the downloads streamed at once (per client address and in all), or
+    429: each one holds a git process and the server's bandwidth."""
+    settings = get_settings()
+    client = request.client.host if request.client else "unknown"
+    limits = {f"client:{client}": settings.max_downloads_per_client, "all": settings.max_downloads}
+    try:
+        return _downloads.acquire(limits)
+    except TooMany as exc:
+        setting = "MAX_DOWNLOADS_PER_CLIENT" if exc.key.startswith("client:") else "MAX_DOWNLOADS"
+        raise HubError(
+            429,
+            f"Too many downloads at once (at most {exc.limit}, SPACEPORT_{setting}): "
+            "wait for one to finish",
+            TOO_MANY,
+        ) from exc
+
+
+async def _released(
+    chunks: AsyncIterator[bytes], release: Callable[[], None]
+) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        release()  # also when the client left mid-way (the response is cancelled)

@@ -28,6 +28,7 @@ from orchestrator.api.deps import origin
 from orchestrator.api.errors import HubError, header_safe
 from orchestrator.auth import Access, AuthError, authenticate, space_access
 from orchestrator.db import get_session
+from orchestrator.limits import TOO_LARGE, check_space_room
 from orchestrator.models import Space
 from orchestrator.settings import get_settings
 
@@ -154,6 +155,11 @@ def batch(
         return _error(422, "objects must be a list")
     wanted = [o for o in objects if isinstance(o, dict) and isinstance(o.get("oid"), str)]
     have = lfs.recorded(session, space.id, [o["oid"] for o in wanted if lfs.valid_oid(o["oid"])])
+    if operation == "upload":
+        refused = _room_for(session, space, wanted, have)
+        if refused is not None:
+            return refused
+    most = get_settings().max_lfs_object_bytes
     answers = []
     for item in objects:
         oid = item.get("oid") if isinstance(item, dict) else None
@@ -162,6 +168,9 @@ def batch(
             answers.append(_object_error(oid, size, 422, "oid must be a sha256 (64 hex digits)"))
         elif type(size) is not int or size < 0:
             answers.append(_object_error(oid, size, 422, "size must be a non-negative integer"))
+        elif operation == "upload" and size > most:
+            message = f"{size} bytes is over the limit of {most} (SPACEPORT_MAX_LFS_OBJECT_BYTES)"
+            answers.append(_object_error(oid, size, 413, message))
         elif operation == "upload":
             answers.append(_upload_answer(request, space, oid, size, have))
         elif oid in have and lfs.has_object(oid, have[oid]):
@@ -172,6 +181,23 @@ def batch(
     return JSONResponse(
         {"transfer": "basic", "objects": answers, "hash_algo": "sha256"}, media_type=MEDIA_TYPE
     )
+
+
+def _room_for(
+    session: Session, space: Space, wanted: list[dict[str, Any]], have: dict[str, int]
+) -> JSONResponse | None:
+    """The 413 when the objects this Space doesn't hold yet would take it past
+    SPACEPORT_MAX_REPO_BYTES; None when they fit."""
+    incoming = sum(
+        o["size"]
+        for o in wanted
+        if type(o.get("size")) is int and o["size"] > 0 and o["oid"] not in have
+    )
+    try:
+        check_space_room(session, space, incoming)
+    except HubError as exc:
+        return _error(413, exc.detail, code=TOO_LARGE)
+    return None
 
 
 def _upload_answer(

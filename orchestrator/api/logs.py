@@ -36,10 +36,14 @@ def _sse(lines: Iterator[str], mask: Redactor | None = None) -> Iterator[str]:
 
 
 def _followed(
-    request: Request, space: Space, lines: Callable[[threading.Event], Iterator[str]]
+    request: Request,
+    space: Space,
+    lines: Callable[[threading.Event], Iterator[str]],
+    release: Callable[[], None] | None = None,
 ) -> AsyncIterator[str]:
-    """A followed log, within the follower limits (429 here, before the stream starts)."""
-    release = followers.take_slot(request, space)
+    """A followed log, within the follower limits (429 here, before the stream starts;
+    `release` when the caller took the place already)."""
+    release = release or followers.take_slot(request, space)
     stop = threading.Event()
     try:
         return followers.follow(lines(stop), release, stop)
@@ -109,15 +113,26 @@ def run_log(
     from sandbox.docker_backend import DockerBackend
 
     space = visible_space(session, principal, owner, name)
-    backend = DockerBackend(instance_name())
-    instance = run_instance(space, backend.instances())
-    if instance is None:
-        return _stream(iter(()))
-    # An app that prints its secrets, or a token a visitor sent it, must not publish them
-    # through its log.
-    mask = redaction.for_space(session, space.id)
-    if not follow:
-        return _stream(backend.logs(instance.id, tail=tail), mask)
-    instance_id = instance.id
-    lines = _followed(request, space, lambda _: backend.logs(instance_id, tail=tail, follow=True))
-    return _stream(lines, mask)
+    # A follower's place first: one over the limits costs no call to the Docker Engine.
+    release = followers.take_slot(request, space) if follow else None
+    try:
+        backend = DockerBackend(instance_name())
+        instance = run_instance(space, backend.instances())
+        if instance is None:
+            if release:
+                release()
+            return _stream(iter(()))
+        # An app that prints its secrets, or a token a visitor sent it, must not publish
+        # them through its log.
+        mask = redaction.for_space(session, space.id)
+        if release is None:
+            return _stream(backend.logs(instance.id, tail=tail), mask)
+        instance_id = instance.id
+        lines = _followed(
+            request, space, lambda _: backend.logs(instance_id, tail=tail, follow=True), release
+        )
+        return _stream(lines, mask)
+    except BaseException:
+        if release:
+            release()
+        raise
