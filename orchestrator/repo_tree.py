@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from pathlib import Path
 
 from orchestrator import lfs, repos
 
+# What anyone may ask for (listings, `expand`'s `git log`s, downloads) runs at a lower CPU
+# priority, so that under load the Spaces and the server's own event loop come first.
+BACKGROUND = ["nice", "-n", "10"] if shutil.which("nice") else []
 SHA_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 # Branch, tag and ref names we accept; anything else (`HEAD~1`, `main@{1}`, `-x`) is not a
 # revision the Hub API knows, and must never reach git as an option or rev expression.
@@ -71,7 +75,7 @@ def _iter_ls_tree(repo: Path, *args: str) -> Iterator[Entry]:
     """ls-tree's entries as git prints them, so a caller that needs only the first few
     of a huge tree stops git there (closing the iterator kills it)."""
     process = subprocess.Popen(
-        ["git", "-C", str(repo), "--literal-pathspecs", "ls-tree", "-l", "-z", *args],
+        [*BACKGROUND, "git", "-C", str(repo), "--literal-pathspecs", "ls-tree", "-l", "-z", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -176,6 +180,7 @@ async def stream_blob(repo: Path, oid: str, chunk: int = 1 << 16) -> AsyncIterat
     """A blob's content as git prints it, never held whole; git is killed if the client
     leaves mid-way."""
     process = await asyncio.create_subprocess_exec(
+        *BACKGROUND,
         "git",
         "-C",
         str(repo),
@@ -211,10 +216,13 @@ def pointers(repo: Path, entries: list[Entry]) -> dict[str, tuple[str, int]]:
 def last_commit(repo: Path, sha: str, path: str) -> dict[str, str] | None:
     """The newest commit up to `sha` that touched `path`: {"id", "title", "date"} with an ISO
     date (the caller formats it)."""
-    out = repos.git(
-        repo, "--literal-pathspecs", "log", "-1", "--format=%H%x00%s%x00%cI", sha, "--", path
+    result = subprocess.run(
+        [*BACKGROUND, "git", "-C", str(repo), "--literal-pathspecs", "log", "-1"]
+        + ["--format=%H%x00%s%x00%cI", sha, "--", path],
+        capture_output=True,
+        check=False,
     )
-    parts = out.decode(errors="replace").strip().split("\0")
+    parts = result.stdout.decode(errors="replace").strip().split("\0")
     if len(parts) != 3:
         return None
     return {"id": parts[0], "title": parts[1], "date": parts[2]}
