@@ -134,17 +134,12 @@ def run_build(build_id: int) -> None:
     """The body of the Celery build task."""
     settings = get_settings()
     with session_scope() as session:
+        if not claim_build(session, build_id):
+            return  # cancelled before it started, or a second delivery of the same build
         build = session.get(Build, build_id)
-        if build is None or build.status != BuildStatus.QUEUED:
-            return  # cancelled before it started, or a duplicate delivery
+        assert build is not None
         space = session.get(Space, build.space_id)
         assert space is not None
-        build.status = BuildStatus.RUNNING
-        build.started_at = now()
-        build.worker = worker_id()
-        build.heartbeat_at = build.started_at
-        session.add(build)
-        session.commit()
         start_heartbeat(build_id)
         secrets = space_secret_values(session, space.id)
         variables = {
@@ -185,6 +180,59 @@ def run_build(build_id: int) -> None:
         raise
     log(step("Build succeeded" + (" (image reused, nothing rebuilt)" if output.reused else "")))
     _finish(build_id, BuildStatus.SUCCEEDED, None, output.image, output.reused)
+
+
+def claim_build(session: Session, build_id: int) -> bool:
+    """Take a queued build for this worker. One conditional UPDATE, so that of two
+    deliveries of the same build (a re-send, a broker's redelivery) racing on two workers
+    exactly one gets it; a build no longer queued (cancelled, already run) is refused."""
+    started = now()
+    claimed = session.execute(
+        update(Build)
+        .where(Build.id == build_id, Build.status == BuildStatus.QUEUED)  # type: ignore[arg-type]
+        .values(
+            status=BuildStatus.RUNNING, started_at=started, worker=worker_id(), heartbeat_at=started
+        )
+    ).rowcount
+    session.commit()
+    return claimed == 1
+
+
+def resend_lost_builds() -> int:
+    """Send again the task of each build still queued SPACEPORT_BUILD_RESEND_AFTER_SECONDS
+    after it was last sent: its message was lost, or the worker that took it died before
+    claiming it, and nothing else would ever start it. While a build is queued its
+    heartbeat_at records when its task was last sent. The wait doubles with the build's
+    age (up to ten times the setting), so a build merely waiting behind busy workers adds
+    few duplicates; a duplicate costs one refused claim."""
+    from orchestrator.tasks import build_task
+
+    settings = get_settings()
+    base = timedelta(seconds=settings.build_resend_after_seconds)
+    current = now()
+    due = []
+    with session_scope() as session:
+        queued = session.exec(select(Build).where(Build.status == BuildStatus.QUEUED)).all()
+        for build in queued:
+            created = _aware(build.created_at)
+            sent = _aware(build.heartbeat_at or build.created_at)
+            wait = min(max(base, sent - created), 10 * base)
+            if current - sent >= wait and build.id is not None:
+                due.append(build.id)
+        for build_id in due:
+            session.execute(
+                update(Build)
+                .where(Build.id == build_id, Build.status == BuildStatus.QUEUED)  # type: ignore[arg-type]
+                .values(heartbeat_at=current)
+            )
+        session.commit()
+    for build_id in due:
+        build_task.delay(build_id)
+    return len(due)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite: naive UTC
 
 
 def _failure(reason: str, log: BuildLog) -> str:

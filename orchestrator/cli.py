@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from orchestrator import home, lifeline
 
-    # Whatever any command creates (database, keys, logs, queue files) is its user's only.
+    # Whatever any command creates (database, keys, logs, broker database) is its user's only.
     home.set_umask()
     # A child of `spaceport up` stops when `up` is gone (orchestrator/lifeline.py).
     lifeline.watch_parent()

@@ -4,6 +4,7 @@ its build. Called for git pushes now, and for API commits and restarts later."""
 from __future__ import annotations
 
 import json
+import logging
 
 from sqlmodel import Session
 
@@ -11,6 +12,8 @@ from orchestrator import repos
 from orchestrator.builds import cancel_active_builds, now
 from orchestrator.models import Build, BuildStatus, Space, Stage
 from orchestrator.space_config import SpaceConfigError, app_file_problem, parse_readme
+
+logger = logging.getLogger(__name__)
 
 
 def deploy_commit(
@@ -51,7 +54,17 @@ def deploy_commit(
 
     from orchestrator.tasks import build_task
 
-    build_task.delay(build.id)
+    try:
+        build_task.delay(build.id)
+    except Exception:  # noqa: BLE001 - the build is stored; the housekeeping re-sends it
+        logger.warning(
+            "build %s of %s/%s: its task could not be sent now; it is re-sent within "
+            "SPACEPORT_BUILD_RESEND_AFTER_SECONDS",
+            build.id,
+            space.owner,
+            space.name,
+            exc_info=True,
+        )
     return build
 
 

@@ -24,7 +24,7 @@ class Settings(BaseSettings):
         default=Path("~/.spaceport").expanduser(),
         description="Where Spaceport keeps its state: the SQLite database (which also holds "
         "build logs), bare git repos and their hooks, Git LFS objects and the key that signs "
-        "their transfer URLs, the embedded broker's queue files, lock files and the work "
+        "their transfer URLs, the embedded broker's database (broker.db), lock files and the work "
         "folder of offline base-image builds.",
     )
     database_url: str | None = Field(
@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     )
     broker_url: str | None = Field(
         default=None,
-        description="Celery broker. Unset: the embedded broker (queue files under "
-        "$SPACEPORT_HOME/broker, no extra server). For Redis: redis://host:6379/0.",
+        description="Celery broker. Unset: the embedded broker (kombu's SQLAlchemy transport "
+        "on its own SQLite file, $SPACEPORT_HOME/broker.db, no extra server). For Redis: "
+        "redis://host:6379/0.",
     )
     public_url: str = Field(
         default="http://localhost:8000",
@@ -305,6 +306,15 @@ class Settings(BaseSettings):
         "housekeeping (checked every third of this), so a Space whose worker died leaves "
         "BUILDING within a minute. Keep it well above build_heartbeat_seconds.",
     )
+    build_resend_after_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="A build still queued this long after its task was sent (the message "
+        "was lost, or the worker that took it died before starting it) is sent again by the "
+        "housekeeping; a build waiting behind busy workers is re-sent less and less often "
+        "(the wait doubles, up to ten times this). A build runs once however often it is "
+        "delivered.",
+    )
     # -- Credentials (docs/security.md, "Credentials"). ---------------------------------
     space_jwt_seconds: int = Field(
         default=3600,
@@ -341,8 +351,8 @@ class Settings(BaseSettings):
         return self.home / "repos"
 
     @property
-    def broker_dir(self) -> Path:
-        return self.home / "broker"
+    def broker_db(self) -> Path:
+        return self.home / "broker.db"
 
 
 @lru_cache

@@ -1,9 +1,10 @@
 """Celery: the app, its broker, and the tasks.
 
 The broker is Redis when SPACEPORT_BROKER_URL says so. Otherwise it is the embedded
-broker: kombu's filesystem transport, queue files under $SPACEPORT_HOME/broker, so one
-machine needs no extra server. Task state lives in Spaceport's own database, not in a
-Celery result backend, so no backend is configured.
+broker: kombu's SQLAlchemy transport on its own SQLite file, $SPACEPORT_HOME/broker.db
+(orchestrator/embedded_broker.py), so one machine needs no extra server. Task state
+lives in Spaceport's own database, not in a Celery result backend, so no backend is
+configured.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import worker_ready
 
+from orchestrator import embedded_broker
 from orchestrator.settings import Settings, get_settings
 
 
@@ -19,23 +21,10 @@ def make_celery(settings: Settings) -> Celery:
     if settings.broker_url:
         app.conf.broker_url = settings.broker_url
     else:
-        queue_dir = settings.broker_dir / "queue"
-        processed_dir = settings.broker_dir / "processed"
-        control_dir = settings.broker_dir / "control"
-        for directory in (queue_dir, processed_dir, control_dir):
-            directory.mkdir(parents=True, exist_ok=True)
-        app.conf.broker_url = "filesystem://"
-        app.conf.broker_transport_options = {
-            "data_folder_in": str(queue_dir),
-            "data_folder_out": str(queue_dir),
-            "processed_folder": str(processed_dir),
-            "control_folder": str(control_dir),
-            # The file transport polls; a second (its default) is felt on every push.
-            "polling_interval": 0.1,
-            "store_processed": False,
-        }
-        # Remote control needs broadcast, which the file transport does not carry;
-        # cancellation goes through the database instead (see orchestrator.builds).
+        app.conf.broker_url = embedded_broker.url(settings.broker_db)
+        app.conf.broker_transport = embedded_broker.TRANSPORT
+        # Remote control needs broadcast (fanout), which the SQLAlchemy transport does not
+        # carry; cancellation goes through the database instead (see orchestrator.builds).
         app.conf.worker_enable_remote_control = False
     app.conf.update(
         task_ignore_result=True,
@@ -51,6 +40,11 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": max(1.0, settings.build_heartbeat_timeout_seconds / 3),
                 # A tick nobody picked up in time is replaced by the next one.
                 "options": {"expires": max(1.0, settings.build_heartbeat_timeout_seconds)},
+            },
+            "resend-lost-builds": {
+                "task": "spaceport.resend_lost_builds",
+                "schedule": max(1.0, settings.build_resend_after_seconds / 3),
+                "options": {"expires": max(1.0, settings.build_resend_after_seconds)},
             },
         },
     )
@@ -72,6 +66,16 @@ def reap_stale_builds_task() -> int:
     from orchestrator.builds import reap_stale_builds
 
     return reap_stale_builds()
+
+
+@celery_app.task(name="spaceport.resend_lost_builds")
+def resend_lost_builds_task() -> int:
+    from orchestrator.builds import resend_lost_builds
+
+    settings = get_settings()
+    if not settings.broker_url:
+        embedded_broker.delete_delivered(settings.broker_db)
+    return resend_lost_builds()
 
 
 @worker_ready.connect
