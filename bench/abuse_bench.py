@@ -91,7 +91,7 @@ async def _abuser(kind: str, base: str, seconds: float, counts: collections.Coun
         while (left := deadline - time.monotonic()) > 0:
             try:
                 async with asyncio.timeout(left):
-                    status = await _one(kind, client, base, yaml)
+                    status = await _one(kind, client, base, yaml, counts)
             except TimeoutError:
                 status = "cut at the end"
             except httpx.HTTPError as exc:
@@ -101,7 +101,9 @@ async def _abuser(kind: str, base: str, seconds: float, counts: collections.Coun
                 await asyncio.sleep(0.05)  # retried almost at once, as an attacker would
 
 
-async def _one(kind: str, client: httpx.AsyncClient, base: str, yaml: bytes) -> int | str:
+async def _one(
+    kind: str, client: httpx.AsyncClient, base: str, yaml: bytes, counts: collections.Counter
+) -> int | str:
     if kind == "follow-logs":
         url = f"{base}/api/spaces/{OWNER}/{SITE}/logs/run"
     elif kind == "tree-expand":
@@ -116,6 +118,8 @@ async def _one(kind: str, client: httpx.AsyncClient, base: str, yaml: bytes) -> 
         )
         return response.status_code
     async with client.stream("GET", url) as response:
+        if response.status_code == 200:
+            counts[f"{kind} 200 (answered, then streaming)"] += 1
         async for _ in response.aiter_bytes(1 << 16):
             pass  # a follower stays here as long as the log is open
         return response.status_code

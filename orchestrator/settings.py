@@ -282,6 +282,15 @@ class Settings(BaseSettings):
         default=64,
         description="Most regular file downloads streamed at once in all.",
     )
+    max_listings_per_client: int = Field(
+        default=4,
+        description="Most file listings (tree pages, paths-info, a revision's file list) one "
+        "client address has computed at once; each holds a worker thread and runs git.",
+    )
+    max_listings: int = Field(
+        default=16,
+        description="Most file listings computed at once in all.",
+    )
     max_builds_per_user: int = Field(
         default=10,
         description="Most builds queued or running at once for one user's Spaces; a push or "

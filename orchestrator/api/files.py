@@ -9,7 +9,8 @@ revision *and* a path split the raw path themselves (see `_rev_and_path`).
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlencode
@@ -33,6 +34,7 @@ from orchestrator.settings import get_settings
 router = APIRouter()
 
 _downloads = KeyedLimiter()
+_listings = KeyedLimiter()
 
 REVISION_NOT_FOUND = "RevisionNotFound"
 ENTRY_NOT_FOUND = "EntryNotFound"
@@ -199,6 +201,20 @@ def list_tree(
     space = visible_space(session, principal, owner, name)
     if _empty_main(space, request, "tree"):
         return []
+    with _listing_slot(request):
+        return _tree_page(request, response, space, session, recursive, expand, cursor, limit)
+
+
+def _tree_page(
+    request: Request,
+    response: Response,
+    space: Space,
+    session: Session,
+    recursive: str | None,
+    expand: str | None,
+    cursor: str | None,
+    limit: int | None,
+) -> list[dict[str, object]]:
     repo, sha, path = _rev_and_path(request, space, "tree")
     offset = 0
     if cursor:
@@ -227,6 +243,7 @@ def paths_info(
     owner: str,
     name: str,
     rev: str,
+    request: Request,
     fields: dict[str, list[str]] = Depends(form_fields),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
@@ -244,8 +261,9 @@ def paths_info(
             f"{len(paths)} paths in one paths-info request; at most {most} "
             f"({'with' if expand else 'without'} expand): ask in smaller batches",
         )
-    entries = repo_tree.path_entries(repo, sha, paths)
-    return entries_json(repo, sha, space, session, entries, expand=expand)
+    with _listing_slot(request):
+        entries = repo_tree.path_entries(repo, sha, paths)
+        return entries_json(repo, sha, space, session, entries, expand=expand)
 
 
 @router.get("/api/spaces/{owner}/{name}/revision/{rev:path}")
@@ -253,6 +271,7 @@ def space_revision(
     owner: str,
     name: str,
     rev: str,
+    request: Request,
     blobs: str | None = None,
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
@@ -262,6 +281,13 @@ def space_revision(
     space = visible_space(session, principal, owner, name)
     repo, sha = resolve(space, rev)
     most = get_settings().max_tree_entries
+    with _listing_slot(request):
+        return _revision(space, session, repo, sha, rev, most, flag(blobs))
+
+
+def _revision(
+    space: Space, session: Session, repo: Path, sha: str, rev: str, most: int, blobs: bool
+) -> dict[str, object]:
     files = repo_tree.files_at(repo, sha, most)
     if files is None:
         raise HubError(
@@ -270,7 +296,7 @@ def space_revision(
             "(SPACEPORT_MAX_TREE_ENTRIES): list them page by page with list_repo_tree",
         )
     siblings: list[dict[str, object]] = []
-    if flag(blobs):
+    if blobs:
         for item in entries_json(repo, sha, space, session, files):
             sibling: dict[str, object] = {
                 "rfilename": item["path"],
@@ -337,15 +363,40 @@ def _download_slot(request: Request) -> Callable[[], None]:
     """A place among the downloads streamed at once (per client address and in all), or
     429: each one holds a git process and the server's bandwidth."""
     settings = get_settings()
-    client = request.client.host if request.client else "unknown"
-    limits = {f"client:{client}": settings.max_downloads_per_client, "all": settings.max_downloads}
+    return _client_slot(
+        _downloads, request, "downloads", settings.max_downloads_per_client, "MAX_DOWNLOADS"
+    )
+
+
+@contextlib.contextmanager
+def _listing_slot(request: Request) -> Iterator[None]:
+    """A place among the listings computed at once (tree, paths-info, a revision's files):
+    each holds a worker thread and runs git, `expand` a `git log` per entry, so one client
+    can't take every thread the other routes wait for."""
+    settings = get_settings()
+    release = _client_slot(
+        _listings, request, "listings", settings.max_listings_per_client, "MAX_LISTINGS"
+    )
     try:
-        return _downloads.acquire(limits)
+        yield
+    finally:
+        release()
+
+
+def _client_slot(
+    limiter: KeyedLimiter, request: Request, what: str, per_client: int, setting: str
+) -> Callable[[], None]:
+    """One place under `limiter` for this client address and in all (SPACEPORT_<setting>
+    and SPACEPORT_<setting>_PER_CLIENT), or a 429 that names the one reached."""
+    total = int(getattr(get_settings(), setting.lower()))
+    client = request.client.host if request.client else "unknown"
+    try:
+        return limiter.acquire({f"client:{client}": per_client, "all": total})
     except TooMany as exc:
-        setting = "MAX_DOWNLOADS_PER_CLIENT" if exc.key.startswith("client:") else "MAX_DOWNLOADS"
+        name = f"{setting}_PER_CLIENT" if exc.key.startswith("client:") else setting
         raise HubError(
             429,
-            f"Too many downloads at once (at most {exc.limit}, SPACEPORT_{setting}): "
+            f"Too many {what} at once (at most {exc.limit}, SPACEPORT_{name}): "
             "wait for one to finish",
             TOO_MANY,
         ) from exc
