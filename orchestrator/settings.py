@@ -223,6 +223,11 @@ class Settings(BaseSettings):
         default=256 << 10,
         description="Largest body of POST /api/validate-yaml, which anyone may call.",
     )
+    max_readme_front_matter_bytes: int = Field(
+        default=16 << 10,
+        description="Largest README front matter (the YAML between the --- lines) that "
+        "POST /api/validate-yaml parses; a bigger one is answered with 413 unparsed.",
+    )
     max_commit_bytes: int = Field(
         default=512 << 20,
         description="Largest body of a Hub API commit (NDJSON, files base64-encoded).",

@@ -31,6 +31,7 @@ KIB, MIB = 1 << 10, 1 << 20
 LIMITS = {
     "SPACEPORT_MAX_REQUEST_BYTES": 64 * KIB,
     "SPACEPORT_MAX_VALIDATE_YAML_BYTES": 16 * KIB,
+    "SPACEPORT_MAX_README_FRONT_MATTER_BYTES": 4 * KIB,
     "SPACEPORT_MAX_COMMIT_BYTES": 2 * MIB,
     "SPACEPORT_MAX_COMMIT_FILES": 2500,
     "SPACEPORT_MAX_PUSH_BYTES": 1 * MIB,
@@ -117,6 +118,11 @@ def test_request_bodies_over_their_limit_are_refused_unread(limited: Platform) -
     readme = "---\ntitle: x\nsdk: gradio\n---\n"
     ok = httpx.post(url, json={"content": readme, "repoType": "space"}, timeout=30)
     assert ok.status_code == 200 and ok.json()["errors"] == []
+    # Within the body limit, but more YAML than it parses for anyone: refused unparsed.
+    long = "---\nsdk: gradio\n" + "".join(f"k{i}: v\n" for i in range(1500)) + "---\n"
+    refused = httpx.post(url, json={"content": long, "repoType": "space"}, timeout=30)
+    assert refused.status_code == 413
+    assert "SPACEPORT_MAX_README_FRONT_MATTER_BYTES" in refused.json()["errors"][0]["message"]
 
     huge = json.dumps({"content": "a: b\n" * (2 * MIB), "repoType": "space"}).encode()
     started = time.monotonic()

@@ -54,11 +54,29 @@ def validate_yaml(body: dict[str, Any] = Body(...)) -> JSONResponse:
     content = body.get("content")
     if body.get("repoType", "space") != "space" or not isinstance(content, str):
         return JSONResponse({"errors": [], "warnings": []})
+    # Anyone may call this: YAML costs CPU by the key (a 256 KiB block took seconds), so
+    # the front matter is measured before it is parsed.
+    most = get_settings().max_readme_front_matter_bytes
+    if len(_front_matter(content)) > most:
+        message = (
+            f"the README's front matter is over {most} bytes "
+            "(SPACEPORT_MAX_README_FRONT_MATTER_BYTES): keep long text below the closing ---"
+        )
+        return JSONResponse({"errors": [{"message": message}], "warnings": []}, 413)
     try:
         parse_readme(content)
     except SpaceConfigError as exc:
         return JSONResponse({"errors": [{"message": str(exc)}], "warnings": []}, 400)
     return JSONResponse({"errors": [], "warnings": []})
+
+
+def _front_matter(content: str) -> str:
+    """The text from the opening `---` to the closing one (or to the end), unparsed."""
+    head = content.lstrip("\ufeff \t\r\n")
+    if not head.startswith("---"):
+        return ""
+    end = head.find("\n---", 3)
+    return head if end == -1 else head[:end]
 
 
 def _writable(
