@@ -460,8 +460,6 @@ def _server_rss(platform: Platform) -> int:
 
 
 def test_downloads_are_streamed_not_buffered(limited: Platform, workdir: Path) -> None:
-    if limited.env.get("SPACEPORT_DATABASE_URL"):
-        pytest.skip("streaming does not depend on the stack; runs once, on SQLite")
     token = limited.token("downloader")
     checkout = sample_checkout("hello", workdir)
     size = 150 * MIB
