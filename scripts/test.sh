@@ -9,6 +9,9 @@ bash scripts/bootstrap.sh --test
 echo "-----> Linting (ruff)"
 .venv/bin/ruff check .
 
+echo "-----> Checking docs/configuration.md against orchestrator/settings.py"
+.venv/bin/python scripts/gen_config_docs.py --check
+
 if [ "$#" -eq 0 ]; then
     set -- -ra -v --durations=15
 fi
