@@ -1,4 +1,4 @@
-"""How a Hub API commit's cost grows with its files: orchestrator.repo_commit.create_commit
+"""How a Hub API commit's cost grows with its files: orchestrator.repos.commit.create_commit
 on a fresh bare repo, for 1k, 2k, 4k, ... files (the first commit, then the same files again
 on top of it), in a temporary home. No server, no Docker; a few seconds.
 
@@ -23,8 +23,9 @@ def main() -> int:
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="spaceport-commit-bench-"))
     os.environ["SPACEPORT_HOME"] = str(home)
-    from orchestrator import repo_commit, repos
-    from orchestrator.repo_commit import AddFile
+    from orchestrator.repos import commit as repo_commit
+    from orchestrator.repos import store as repos
+    from orchestrator.repos.commit import AddFile
 
     print("| files | first commit s | ms/file | same files again s | ms/file |")
     print("| --- | --- | --- | --- | --- |")

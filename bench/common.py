@@ -12,7 +12,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from orchestrator.space_config import parse_readme
+from orchestrator.spaces.config import parse_readme
 from tests.platform import SAMPLES, Platform, sample_checkout
 from tests.services import docker_available, free_port
 

@@ -39,7 +39,7 @@ import requests
 from docker.models.images import Image
 from docker.utils import parse_repository_tag
 
-from orchestrator.logstyle import LogSink, detail, error, step
+from builder.logstyle import LogSink, detail, error, step
 
 # Which Debian suite ships which CPython as its python3. Only suites whose python3 is the
 # version named here: the mapping is what lets "python:3.11-slim" become Debian bookworm.
@@ -101,7 +101,7 @@ _UNREACHABLE_MARKERS = (
 
 
 class _Settings(Protocol):
-    """The part of orchestrator.settings.Settings this module reads."""
+    """The part of orchestrator.core.settings.Settings this module reads."""
 
     image_prefix: str
     base_image: str

@@ -23,9 +23,9 @@ from builder.docker_build import (
     stream_build,
 )
 from builder.dockerfile_checks import DockerfileRefused, check_dockerfile
-from orchestrator.logstyle import LogSink, detail, step
-from orchestrator.settings import Settings
-from orchestrator.space_config import SpaceConfig
+from builder.logstyle import LogSink, detail, step
+from orchestrator.core.settings import Settings
+from orchestrator.spaces.config import SpaceConfig
 from sandbox import build_network
 
 __all__ = ["BuildFailed", "BuildInput", "BuildStopped", "build_image"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from orchestrator import db, git_http
 from orchestrator.api import commits as commits_api
 from orchestrator.api import files as files_api
 from orchestrator.api import input_errors
@@ -18,8 +17,10 @@ from orchestrator.api import space_jwt as space_jwt_api
 from orchestrator.api import spaces as spaces_api
 from orchestrator.api import users as users_api
 from orchestrator.api.errors import HubError
+from orchestrator.core import db
+from orchestrator.core.limits import BodySizeLimit
 from orchestrator.gateway.proxy import Gateway
-from orchestrator.limits import BodySizeLimit
+from orchestrator.push import git_http
 
 
 def create_app(*, migrate: bool = True) -> Gateway:

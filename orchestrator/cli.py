@@ -6,11 +6,11 @@ import argparse
 import os
 import sys
 
-from orchestrator.models import TokenRole
+from orchestrator.core.models import TokenRole
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from orchestrator import auth, db
+    from orchestrator.core import auth, db
 
     db.migrate()
     role = TokenRole.ADMIN if args.admin else TokenRole(args.role)
@@ -28,8 +28,9 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
     """Build the Space's newest commit again; --no-cache rebuilds every layer."""
-    from orchestrator import db, spaces
-    from orchestrator.deploy import deploy_commit
+    from orchestrator.builds.deploy import deploy_commit
+    from orchestrator.core import db
+    from orchestrator.spaces import registry as spaces
 
     owner, _, name = args.space.partition("/")
     with db.session_scope() as session:
@@ -50,8 +51,10 @@ def cmd_duplicate(args: argparse.Namespace) -> int:
     permissions): full history, LFS objects and variables; the image is reused."""
     from sqlmodel import select
 
-    from orchestrator import db, lifecycle, spaces
-    from orchestrator.models import User, Visibility
+    from orchestrator.core import db
+    from orchestrator.core.models import User, Visibility
+    from orchestrator.spaces import lifecycle
+    from orchestrator.spaces import registry as spaces
 
     db.migrate()
     source_owner, _, source_name = args.source.partition("/")
@@ -87,7 +90,7 @@ def cmd_duplicate(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
-    from orchestrator import db
+    from orchestrator.core import db
 
     db.migrate()
     print("database is at the newest schema", file=sys.stderr)
@@ -100,9 +103,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from orchestrator.app import create_app
+    from orchestrator.core.redaction import RedactingFilter
+    from orchestrator.core.settings import get_settings
     from orchestrator.gateway.proxy import WEBSOCKET_QUEUE_FRAMES
-    from orchestrator.redaction import RedactingFilter
-    from orchestrator.settings import get_settings
 
     for name in ("uvicorn.access", "uvicorn.error"):  # request lines, websocket lines
         logging.getLogger(name).addFilter(RedactingFilter())
@@ -124,8 +127,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from orchestrator.settings import get_settings
-    from orchestrator.tasks import celery_app
+    from orchestrator.builds.tasks import celery_app
+    from orchestrator.core.settings import get_settings
 
     concurrency = args.concurrency or get_settings().worker_concurrency
     # Threads: builds wait on Docker and git, not on Python, and a thread pool keeps the
@@ -149,9 +152,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_beat(_args: argparse.Namespace) -> int:
-    """Celery beat: sends the periodic housekeeping tasks (orchestrator/tasks.py)."""
-    from orchestrator.settings import get_settings
-    from orchestrator.tasks import celery_app
+    """Celery beat: sends the periodic housekeeping tasks (orchestrator/builds/tasks.py)."""
+    from orchestrator.builds.tasks import celery_app
+    from orchestrator.core.settings import get_settings
 
     schedule = get_settings().home / "celerybeat-schedule"
     celery_app.start(["beat", "--loglevel", "INFO", "--schedule", str(schedule)])
@@ -162,9 +165,9 @@ def cmd_controller(_args: argparse.Namespace) -> int:
     """The reconciler loop: starts, replaces and stops Space containers."""
     import logging
 
-    from orchestrator.installation import instance_name
-    from orchestrator.reconciler import run_forever
-    from orchestrator.settings import get_settings
+    from orchestrator.controller.reconciler import run_forever
+    from orchestrator.core.installation import instance_name
+    from orchestrator.core.settings import get_settings
     from sandbox.docker_backend import DockerBackend
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -175,7 +178,7 @@ def cmd_controller(_args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from orchestrator.up import run
+    from orchestrator.processes.up import run
 
     return run(args.host, args.port, args.with_samples)
 
@@ -238,11 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from orchestrator import home, lifeline
+    from orchestrator.core import home
+    from orchestrator.processes import lifeline
 
     # Whatever any command creates (database, keys, logs, broker database) is its user's only.
     home.set_umask()
-    # A child of `spaceport up` stops when `up` is gone (orchestrator/lifeline.py).
+    # A child of `spaceport up` stops when `up` is gone (orchestrator/processes/lifeline.py).
     lifeline.watch_parent()
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)

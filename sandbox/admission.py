@@ -53,7 +53,7 @@ def shortfall(
 
 @dataclass(frozen=True)
 class Policy:
-    """The operator's admission settings (orchestrator/settings.py)."""
+    """The operator's admission settings (orchestrator/core/settings.py)."""
 
     reserve_cpus: float = 0
     reserve_memory_gib: float = 0

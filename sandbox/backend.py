@@ -20,7 +20,7 @@ from sandbox.hardware import HardwareTier
 
 LABEL_PREFIX = "org.spaceport"
 LABEL_MANAGED = f"{LABEL_PREFIX}.managed"
-# The installation that owns it (its unique id, orchestrator/installation.py): a controller
+# The installation that owns it (its unique id, orchestrator/core/installation.py): a controller
 # only ever lists, stops or reads containers with its own.
 LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
 LABEL_SPACE = f"{LABEL_PREFIX}.space"

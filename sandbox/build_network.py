@@ -61,7 +61,7 @@ class BuildNetwork:
 
 
 class _Settings:
-    """What this module reads of orchestrator.settings.Settings (documentation only)."""
+    """What this module reads of orchestrator.core.settings.Settings (documentation only)."""
 
     instance: str | None
     image_prefix: str
@@ -75,7 +75,7 @@ def instance_of(settings: _Settings) -> str:
     """The installation's name: the setting, else the id kept in its home."""
     if settings.instance:
         return settings.instance
-    from orchestrator.installation import installation_id  # only where the setting is unset
+    from orchestrator.core.installation import installation_id  # only where the setting is unset
 
     return installation_id(Path(settings.home))
 

@@ -9,7 +9,7 @@ bash scripts/bootstrap.sh --test
 echo "-----> Linting (ruff)"
 .venv/bin/ruff check .
 
-echo "-----> Checking docs/configuration.md against orchestrator/settings.py"
+echo "-----> Checking docs/configuration.md against orchestrator/core/settings.py"
 .venv/bin/python scripts/gen_config_docs.py --check
 
 if [ "$#" -eq 0 ]; then

@@ -27,8 +27,8 @@ from builder.base_image import (
     offline_suite_for,
     parse_official_python_ref,
 )
-from orchestrator.logstyle import DETAIL, STEP
-from orchestrator.settings import Settings
+from builder.logstyle import DETAIL, STEP
+from orchestrator.core.settings import Settings
 
 DNS_FAILURE = (
     'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io on '

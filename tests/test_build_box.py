@@ -25,8 +25,8 @@ import pytest
 
 from builder.build import BuildFailed, BuildInput, build_image
 from builder.recipe import RecipeError
-from orchestrator.settings import Settings
-from orchestrator.space_config import parse_readme
+from orchestrator.core.settings import Settings
+from orchestrator.spaces.config import parse_readme
 from sandbox import build_network
 from sandbox.backend import LABEL_INSTANCE
 from tests.platform import Platform, git, push

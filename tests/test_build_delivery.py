@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from orchestrator import db, deploy, tasks
-from orchestrator.models import Space
-from orchestrator.settings import get_settings
+from orchestrator.builds import deploy, tasks
+from orchestrator.core import db
+from orchestrator.core.models import Space
+from orchestrator.core.settings import get_settings
 from tests.platform import Platform, push, sample_checkout
 
 RESEND_AFTER = 30  # SPACEPORT_BUILD_RESEND_AFTER_SECONDS' default: what an install gets

@@ -12,8 +12,8 @@ import pytest
 
 from builder.base_image import ensure_image
 from builder.docker_build import BuildFailed, BuildRequest, BuildStopped, stream_build
-from orchestrator.builds import _stop_reason
-from orchestrator.settings import Settings
+from orchestrator.builds.runner import _stop_reason
+from orchestrator.core.settings import Settings
 
 
 def context(dockerfile: str) -> bytes:

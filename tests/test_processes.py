@@ -1,6 +1,7 @@
 """Processes that behave: `spaceport up`'s children die with it, even on kill -9; a second
 `up` on the same home or port refuses at once; a build whose worker is killed fails within
-a minute and its Space leaves BUILDING (orchestrator/up.py, lifeline.py, home.py, builds.py).
+a minute and its Space leaves BUILDING (orchestrator/processes/up.py and lifeline.py,
+orchestrator/core/home.py, orchestrator/builds/runner.py).
 """
 
 from __future__ import annotations

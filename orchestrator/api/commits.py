@@ -22,19 +22,22 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from orchestrator import lfs, repo_commit, repo_tree, repos
 from orchestrator.api import bodies
 from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
 from orchestrator.api.errors import HubError
 from orchestrator.api.files import servable
-from orchestrator.auth import Access, Principal
-from orchestrator.db import get_session
-from orchestrator.deploy import deploy_commit
-from orchestrator.limits import TOO_LARGE, check_build_room, check_space_room
-from orchestrator.models import Space
-from orchestrator.repo_commit import AddFile, AddLfs, CommitError, Delete, Operation
-from orchestrator.settings import get_settings
-from orchestrator.space_config import SpaceConfigError, parse_readme
+from orchestrator.builds.deploy import deploy_commit
+from orchestrator.core.auth import Access, Principal
+from orchestrator.core.db import get_session
+from orchestrator.core.limits import TOO_LARGE, check_build_room, check_space_room
+from orchestrator.core.models import Space
+from orchestrator.core.settings import get_settings
+from orchestrator.repos import commit as repo_commit
+from orchestrator.repos import lfs
+from orchestrator.repos import store as repos
+from orchestrator.repos import tree as repo_tree
+from orchestrator.repos.commit import AddFile, AddLfs, CommitError, Delete, Operation
+from orchestrator.spaces.config import SpaceConfigError, parse_readme
 
 router = APIRouter(prefix="/api")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from orchestrator import spaces
 from orchestrator.api.errors import HubError, repo_not_found
-from orchestrator.auth import Access, AuthError, Principal, authenticate, space_access
-from orchestrator.db import get_session
-from orchestrator.models import Space
+from orchestrator.core.auth import Access, AuthError, Principal, authenticate, space_access
+from orchestrator.core.db import get_session
+from orchestrator.core.models import Space
+from orchestrator.spaces import registry as spaces
 
 
 def current_principal(

@@ -19,17 +19,19 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlmodel import Session
 
-from orchestrator import lfs, repo_tree, repos
 from orchestrator.api.deps import current_principal, origin, visible_space
 from orchestrator.api.errors import HubError
 from orchestrator.api.spaces import space_json
 from orchestrator.api.timefmt import hub_time
-from orchestrator.auth import Principal
-from orchestrator.db import get_session
-from orchestrator.limits import TOO_MANY, KeyedLimiter, TooMany
-from orchestrator.models import Space
-from orchestrator.repo_tree import Entry
-from orchestrator.settings import get_settings
+from orchestrator.core.auth import Principal
+from orchestrator.core.db import get_session
+from orchestrator.core.limits import TOO_MANY, KeyedLimiter, TooMany
+from orchestrator.core.models import Space
+from orchestrator.core.settings import get_settings
+from orchestrator.repos import lfs
+from orchestrator.repos import store as repos
+from orchestrator.repos import tree as repo_tree
+from orchestrator.repos.tree import Entry
 
 router = APIRouter()
 

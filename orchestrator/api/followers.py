@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from fastapi import Request
 
 from orchestrator.api.errors import HubError
-from orchestrator.limits import TOO_MANY, KeyedLimiter, TooMany
-from orchestrator.models import Space
-from orchestrator.settings import get_settings
+from orchestrator.core.limits import TOO_MANY, KeyedLimiter, TooMany
+from orchestrator.core.models import Space
+from orchestrator.core.settings import get_settings
 
 _followers = KeyedLimiter()
 QUEUE_LINES = 512  # lines waiting for a slow reader before the pump waits too

@@ -22,15 +22,17 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from sqlmodel import Session
 
-from orchestrator import lfs, repos, spaces
 from orchestrator.api import bodies
 from orchestrator.api.deps import origin
 from orchestrator.api.errors import HubError, header_safe
-from orchestrator.auth import Access, AuthError, authenticate, space_access
-from orchestrator.db import get_session
-from orchestrator.limits import TOO_LARGE, check_space_room
-from orchestrator.models import Space
-from orchestrator.settings import get_settings
+from orchestrator.core.auth import Access, AuthError, authenticate, space_access
+from orchestrator.core.db import get_session
+from orchestrator.core.limits import TOO_LARGE, check_space_room
+from orchestrator.core.models import Space
+from orchestrator.core.settings import get_settings
+from orchestrator.repos import lfs
+from orchestrator.repos import store as repos
+from orchestrator.spaces import registry as spaces
 
 router = APIRouter()
 

@@ -11,15 +11,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
 
-from orchestrator import redaction
 from orchestrator.api import followers
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.timefmt import hub_time
-from orchestrator.auth import Principal
-from orchestrator.builds import follow_log, now
-from orchestrator.db import get_session
-from orchestrator.models import Build, Space
-from orchestrator.redaction import Redactor
+from orchestrator.builds.runner import follow_log, now
+from orchestrator.core import redaction
+from orchestrator.core.auth import Principal
+from orchestrator.core.db import get_session
+from orchestrator.core.models import Build, Space
+from orchestrator.core.redaction import Redactor
 from sandbox.backend import Instance
 
 router = APIRouter(prefix="/api/spaces")
@@ -109,7 +109,7 @@ def run_log(
     principal: Principal | None = Depends(current_principal),
 ) -> StreamingResponse:
     """The app's stdout and stderr, followed while it runs."""
-    from orchestrator.installation import instance_name
+    from orchestrator.core.installation import instance_name
     from sandbox.docker_backend import DockerBackend
 
     space = visible_space(session, principal, owner, name)

@@ -9,15 +9,16 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
-from orchestrator import lifecycle, spaces
 from orchestrator.api import bodies
 from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
 from orchestrator.api.errors import HubError, repo_not_found
-from orchestrator.auth import Access, Principal, may_create_in, space_access
-from orchestrator.db import get_session
-from orchestrator.limits import check_space_count
-from orchestrator.models import Secret, User, Variable, Visibility
-from orchestrator.space_config import SDKS
+from orchestrator.core.auth import Access, Principal, may_create_in, space_access
+from orchestrator.core.db import get_session
+from orchestrator.core.limits import check_space_count
+from orchestrator.core.models import Secret, User, Variable, Visibility
+from orchestrator.spaces import lifecycle
+from orchestrator.spaces import registry as spaces
+from orchestrator.spaces.config import SDKS
 from sandbox.hardware import UnknownHardware, get_tier
 
 router = APIRouter(prefix="/api")

@@ -8,16 +8,16 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query
 from sqlmodel import Session, select
 
-from orchestrator import lifecycle
 from orchestrator.api import bodies
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import HubError
 from orchestrator.api.spaces import runtime_json
 from orchestrator.api.timefmt import hub_time
-from orchestrator.auth import Access, Principal
-from orchestrator.db import get_session
-from orchestrator.models import Secret, Space, Variable
-from orchestrator.settings import get_settings
+from orchestrator.core.auth import Access, Principal
+from orchestrator.core.db import get_session
+from orchestrator.core.models import Secret, Space, Variable
+from orchestrator.core.settings import get_settings
+from orchestrator.spaces import lifecycle
 from sandbox.hardware import CATALOGUE, UnknownHardware, sized_tier
 
 router = APIRouter(prefix="/api/spaces")

@@ -10,10 +10,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlmodel import Session
 
-from orchestrator import space_tokens
 from orchestrator.api.deps import current_principal, visible_space
-from orchestrator.auth import Principal
-from orchestrator.db import get_session
+from orchestrator.core.auth import Principal
+from orchestrator.core.db import get_session
+from orchestrator.spaces import tokens as space_tokens
 
 router = APIRouter(prefix="/api/spaces")
 

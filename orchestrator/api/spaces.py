@@ -8,16 +8,16 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
 
-from orchestrator import spaces
 from orchestrator.api import bodies
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import HubError
 from orchestrator.api.timefmt import hub_time
-from orchestrator.auth import Access, Principal, space_access
-from orchestrator.builds import now
-from orchestrator.db import get_session
-from orchestrator.models import Build, BuildLogLine, Space, Visibility
-from orchestrator.settings import get_settings
+from orchestrator.builds.runner import now
+from orchestrator.core.auth import Access, Principal, space_access
+from orchestrator.core.db import get_session
+from orchestrator.core.models import Build, BuildLogLine, Space, Visibility
+from orchestrator.core.settings import get_settings
+from orchestrator.spaces import registry as spaces
 from sandbox.hardware import get_tier
 
 router = APIRouter(prefix="/api/spaces")

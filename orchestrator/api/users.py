@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 
 from orchestrator.api.deps import current_principal
 from orchestrator.api.errors import HubError
-from orchestrator.auth import Principal
+from orchestrator.core.auth import Principal
 
 router = APIRouter(prefix="/api")
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
-from orchestrator import space_tokens
-from orchestrator.auth import TOKEN_PREFIX, AuthError, authenticate, token_from_headers
-from orchestrator.db import session_scope
+from orchestrator.core.auth import TOKEN_PREFIX, AuthError, authenticate, token_from_headers
+from orchestrator.core.db import session_scope
 from orchestrator.gateway.routes import Route
+from orchestrator.spaces import tokens as space_tokens
 
 SESSION_COOKIE = "spaceport-space-session"
 PLATFORM_COOKIE_PREFIX = "spaceport"

@@ -47,7 +47,7 @@ def status_page(full_name: str, stage: str, error_message: str | None) -> str:
     what = WAITING_MESSAGES.get(stage, "is not running")
     transient = stage in TRANSIENT
     if transient and (error_message or "").startswith("waiting for hardware"):
-        # Admission holds it back (orchestrator/reconciler.py); the figures of the host's
+        # Admission holds it back (orchestrator/controller/reconciler.py); the figures of the host's
         # free memory stay in the runtime API, for those who may see the Space.
         what = "is waiting for hardware"
     body = f'<p>Stage: <span class="stage">{html.escape(stage)}</span></p>'

@@ -18,9 +18,9 @@ import websockets
 from multidict import CIMultiDict
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orchestrator.core.settings import get_settings
 from orchestrator.gateway import credentials, pages
 from orchestrator.gateway.routes import Route, RouteTable, space_subdomain
-from orchestrator.settings import get_settings
 
 HOP_BY_HOP = {
     "connection",

@@ -1,7 +1,7 @@
 """Which Space a Host header names, and where that Space is served: a table read from the
 database at most once a second, so a proxied request costs a dict lookup, not a query.
 
-Hosts are the Spaces' stored labels (orchestrator/hostnames.py); a label a Space had before
+Hosts are the Spaces' stored labels (orchestrator/core/hostnames.py); a label a Space had before
 a rename maps to the same route, whose `host` then says where to redirect. A label the
 table does not know (a Space created or moved a moment ago) is looked up at once, by
 itself: one indexed query, so the new host answers right away without the whole table
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
-from orchestrator.db import session_scope
-from orchestrator.hostnames import MAX_LABEL
-from orchestrator.models import Space, SpaceHostAlias
+from orchestrator.core.db import session_scope
+from orchestrator.core.hostnames import MAX_LABEL
+from orchestrator.core.models import Space, SpaceHostAlias
 
 REFRESH_SECONDS = 1.0
 
@@ -33,7 +33,7 @@ class Route:
     error_message: str | None
     address: str | None
     host: str  # the Space's current label: a request for any other one is redirected
-    uid: str = ""  # what Space JWTs are scoped to (orchestrator/space_tokens.py)
+    uid: str = ""  # what Space JWTs are scoped to (orchestrator/spaces/tokens.py)
 
 
 def space_subdomain(host: str, spaces_domain: str) -> str | None:

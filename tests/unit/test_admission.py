@@ -146,8 +146,8 @@ class MemoryBackend(Backend):
 
 @pytest.fixture
 def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from orchestrator import db
-    from orchestrator.settings import get_settings
+    from orchestrator.core import db
+    from orchestrator.core.settings import get_settings
 
     monkeypatch.setenv("SPACEPORT_HOME", str(tmp_path))
     monkeypatch.setenv("SPACEPORT_PLATFORM_RESERVE_CPUS", "0")
@@ -166,8 +166,8 @@ def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def built_space(name: str) -> int:
-    from orchestrator.db import session_scope
-    from orchestrator.models import Space, Stage, User
+    from orchestrator.core.db import session_scope
+    from orchestrator.core.models import Space, Stage, User
 
     with session_scope() as session:
         user = session.exec(select(User).where(User.name == "alice")).first()
@@ -194,8 +194,8 @@ def built_space(name: str) -> int:
 
 
 def runtime(space_id: int) -> tuple[str, str | None]:
-    from orchestrator.db import session_scope
-    from orchestrator.models import Space
+    from orchestrator.core.db import session_scope
+    from orchestrator.core.models import Space
 
     with session_scope() as session:
         space = session.get(Space, space_id)
@@ -204,9 +204,9 @@ def runtime(space_id: int) -> tuple[str, str | None]:
 
 
 def test_a_space_waits_for_hardware_and_starts_when_room_frees(database: None) -> None:
-    from orchestrator.db import session_scope
-    from orchestrator.models import Space, Stage
-    from orchestrator.reconciler import Reconciler
+    from orchestrator.controller.reconciler import Reconciler
+    from orchestrator.core.db import session_scope
+    from orchestrator.core.models import Space, Stage
 
     backend = MemoryBackend(cpus=4, memory_gib=5)  # 4 GiB after the reserve: two Spaces
     reconciler = Reconciler(backend, probe=lambda address: True)
@@ -232,7 +232,7 @@ def test_a_space_waits_for_hardware_and_starts_when_room_frees(database: None) -
 
 
 def test_a_space_over_its_disk_quota_is_stopped(database: None) -> None:
-    from orchestrator.reconciler import Reconciler
+    from orchestrator.controller.reconciler import Reconciler
 
     backend = MemoryBackend(cpus=2, memory_gib=8)
     reconciler = Reconciler(backend, probe=lambda address: True)

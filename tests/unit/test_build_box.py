@@ -18,7 +18,7 @@ from builder.cgroup import build_cgroup, sweep_stale
 from builder.context import SPACEPORT_DOCKERFILE, build_context
 from builder.docker_build import BuildLimits
 from builder.dockerfile_checks import DockerfileRefused, check_dockerfile, instructions
-from orchestrator.settings import Settings
+from orchestrator.core.settings import Settings
 from sandbox import build_network
 from sandbox.build_proxy_server import Policy, ProxyServer, Refused, policy_from_env
 

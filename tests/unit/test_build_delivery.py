@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from orchestrator import auth, builds, db, spaces, tasks
-from orchestrator.models import Build, BuildLogLine, BuildStatus
-from orchestrator.settings import get_settings
+from orchestrator.builds import runner as builds
+from orchestrator.builds import tasks
+from orchestrator.core import auth, db
+from orchestrator.core.models import Build, BuildLogLine, BuildStatus
+from orchestrator.core.settings import get_settings
+from orchestrator.spaces import registry as spaces
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from pathlib import Path
 import jwt
 import pytest
 
-from orchestrator import space_tokens
+from orchestrator.core.models import Space
+from orchestrator.core.redaction import RedactingFilter, Redactor
+from orchestrator.core.settings import get_settings
 from orchestrator.gateway import credentials
 from orchestrator.gateway.routes import Route
-from orchestrator.models import Space
-from orchestrator.redaction import RedactingFilter, Redactor
-from orchestrator.settings import get_settings
+from orchestrator.spaces import tokens as space_tokens
 
 API_TOKEN = "sp_" + secrets.token_urlsafe(32)
 

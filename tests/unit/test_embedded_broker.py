@@ -1,4 +1,4 @@
-"""The embedded broker (orchestrator/embedded_broker.py): many processes send at once while
+"""The embedded broker (orchestrator/builds/embedded_broker.py): many processes send at once while
 the worker takes messages, and not one message is lost or broken; a message sent reaches a
 waiting consumer within a fraction of a second; the files are private."""
 
@@ -13,16 +13,16 @@ from pathlib import Path
 
 from celery import Celery
 
-from orchestrator import embedded_broker
-from orchestrator.settings import Settings
-from orchestrator.tasks import make_celery
+from orchestrator.builds import embedded_broker
+from orchestrator.builds.tasks import make_celery
+from orchestrator.core.settings import Settings
 
 SENDERS = 4
 PER_SENDER = 50
 
 SEND = """
 import sys
-from orchestrator.tasks import celery_app
+from orchestrator.builds.tasks import celery_app
 sender = int(sys.argv[1])
 for n in range(int(sys.argv[2])):
     celery_app.send_task("spaceport.build", args=[sender * 1000 + n])

@@ -221,7 +221,7 @@ def test_the_hardware_listing_shows_this_installations_sizes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from orchestrator.api.runtime import list_hardware
-    from orchestrator.settings import get_settings
+    from orchestrator.core.settings import get_settings
 
     monkeypatch.setenv(
         "SPACEPORT_HARDWARE_OVERRIDES", '{"cpu-basic": {"cpu": 0.5, "memory_gib": 1}}'

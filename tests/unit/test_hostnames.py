@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from orchestrator.hostnames import MAX_LABEL, choose_label, hashed_label, preferred_label
+from orchestrator.core.hostnames import MAX_LABEL, choose_label, hashed_label, preferred_label
 
 DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from orchestrator import auth, db, lifecycle, spaces
+from orchestrator.core import auth, db
+from orchestrator.core.models import Space, SpaceHostAlias, Stage
+from orchestrator.core.settings import get_settings
 from orchestrator.gateway.routes import RouteTable
-from orchestrator.models import Space, SpaceHostAlias, Stage
-from orchestrator.settings import get_settings
+from orchestrator.spaces import lifecycle
+from orchestrator.spaces import registry as spaces
 
 
 @pytest.fixture

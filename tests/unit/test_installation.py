@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import installation
-from orchestrator.settings import get_settings
+from orchestrator.core import installation
+from orchestrator.core.settings import get_settings
 
 
 def test_made_once_and_kept(tmp_path: Path) -> None:

@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
-from orchestrator import db, lfs, repo_commit, repos
-from orchestrator.models import Space, User
-from orchestrator.settings import get_settings
+from orchestrator.core import db
+from orchestrator.core.models import Space, User
+from orchestrator.core.settings import get_settings
+from orchestrator.repos import commit as repo_commit
+from orchestrator.repos import lfs
+from orchestrator.repos import store as repos
 
 
 @pytest.fixture

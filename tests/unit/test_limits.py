@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import repo_commit, repos
 from orchestrator.api import followers
 from orchestrator.api.errors import HubError
-from orchestrator.limits import BodySizeLimit, KeyedLimiter, TooMany, body_limit
-from orchestrator.repo_commit import AddFile, CommitError, Delete
-from orchestrator.settings import Settings
+from orchestrator.core.limits import BodySizeLimit, KeyedLimiter, TooMany, body_limit
+from orchestrator.core.settings import Settings
+from orchestrator.repos import commit as repo_commit
+from orchestrator.repos import store as repos
+from orchestrator.repos.commit import AddFile, CommitError, Delete
 
 
 def test_keyed_limiter_counts_per_key_all_or_nothing() -> None:
@@ -55,7 +56,7 @@ def _run_middleware(
     monkeypatch: pytest.MonkeyPatch, chunks: list[bytes], headers: list[tuple[bytes, bytes]]
 ) -> tuple[list[dict], list[int]]:
     monkeypatch.setenv("SPACEPORT_MAX_REQUEST_BYTES", "10")
-    from orchestrator.settings import get_settings
+    from orchestrator.core.settings import get_settings
 
     get_settings.cache_clear()
     read: list[int] = []
@@ -162,7 +163,7 @@ def test_commit_checks_folders_and_files_as_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SPACEPORT_HOME", str(tmp_path))
-    from orchestrator.settings import get_settings
+    from orchestrator.core.settings import get_settings
 
     get_settings.cache_clear()
     try:

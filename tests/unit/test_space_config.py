@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from orchestrator.space_config import (
+from orchestrator.spaces.config import (
     ALLOWED_CUSTOM_HEADERS,
     SpaceConfig,
     SpaceConfigError,

@@ -1,5 +1,5 @@
 """Stored data protected: secrets encrypted at rest, the home and its files private
-(orchestrator/secret_store.py, orchestrator/home.py, db.migrate). SQLite in a temporary
+(orchestrator/core/secret_store.py, orchestrator/core/home.py, db.migrate). SQLite in a temporary
 home; the PostgreSQL case is tests/test_stored_data.py."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from orchestrator import db, home, secret_store
-from orchestrator.models import Secret, Space, User
-from orchestrator.settings import get_settings
+from orchestrator.core import db, home, secret_store
+from orchestrator.core.models import Secret, Space, User
+from orchestrator.core.settings import get_settings
 
 
 def _reset_caches() -> None:
@@ -71,8 +71,7 @@ def test_plaintext_rows_from_before_are_encrypted_at_migrate(spaceport_home: Pat
         space = _space(session)
         session.execute(
             text(
-                "INSERT INTO secret (space_id, key, value, updated_at) "
-                "VALUES (:s, 'K', 'old', :t)"
+                "INSERT INTO secret (space_id, key, value, updated_at) VALUES (:s, 'K', 'old', :t)"
             ),
             {"s": space.id, "t": "2026-01-01 00:00:00"},
         )

@@ -1,0 +1,214 @@
+"""Control-plane state: the tables Spaceport keeps, in SQLModel.
+
+Schema changes go through Alembic (orchestrator/core/migrations): add a revision for every change
+here, so an upgrade never loses data.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import BigInteger, Column, Index, String, Text, UniqueConstraint, func
+from sqlmodel import Field, SQLModel
+
+from orchestrator.core.secret_store import EncryptedText
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_space_uid() -> str:
+    """A Space's public id: 24 hex characters, as on the Hub; random, so never reused."""
+    return secrets.token_hex(12)
+
+
+class TokenRole(enum.StrEnum):
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+class Visibility(enum.StrEnum):
+    PUBLIC = "public"
+    PRIVATE = "private"
+
+
+class Stage(enum.StrEnum):
+    """Hugging Face's stage names; the one home of what a Space is doing."""
+
+    NO_APP_FILE = "NO_APP_FILE"
+    CONFIG_ERROR = "CONFIG_ERROR"
+    BUILDING = "BUILDING"
+    BUILD_ERROR = "BUILD_ERROR"
+    APP_STARTING = "APP_STARTING"
+    RUNNING = "RUNNING"
+    RUNNING_BUILDING = "RUNNING_BUILDING"
+    RUNNING_APP_STARTING = "RUNNING_APP_STARTING"
+    RUNTIME_ERROR = "RUNTIME_ERROR"
+    DELETING = "DELETING"
+    STOPPED = "STOPPED"
+    PAUSED = "PAUSED"
+    SLEEPING = "SLEEPING"
+
+
+class BuildStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (BuildStatus.SUCCEEDED, BuildStatus.FAILED, BuildStatus.CANCELLED)
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=96)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+# User names are unique regardless of case, as on the Hub: "Alice" can't sit beside "alice"
+# (and take over her Space hosts).
+Index("ix_user_name_lower", func.lower(User.name), unique=True)  # type: ignore[arg-type]
+
+
+class ApiToken(SQLModel, table=True):
+    """A token is shown once, at creation; only its SHA-256 is kept."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    token_hash: str = Field(index=True, unique=True, max_length=64)
+    display_name: str = Field(default="token", max_length=96)
+    role: TokenRole = Field(default=TokenRole.WRITE, sa_type=String(16))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Space(SQLModel, table=True):
+    # AUTOINCREMENT: SQLite would otherwise hand a deleted Space's id to the next one.
+    __table_args__ = (UniqueConstraint("owner", "name"), {"sqlite_autoincrement": True})
+
+    id: int | None = Field(default=None, primary_key=True)
+    # The id the Hub API shows, and the key of everything a Space leaves outside the
+    # database (container labels, run logs): never reused, unlike a row number could be.
+    uid: str = Field(default_factory=new_space_uid, max_length=24, unique=True, index=True)
+    # The DNS label the Space is served under (orchestrator/core/hostnames.py): stored and unique.
+    host: str = Field(max_length=63, unique=True, index=True)
+    owner: str = Field(index=True, max_length=96)
+    name: str = Field(max_length=96)
+    owner_id: int = Field(foreign_key="user.id")
+    sdk: str | None = Field(default=None, max_length=32)
+    visibility: Visibility = Field(default=Visibility.PUBLIC, sa_type=String(16))
+    requested_hardware: str = Field(default="cpu-basic", max_length=64)
+    current_hardware: str | None = Field(default=None, max_length=64)
+    sleep_time_seconds: int | None = Field(default=None)
+    # Stored as text, not a database enum, so a new stage needs no type migration.
+    stage: Stage = Field(default=Stage.NO_APP_FILE, sa_type=String(32))
+    error_message: str | None = Field(default=None, sa_column=Column(Text))
+    # Three commits tell where a Space is on its way from a push to serving visitors:
+    # head (newest on main) -> built (newest with an image) -> serving (answering now).
+    head_sha: str | None = Field(default=None, max_length=40)
+    built_sha: str | None = Field(default=None, max_length=40)
+    built_image: str | None = Field(default=None, max_length=255)
+    serving_sha: str | None = Field(default=None, max_length=40)
+    serving_image: str | None = Field(default=None, max_length=255)
+    # Where the gateway sends visitors (the serving instance's base URL).
+    serving_address: str | None = Field(default=None, max_length=255)
+    # Run settings of the built commit, from its README.
+    app_port: int = Field(default=7860)
+    startup_timeout_seconds: int = Field(default=1800)
+    # The revision that crashed or never became healthy; not retried until something changes.
+    failed_revision: str | None = Field(default=None, max_length=64)
+    # Bumped by each restart, so the reconciler replaces an otherwise unchanged container.
+    restart_count: int = Field(default=0)
+    card_data: str | None = Field(default=None, sa_column=Column(Text))
+    duplicated_from: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    @property
+    def private(self) -> bool:
+        return self.visibility == Visibility.PRIVATE
+
+
+class Build(SQLModel, table=True):
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: int | None = Field(default=None, primary_key=True)
+    space_id: int = Field(foreign_key="space.id", index=True)
+    commit_sha: str = Field(max_length=40)
+    status: BuildStatus = Field(default=BuildStatus.QUEUED, sa_type=String(16), index=True)
+    image: str | None = Field(default=None, max_length=255)
+    # True when an image for the same tree and config already existed: nothing was built.
+    reused_image: bool = Field(default=False)
+    no_cache: bool = Field(default=False)
+    error_message: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    # Which worker runs it and when it last said so: a build whose worker stopped beating
+    # is failed by the housekeeping instead of staying "running".
+    worker: str | None = Field(default=None, max_length=200)
+    heartbeat_at: datetime | None = None
+
+
+class BuildLogLine(SQLModel, table=True):
+    """One line of a build's log, stored as it happens so it can be followed live."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    build_id: int = Field(foreign_key="build.id", index=True)
+    line: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Secret(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("space_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    space_id: int = Field(foreign_key="space.id", index=True)
+    key: str = Field(max_length=128)
+    # Encrypted at rest (orchestrator/core/secret_store.py); reads and writes see plain text.
+    value: str = Field(sa_column=Column(EncryptedText, nullable=False))
+    description: str | None = Field(default=None, max_length=500)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Variable(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("space_id", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    space_id: int = Field(foreign_key="space.id", index=True)
+    key: str = Field(max_length=128)
+    value: str = Field(sa_column=Column(Text, nullable=False))
+    description: str | None = Field(default=None, max_length=500)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class LfsObject(SQLModel, table=True):
+    """An LFS object a Space may serve (the bytes are in orchestrator/repos/lfs.py's store, shared
+    by all Spaces): recorded when it is uploaded to the Space, copied when it is duplicated."""
+
+    __table_args__ = (UniqueConstraint("space_id", "oid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    space_id: int = Field(foreign_key="space.id", index=True, ondelete="CASCADE")
+    oid: str = Field(max_length=64)
+    size: int = Field(sa_type=BigInteger)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SpaceHostAlias(SQLModel, table=True):
+    """A host label a Space had before a rename: it redirects to the current one, and no
+    other Space may take it."""
+
+    host: str = Field(primary_key=True, max_length=63)
+    space_id: int = Field(foreign_key="space.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow)

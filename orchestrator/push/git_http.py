@@ -1,0 +1,287 @@
+"""Git over smart HTTP at /spaces/{owner}/{name}[.git], served by git's own `git http-backend`.
+
+Spaceport decides who may do what (tokens as HTTP Basic passwords); git does the protocol.
+Pushes reach Spaceport through the post-receive hook (orchestrator/push/git_hook.py), whose
+output the pusher sees as `remote:` lines while the request is still open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import IO
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlmodel import Session
+
+from orchestrator.api.errors import HubError, header_safe
+from orchestrator.core.auth import Access, AuthError, authenticate, may_create_in, space_access
+from orchestrator.core.db import get_session
+from orchestrator.core.limits import check_build_room, check_space_count, check_space_room
+from orchestrator.core.settings import get_settings
+from orchestrator.repos import store as repos
+from orchestrator.spaces import registry as spaces
+
+router = APIRouter()
+
+UPLOAD = "git-upload-pack"
+RECEIVE = "git-receive-pack"
+GIT_PATHS = ("info/refs", UPLOAD, RECEIVE)
+HOOK_NAMES = ("post-receive",)
+
+
+def hooks_dir() -> Path:
+    return get_settings().home / "git-hooks"
+
+
+def install_hooks() -> None:
+    """Write the hooks every Space repo uses (through core.hooksPath), pointing at this
+    Python, so a hook always runs the same Spaceport as the server."""
+    directory = hooks_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in HOOK_NAMES:
+        path = directory / name
+        hook = "orchestrator.push.git_hook"
+        path.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m {hook} {name}\n')
+        path.chmod(0o755)
+
+
+def _deny(status: int, message: str, *, ask_credentials: bool = False) -> Response:
+    headers = {"X-Error-Message": header_safe(message)}
+    if ask_credentials:
+        headers["WWW-Authenticate"] = 'Basic realm="Spaceport", charset="UTF-8"'
+    return PlainTextResponse(message + "\n", status_code=status, headers=headers)
+
+
+def _not_found() -> Response:
+    """The one answer, once signed in, for a Space that is missing, private to someone
+    else, or in a namespace you can't create in: the same status, body and headers, so
+    none of them can be told from another."""
+    return _deny(
+        404,
+        "Repository not found (to create a Space, push to your own namespace with a write token)",
+    )
+
+
+def _service(path: str, request: Request) -> str | None:
+    if path == "info/refs":
+        return request.query_params.get("service") or UPLOAD
+    return path if path in (UPLOAD, RECEIVE) else None
+
+
+@router.api_route("/spaces/{owner}/{repo}/{path:path}", methods=["GET", "POST"])
+async def git_smart_http(
+    owner: str, repo: str, path: str, request: Request, session: Session = Depends(get_session)
+) -> Response:
+    name = repo.removesuffix(".git")
+    service = _service(path, request)
+    if service not in (UPLOAD, RECEIVE) or path not in GIT_PATHS:
+        return _deny(404, "Not found")
+    try:
+        principal = authenticate(session, request.headers.get("authorization"))
+    except AuthError as exc:
+        return _deny(401, str(exc), ask_credentials=True)
+
+    space = spaces.get_space(session, owner, name)
+    if service == RECEIVE:
+        if principal is None:
+            return _deny(401, "Pushing needs a token: use it as the password", ask_credentials=True)
+        if space is None:
+            if not may_create_in(principal, owner):
+                if principal.user.name == owner:
+                    return _deny(403, "Your token is read-only: push with a write token")
+                # Not a 403: that would tell a missing Space from a private one.
+                return _not_found()
+            try:
+                check_space_count(session, principal.user, admin=principal.is_admin)
+                space = spaces.create_space(session, principal.user, name)
+            except spaces.SpaceNameError as exc:
+                return _deny(400, str(exc))
+            except HubError as exc:
+                return _deny(exc.status_code, exc.detail)
+        access = space_access(principal, space)
+        if access == Access.NONE:
+            return _not_found()
+        if access != Access.WRITE:
+            if principal.user.id == space.owner_id:
+                return _deny(403, "Your token is read-only: push with a write token")
+            return _deny(403, f"You don't have write access to {space.full_name}")
+    else:
+        if space is None or space_access(principal, space) == Access.NONE:
+            if principal is None:
+                # git sends the credentials of a URL only after a challenge, so an anonymous
+                # request for a Space it can't see gets one; missing and private Spaces get
+                # the same answer, so nothing leaks.
+                return _deny(401, "Authentication required", ask_credentials=True)
+            return _not_found()
+
+    env = _cgi_environment(request, owner, name, path, principal.user.name if principal else None)
+    if space is not None and space.id is not None:
+        env["SPACEPORT_PUSH_SPACE_ID"] = str(space.id)
+    pushed = space if path == RECEIVE and request.method == "POST" else None
+    gzipped = bool(request.headers.get("content-encoding"))
+
+    def admit(body: IO[bytes], size: int) -> None:
+        """Before git sees a pack: the Space must have room for it, and, when it updates
+        main (which builds), its owner room for one more build (the SPACEPORT_MAX_* limits)."""
+        if pushed is not None:
+            check_space_room(session, pushed, size)
+            if gzipped or repos.DEPLOY_REF in _updated_refs(body):
+                check_build_room(session, pushed)
+
+    try:
+        return await _run_http_backend(request, env, admit)
+    except HubError as exc:
+        return _deny(exc.status_code, exc.detail)
+
+
+def _cgi_environment(
+    request: Request, owner: str, name: str, path: str, user: str | None
+) -> dict[str, str]:
+    settings = get_settings()
+    env = dict(os.environ)
+    env.update(
+        {
+            "GIT_PROJECT_ROOT": str(settings.repos_dir),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": f"/{owner}/{name}.git/{path}",
+            "REQUEST_METHOD": request.method,
+            "QUERY_STRING": request.url.query,
+            "CONTENT_TYPE": request.headers.get("content-type", ""),
+            "REMOTE_ADDR": request.client.host if request.client else "",
+            # Hooks are Spaceport's, whatever a repo's own config says.
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "core.hooksPath",
+            "GIT_CONFIG_VALUE_0": str(hooks_dir()),
+        }
+    )
+    if user:
+        env["REMOTE_USER"] = user
+        env["SPACEPORT_PUSHER"] = user
+    if encoding := request.headers.get("content-encoding"):
+        env["HTTP_CONTENT_ENCODING"] = encoding
+    if protocol := request.headers.get("git-protocol"):
+        env["GIT_PROTOCOL"] = protocol
+    return env
+
+
+async def _run_http_backend(
+    request: Request, env: dict[str, str], admit: Callable[[IO[bytes], int], None]
+) -> Response:
+    # The body is spooled to a file first: http-backend wants CONTENT_LENGTH, and git sends
+    # large packs chunked. The body-size middleware stops one over SPACEPORT_MAX_PUSH_BYTES
+    # mid-way (a HubError from the stream), before git has seen any of it.
+    with tempfile.TemporaryFile() as body:
+        size = 0
+        async for chunk in request.stream():
+            body.write(chunk)
+            size += len(chunk)
+        body.seek(0)
+        try:
+            await asyncio.to_thread(admit, body, size)
+        except HubError as exc:
+            body.seek(0)
+            # The whole request was read: answer in git's protocol, so that git prints why
+            # (an HTTP error status would show only its number).
+            return _push_refused(body, exc.detail)
+        body.seek(0)
+        env["CONTENT_LENGTH"] = str(size)
+        process = await asyncio.create_subprocess_exec(
+            "git",
+            "http-backend",
+            stdin=body,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+    assert process.stdout is not None
+    status, headers = await _read_cgi_headers(process.stdout)
+    return StreamingResponse(
+        _stream_output(process),
+        status_code=status,
+        headers=headers,
+        media_type=headers.pop("content-type", None),
+    )
+
+
+def _commands(body: IO[bytes]) -> tuple[list[str], set[str]]:
+    """The refs a receive-pack request updates and the capabilities it asks: its first
+    pkt-lines, `old new ref[\0caps]`, up to the flush packet (the pack follows)."""
+    refs: list[str] = []
+    caps: set[str] = set()
+    while len(header := body.read(4)) == 4 and header != b"0000":
+        try:
+            length = int(header, 16)
+        except ValueError:
+            break
+        command, _, asked = body.read(max(length - 4, 0)).partition(b"\0")
+        caps |= set(asked.decode(errors="replace").split())
+        if len(words := command.split()) == 3:
+            refs.append(words[2].decode(errors="replace"))
+    return refs, caps
+
+
+def _updated_refs(body: IO[bytes]) -> set[str]:
+    return set(_commands(body)[0])
+
+
+def _pkt(data: bytes) -> bytes:
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+def _push_refused(body: IO[bytes], message: str) -> Response:
+    """receive-pack's own answer refusing every ref of the push: git prints `message` as a
+    `remote:` line and each ref as `[remote rejected]`, and exits non-zero."""
+    refs, caps = _commands(body)
+    reason = message.replace("\n", " ")[:200]
+    report = _pkt(b"unpack ok\n") + b"".join(_pkt(f"ng {r} {reason}\n".encode()) for r in refs)
+    report += b"0000"
+    if "side-band-64k" in caps or "side-band" in caps:
+        step = 900 if "side-band" in caps and "side-band-64k" not in caps else 65000
+        out = _pkt(b"\x02" + message.encode() + b"\n")
+        out += b"".join(_pkt(b"\x01" + report[i : i + step]) for i in range(0, len(report), step))
+        report = out + b"0000"
+    return Response(report, media_type="application/x-git-receive-pack-result")
+
+
+async def _read_cgi_headers(stdout: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    status = 200
+    headers: dict[str, str] = {}
+    while True:
+        line = (await stdout.readline()).decode("latin-1").rstrip("\r\n")
+        if not line:
+            return status, headers
+        key, _, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key == "status":
+            status = int(value.split()[0])
+        else:
+            headers[key] = value
+
+
+async def _stream_output(process: asyncio.subprocess.Process) -> AsyncIterator[bytes]:
+    assert process.stdout is not None
+    finished = False
+    try:
+        while chunk := await process.stdout.read(65536):
+            yield chunk
+        await process.wait()
+        finished = True
+    finally:
+        if not finished:
+            # The client went away (Ctrl-C during the build log, say). The refs are
+            # already updated and the build is queued; let git finish quietly.
+            asyncio.get_running_loop().create_task(_drain(process))
+
+
+async def _drain(process: asyncio.subprocess.Process) -> None:
+    assert process.stdout is not None
+    with contextlib.suppress(Exception):
+        while await process.stdout.read(65536):
+            pass
+        await process.wait()

@@ -1,0 +1,107 @@
+"""Finding and creating Spaces: the one place that keeps a Space's row and its git repo in
+step."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from orchestrator.core.auth import valid_name
+from orchestrator.core.hostnames import choose_label
+from orchestrator.core.models import Space, SpaceHostAlias, User, Visibility
+from orchestrator.core.settings import get_settings
+from orchestrator.repos import store as repos
+
+
+class SpaceNameError(ValueError):
+    pass
+
+
+def get_space(session: Session, owner: str, name: str) -> Space | None:
+    return session.exec(select(Space).where(Space.owner == owner, Space.name == name)).first()
+
+
+def create_space(
+    session: Session,
+    owner: User,
+    name: str,
+    *,
+    sdk: str | None = None,
+    visibility: Visibility = Visibility.PUBLIC,
+    hardware: str = "cpu-basic",
+    duplicated_from: str | None = None,
+) -> Space:
+    if not valid_name(name):
+        raise SpaceNameError(
+            f"invalid Space name {name!r}: use letters, digits, '.', '_' and '-' "
+            "(1-96 characters, not ending in .git)"
+        )
+    assert owner.id is not None
+    space = Space(
+        owner=owner.name,
+        name=name,
+        host=choose_label(owner.name, name, lambda label: host_taken(session, label)),
+        owner_id=owner.id,
+        sdk=sdk,
+        visibility=visibility,
+        requested_hardware=hardware,
+        duplicated_from=duplicated_from,
+    )
+    session.add(space)
+    session.commit()
+    session.refresh(space)
+    try:
+        repos.init_bare(owner.name, name)
+    except Exception:
+        session.delete(space)
+        session.commit()
+        raise
+    return space
+
+
+def space_url(space: Space) -> str:
+    """The Space's URL on the Hub side: its git remote and the id the API returns (the app
+    itself is served on its own subdomain, see app_url)."""
+    return f"{get_settings().public_url.rstrip('/')}/spaces/{space.owner}/{space.name}"
+
+
+def host_taken(session: Session, label: str) -> bool:
+    """Whether a Space is served under `label`, or was before a rename (it redirects)."""
+    if session.exec(select(Space.id).where(Space.host == label)).first() is not None:
+        return True
+    return session.get(SpaceHostAlias, label) is not None
+
+
+def rehost(session: Session, space: Space, owner: str, name: str) -> bool:
+    """Give a Space that is being renamed to `owner/name` the label that name asks for (a
+    hashed one where that is taken); the old label becomes an alias that redirects to the
+    new one. Its own old labels are free to take back. Not committed; True when the label
+    changed."""
+    old = space.host
+
+    def taken(label: str) -> bool:
+        if label == old:
+            return False
+        if session.exec(select(Space.id).where(Space.host == label)).first() is not None:
+            return True
+        alias = session.get(SpaceHostAlias, label)
+        return alias is not None and alias.space_id != space.id
+
+    new = choose_label(owner, name, taken)
+    if new == old:
+        return False
+    if (reclaimed := session.get(SpaceHostAlias, new)) is not None:
+        session.delete(reclaimed)
+    session.add(SpaceHostAlias(host=old, space_id=space.id or 0))
+    space.host = new
+    session.add(space)
+    return True
+
+
+def subdomain(space: Space) -> str:
+    """The Space's stored host label: the only source of its host, everywhere."""
+    return space.host
+
+
+def app_url(space: Space) -> str:
+    scheme = get_settings().public_url.split("://", 1)[0]
+    return f"{scheme}://{subdomain(space)}.{get_settings().spaces_domain}"
