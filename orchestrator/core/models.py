@@ -127,6 +127,18 @@ class Space(SQLModel, table=True):
     restart_count: int = Field(default=0)
     card_data: str | None = Field(default=None, sa_column=Column(Text))
     duplicated_from: str | None = Field(default=None, max_length=200)
+    # Why the head commit can't be built, as JSON {"stage": ..., "message": ...}
+    # (CONFIG_ERROR, NO_APP_FILE): the pipeline writes it, the controller shows it as the stage.
+    head_problem: str | None = Field(default=None, sa_column=Column(Text))
+    # Conditional writes (orchestrator/core/status.py): every write of the spec (what the
+    # owner and pipeline ask for) bumps spec_version, every write of the status (what the
+    # controller observes) bumps status_version, and both writes name the version they read.
+    spec_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    status_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The spec version the status was last observed for (Kubernetes' observedGeneration).
+    observed_spec_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # The owner's pause (spec); the controller shows it as the stage PAUSED.
+    paused: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -151,6 +163,9 @@ class Build(SQLModel, table=True):
     reused_image: bool = Field(default=False)
     no_cache: bool = Field(default=False)
     error_message: str | None = Field(default=None, sa_column=Column(Text))
+    # The commit's README config (spaces.config.SpaceConfig as JSON), parsed once at deploy
+    # and carried to the worker, which reads nothing of the commit but its archive.
+    config: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -212,3 +227,26 @@ class SpaceHostAlias(SQLModel, table=True):
     host: str = Field(primary_key=True, max_length=63)
     space_id: int = Field(foreign_key="space.id", index=True, ondelete="CASCADE")
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """One transition, appended and never changed (orchestrator/core/events.py): the history
+    that billing, wait estimates, the activity feed and audits read, and the change feed the
+    controller and the gateways wake on. No foreign key to the Space: a deleted Space's
+    history stays, and so does the name it had when each event happened."""
+
+    __table_args__ = (
+        Index("ix_event_space_id_id", "space_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    kind: str = Field(max_length=48, index=True)
+    space_id: int | None = Field(default=None)
+    space_uid: str | None = Field(default=None, max_length=24)
+    space_name: str | None = Field(default=None, max_length=200)
+    # Who did it: a user name, or one of the platform's own actors (events.ACTOR_*).
+    actor: str = Field(max_length=96)
+    # The event's facts as a JSON object; never a secret's value.
+    data: str = Field(default="{}", sa_column=Column(Text, nullable=False))

@@ -32,6 +32,15 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the control-plane database. Unset: SQLite at "
         "$SPACEPORT_HOME/spaceport.db. For PostgreSQL: postgresql+psycopg://user:pw@host/db.",
     )
+    change_poll_seconds: float = Field(
+        default=0.05,
+        gt=0,
+        le=5,
+        description="With SQLite, how often each process looks for a change rung by another "
+        "(a stat of the files in $SPACEPORT_HOME/changes/, not a query): the longest a change "
+        "waits before the controller, the gateway or a log follower sees it. PostgreSQL "
+        "delivers changes at once (LISTEN/NOTIFY) and ignores it.",
+    )
     broker_url: str | None = Field(
         default=None,
         description="Celery broker. Unset: the embedded broker (kombu's SQLAlchemy transport "

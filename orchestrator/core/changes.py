@@ -1,0 +1,196 @@
+"""The change feed: how one process learns, without polling the database, that another one
+committed something it cares about.
+
+A writer *rings* a channel in the transaction that makes the change (`ring(session, ...)`);
+the ring is heard only once the transaction commits, and never if it rolls back. Each
+process has one `Feed` (`feed()`), a thread that hears rings and wakes whoever waits:
+threads through `Feed.wait` and asyncio tasks through `Feed.wait_async` (the gateway), so
+waiting costs nothing per Space and no query until something changed.
+
+How a ring travels:
+* PostgreSQL: `NOTIFY spaceport, '<channel>'` in the writer's transaction, which PostgreSQL
+  delivers at commit to every `LISTEN spaceport` connection, on any host.
+* SQLite (the embedded default, one machine): after commit the writer rewrites a tiny file
+  `$SPACEPORT_HOME/changes/<channel>`; the feed thread stats those files every
+  `SPACEPORT_CHANGE_POLL_SECONDS` (a stat, not a query).
+
+A ring says only "something on this channel changed": the waiter then reads what it needs
+(the events after the last id it saw, a build's new log lines) with one indexed query.
+Rings can be missed (a restart, a dropped connection): waiters pass a timeout and resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import select
+import threading
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
+
+from orchestrator.core.settings import get_settings
+
+log = logging.getLogger(__name__)
+PG_CHANNEL = "spaceport"
+
+
+class Channel(enum.StrEnum):
+    EVENTS = "events"  # a row was appended to the event log (orchestrator/core/events.py)
+    BUILD_LOGS = "build-logs"  # a batch of build-log lines was stored
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _doorbell(channel: Channel) -> Path:
+    return get_settings().home / "changes" / channel.value
+
+
+def _ring_file(channel: Channel) -> None:
+    path = _doorbell(channel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{channel.value}.{os.getpid()}.{threading.get_ident()}")
+    scratch.write_text(str(time.time_ns()))
+    os.replace(scratch, path)  # atomic: a reader sees the old or the new file, never half
+
+
+def ring(session: Session, channel: Channel) -> None:
+    """Announce a change on ``channel`` once ``session``'s transaction commits."""
+    if _is_postgres(session):
+        session.execute(text("SELECT pg_notify(:c, :p)"), {"c": PG_CHANNEL, "p": channel.value})
+        return
+    pending: set[Channel] = session.info.setdefault("spaceport_rings", set())
+    if not pending:
+        event.listen(session, "after_commit", _ring_after_commit, once=True)
+        event.listen(session, "after_rollback", _forget_rings, once=True)
+    pending.add(channel)
+
+
+def _ring_after_commit(session: Session) -> None:
+    for channel in session.info.pop("spaceport_rings", set()):
+        try:
+            _ring_file(channel)
+        except OSError:  # the change is committed; waiters resync on their timeout
+            log.warning("could not ring %s", channel.value, exc_info=True)
+
+
+def _forget_rings(session: Session) -> None:
+    session.info.pop("spaceport_rings", None)
+
+
+class Feed:
+    """One per process: a thread that hears rings and counts them per channel."""
+
+    def __init__(self, database_url: str, poll_seconds: float) -> None:
+        self._url = database_url
+        self._poll = poll_seconds
+        self._counts = {channel: 0 for channel in Channel}
+        self._changed = threading.Condition()
+        self._loops: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+        self._thread = threading.Thread(target=self._run, name="change-feed", daemon=True)
+        self._thread.start()
+
+    def count(self, channel: Channel) -> int:
+        """How many rings this process heard on ``channel``: pass it to `wait`."""
+        return self._counts[channel]
+
+    def wait(self, channel: Channel, seen: int, timeout: float) -> int:
+        """Block until ``channel`` rang after count ``seen`` or ``timeout`` passed."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._counts[channel] == seen:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+            return self._counts[channel]
+
+    async def wait_async(self, channel: Channel, seen: int, timeout: float) -> int:
+        """`wait` for asyncio code: never blocks the event loop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._counts[channel] == seen:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            woken = self._loops.setdefault(loop, asyncio.Event())
+            woken.clear()
+            if self._counts[channel] != seen:
+                break
+            try:
+                await asyncio.wait_for(woken.wait(), left)
+            except TimeoutError:
+                break
+        return self._counts[channel]
+
+    def _heard(self, channels: set[Channel]) -> None:
+        with self._changed:
+            for channel in channels:
+                self._counts[channel] += 1
+            self._changed.notify_all()
+        for loop, woken in list(self._loops.items()):
+            if loop.is_closed():
+                self._loops.pop(loop, None)
+                continue
+            loop.call_soon_threadsafe(woken.set)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                if self._url.startswith("postgresql"):
+                    self._listen_postgres()
+                else:
+                    self._watch_files()
+            except Exception:  # noqa: BLE001 - the database restarting: listen again
+                log.warning("change feed lost its connection; listening again", exc_info=True)
+                self._heard(set(Channel))  # a ring may have been missed meanwhile
+                time.sleep(1.0)
+
+    def _watch_files(self) -> None:
+        def stamp(channel: Channel) -> int:
+            try:
+                return os.stat(_doorbell(channel)).st_mtime_ns
+            except FileNotFoundError:
+                return 0
+
+        stamps = {channel: stamp(channel) for channel in Channel}
+        while True:
+            time.sleep(self._poll)
+            rung = set()
+            for channel in Channel:
+                now = stamp(channel)
+                if now != stamps[channel]:
+                    stamps[channel] = now
+                    rung.add(channel)
+            if rung:
+                self._heard(rung)
+
+    def _listen_postgres(self) -> None:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self._url).set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f"LISTEN {PG_CHANNEL}")
+            known = {channel.value: channel for channel in Channel}
+            while True:
+                ready, _, _ = select.select([connection.fileno()], [], [], 30.0)
+                if not ready:
+                    connection.execute("SELECT 1")  # notices a dead connection
+                heard = connection.notifies(timeout=0)
+                rung = {known[n.payload] for n in heard if n.payload in known}
+                if rung:
+                    self._heard(rung)
+
+
+@lru_cache
+def feed() -> Feed:
+    settings = get_settings()
+    return Feed(settings.sqlalchemy_url, settings.change_poll_seconds)

@@ -1,0 +1,139 @@
+"""The event log: every transition of a Space, appended to one table in the transaction that
+makes it, and rung on the change feed (orchestrator/core/changes.py) once committed.
+
+Billing, wait estimates, the activity feed and audits read it, so it has to be complete
+(each writer of a transition records it here, in the same transaction: a rolled-back change
+leaves no event), cheap (one INSERT) and indexed (by id, by Space and id, by kind, by time).
+It never holds a secret's value: secret events carry the name only.
+
+Kinds, with their data:
+    space.created        visibility, hardware, duplicated_from?
+    space.deleted
+    space.moved          from, to
+    stage.changed        from, to, error?            (the controller)
+    build.queued         build_id, commit, no_cache
+    build.started        build_id, worker
+    build.ended          build_id, status (succeeded|failed), error?, reused_image
+    build.cancelled      build_id, reason
+    instance.started     instance, revision, commit, hardware       (the controller)
+    instance.stopped     instance, revision, hardware, reason, started_at?
+    hardware.requested   from, to
+    visibility.changed   from, to
+    sleep_time.changed   from, to
+    paused / restarted   factory_reboot?
+    secret.set / secret.deleted      key
+    variable.set / variable.deleted  key
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from orchestrator.core.changes import Channel, ring
+from orchestrator.core.models import Event, Space
+
+# Who did it, when it was not a user.
+ACTOR_CONTROLLER = "spaceport:controller"
+ACTOR_WORKER = "spaceport:worker"
+ACTOR_SYSTEM = "spaceport:system"  # housekeeping, `spaceport` commands, first start
+PAGE_LIMIT = 500  # most events one page holds
+
+
+class EventKind(enum.StrEnum):
+    SPACE_CREATED = "space.created"
+    SPACE_DELETED = "space.deleted"
+    SPACE_MOVED = "space.moved"
+    STAGE_CHANGED = "stage.changed"
+    BUILD_QUEUED = "build.queued"
+    BUILD_STARTED = "build.started"
+    BUILD_ENDED = "build.ended"
+    BUILD_CANCELLED = "build.cancelled"
+    INSTANCE_STARTED = "instance.started"
+    INSTANCE_STOPPED = "instance.stopped"
+    HARDWARE_REQUESTED = "hardware.requested"
+    VISIBILITY_CHANGED = "visibility.changed"
+    SLEEP_TIME_CHANGED = "sleep_time.changed"
+    PAUSED = "paused"
+    RESTARTED = "restarted"
+    SECRET_SET = "secret.set"
+    SECRET_DELETED = "secret.deleted"
+    VARIABLE_SET = "variable.set"
+    VARIABLE_DELETED = "variable.deleted"
+
+
+def record(
+    session: Session,
+    kind: EventKind,
+    actor: str,
+    space: Space | None = None,
+    **data: Any,
+) -> Event:
+    """Append one event to ``session``'s transaction (nothing is committed here)."""
+    entry = Event(
+        kind=kind.value,
+        actor=actor,
+        space_id=space.id if space else None,
+        space_uid=space.uid if space else None,
+        space_name=space.full_name if space else None,
+        data=json.dumps({k: v for k, v in data.items() if v is not None}, default=str),
+    )
+    session.add(entry)
+    ring(session, Channel.EVENTS)
+    return entry
+
+
+def newest_id(session: Session) -> int:
+    last = session.exec(select(Event.id).order_by(col(Event.id).desc()).limit(1)).first()
+    return last or 0
+
+
+def after(
+    session: Session,
+    after_id: int,
+    *,
+    space_id: int | None = None,
+    kinds: Sequence[str] = (),
+    since: datetime | None = None,
+    limit: int = PAGE_LIMIT,
+) -> list[Event]:
+    """Events with an id above ``after_id``, oldest first (one indexed range scan)."""
+    query = select(Event).where(col(Event.id) > after_id)
+    if space_id is not None:
+        query = query.where(Event.space_id == space_id)
+    if kinds:
+        query = query.where(col(Event.kind).in_(list(kinds)))
+    if since is not None:
+        query = query.where(col(Event.at) >= since)
+    return list(session.exec(query.order_by(col(Event.id)).limit(min(limit, PAGE_LIMIT))))
+
+
+def spaces_touched(session: Session, after_id: int, limit: int = 10_000) -> tuple[set[int], int]:
+    """The Spaces with an event after ``after_id``, and the newest id read: what the
+    controller and the gateway re-read when the feed rings."""
+    rows = session.exec(
+        select(Event.id, Event.space_id)
+        .where(col(Event.id) > after_id)
+        .order_by(col(Event.id))
+        .limit(limit)
+    ).all()
+    if not rows:
+        return set(), after_id
+    return {space_id for _, space_id in rows if space_id is not None}, rows[-1][0] or after_id
+
+
+def as_dict(entry: Event) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "at": entry.at,
+        "kind": entry.kind,
+        "actor": entry.actor,
+        "space": entry.space_name,
+        "spaceId": entry.space_uid,
+        "data": json.loads(entry.data),
+    }

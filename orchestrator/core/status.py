@@ -1,0 +1,149 @@
+"""Spec and status: who writes which of a Space's columns, and how no write is lost.
+
+* The **spec** is what owners and the pipeline ask for: the head commit and why it can't be
+  built, the built image, hardware, paused, sleep time, visibility, the restart generation,
+  the run settings. The API, `spaces.lifecycle` and the build pipeline write it through
+  `change_spec`, which bumps `spec_version` in the same UPDATE (`spec_version + 1` in SQL,
+  so two concurrent bumps both count).
+* The **status** is what the controller observes: the stage and its message, the serving
+  instance, the current hardware, the revision that failed. Only the controller writes it,
+  through `write_status`: one `UPDATE ... WHERE id = :id AND spec_version = :read AND
+  status_version = :read`. A write computed from a read that is no longer true (the owner
+  paused meanwhile, another controller wrote) matches no row and is dropped; the change
+  that made it stale rang the change feed, so the controller looks again at once.
+
+Each changed stage is appended to the event log in the same transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session
+
+from orchestrator.core import events
+from orchestrator.core.models import Space, Stage, utcnow
+
+SPEC_FIELDS = frozenset(
+    {
+        "head_sha",
+        "head_problem",
+        "sdk",
+        "card_data",
+        "app_port",
+        "startup_timeout_seconds",
+        "built_sha",
+        "built_image",
+        "requested_hardware",
+        "sleep_time_seconds",
+        "visibility",
+        "paused",
+        "restart_count",
+        "duplicated_from",
+    }
+)
+STATUS_FIELDS = frozenset(
+    {
+        "stage",
+        "error_message",
+        "serving_sha",
+        "serving_image",
+        "serving_address",
+        "current_hardware",
+        "failed_revision",
+    }
+)
+
+
+class SpecFieldError(ValueError):
+    """A write of a column that is not part of the spec (a bug, not a user error)."""
+
+
+def change_spec(session: Session, space: Space, **fields: Any) -> None:
+    """Set spec fields on ``space`` in ``session``'s transaction and bump its spec version.
+    Not committed here; the caller commits (with its events) or rolls back."""
+    wrong = set(fields) - SPEC_FIELDS
+    if wrong:
+        raise SpecFieldError(f"not spec fields: {sorted(wrong)}")
+    for name, value in fields.items():
+        setattr(space, name, value)
+    space.spec_version = Space.spec_version + 1  # type: ignore[assignment]  # SQL, not Python
+    space.updated_at = utcnow()
+    session.add(space)
+
+
+def write_status(
+    session: Session,
+    space: Space,
+    *,
+    actor: str = events.ACTOR_CONTROLLER,
+    **fields: Any,
+) -> bool:
+    """Write observed fields of ``space`` if its spec and status versions are still the
+    ones ``space`` was read with. True when written (not committed: the caller commits);
+    False when something changed meanwhile and nothing was written."""
+    wrong = set(fields) - STATUS_FIELDS
+    if wrong:
+        raise SpecFieldError(f"not status fields: {sorted(wrong)}")
+    changed = {k: v for k, v in fields.items() if getattr(space, k) != v}
+    if not changed:
+        return True
+    read_spec, read_status = space.spec_version, space.status_version
+    result = session.execute(
+        update(Space)
+        .where(
+            Space.id == space.id,  # type: ignore[arg-type]
+            Space.spec_version == read_spec,  # type: ignore[arg-type]
+            Space.status_version == read_status,  # type: ignore[arg-type]
+        )
+        .values(
+            **changed,
+            status_version=read_status + 1,
+            observed_spec_version=read_spec,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    old_stage = space.stage
+    new_stage = changed.get("stage", old_stage)
+    if new_stage != old_stage:
+        events.record(
+            session,
+            events.EventKind.STAGE_CHANGED,
+            actor,
+            space,
+            **{"from": str(old_stage), "to": str(new_stage)},
+            error=changed.get("error_message"),
+        )
+    # Keep the object in step with the row, without another read.
+    for name, value in changed.items():
+        setattr(space, name, value)
+    session.expire(space, ["status_version", "observed_spec_version", "updated_at"])
+    return True
+
+
+def mark_observed(session: Session, space: Space) -> bool:
+    """Record that the status is current for the spec read, when nothing else changed
+    (what `stages.shown_stage` waits for)."""
+    if space.observed_spec_version == space.spec_version:
+        return True
+    result = session.execute(
+        update(Space)
+        .where(
+            Space.id == space.id,  # type: ignore[arg-type]
+            Space.spec_version == space.spec_version,  # type: ignore[arg-type]
+            Space.status_version == space.status_version,  # type: ignore[arg-type]
+        )
+        .values(status_version=space.status_version + 1, observed_spec_version=space.spec_version)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.expire(space, ["status_version", "observed_spec_version"])
+    return True
+
+
+__all__ = ["SPEC_FIELDS", "STATUS_FIELDS", "Stage", "change_spec", "mark_observed", "write_status"]
