@@ -11,6 +11,7 @@ Kinds, with their data:
     space.deleted
     space.moved          from, to
     stage.changed        from, to, error?            (the controller)
+    status.changed       fields (names of the observed fields that changed, e.g. serving_address)
     build.queued         build_id, commit, no_cache
     build.started        build_id, worker
     build.ended          build_id, status (succeeded|failed), error?, reused_image
@@ -50,6 +51,7 @@ class EventKind(enum.StrEnum):
     SPACE_DELETED = "space.deleted"
     SPACE_MOVED = "space.moved"
     STAGE_CHANGED = "stage.changed"
+    STATUS_CHANGED = "status.changed"
     BUILD_QUEUED = "build.queued"
     BUILD_STARTED = "build.started"
     BUILD_ENDED = "build.ended"

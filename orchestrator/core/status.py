@@ -12,7 +12,8 @@
   paused meanwhile, another controller wrote) matches no row and is dropped; the change
   that made it stale rang the change feed, so the controller looks again at once.
 
-Each changed stage is appended to the event log in the same transaction.
+Each status write that changes something appends one event in the same transaction
+(stage.changed, or status.changed naming the fields), which also rings the change feed.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def write_status(
         return False
     old_stage = space.stage
     new_stage = changed.get("stage", old_stage)
+    # One event per write that changed something, so every reader of the change feed (the
+    # gateway's routes above all) learns which Space to look at again.
     if new_stage != old_stage:
         events.record(
             session,
@@ -117,6 +120,10 @@ def write_status(
             space,
             **{"from": str(old_stage), "to": str(new_stage)},
             error=changed.get("error_message"),
+        )
+    else:
+        events.record(
+            session, events.EventKind.STATUS_CHANGED, actor, space, fields=sorted(changed)
         )
     # Keep the object in step with the row, without another read.
     for name, value in changed.items():
