@@ -82,7 +82,9 @@ def write_status(
     **fields: Any,
 ) -> bool:
     """Write observed fields of ``space`` if its spec and status versions are still the
-    ones ``space`` was read with. True when written (not committed: the caller commits);
+    ones ``space`` was read with (so read it in a session with expire_on_commit=False, as
+    db.session_scope gives: an expired object would be re-read now and hide a change made
+    since). True when written (not committed: the caller commits);
     False when something changed meanwhile and nothing was written."""
     wrong = set(fields) - STATUS_FIELDS
     if wrong:

@@ -1,0 +1,261 @@
+"""The core of spec and status, on both databases: conditional status writes, spec versions
+that count every concurrent bump, the event log written in the writer's transaction, and the
+change feed that rings only what was committed (orchestrator/core/status.py, events.py,
+changes.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from orchestrator.core import auth, db, events, status
+from orchestrator.core.changes import Channel, Feed
+from orchestrator.core.models import Event, Space, Stage
+from orchestrator.core.settings import get_settings
+from orchestrator.spaces import registry as spaces
+from tests import services
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    services.require(
+        "PostgreSQL",
+        services.postgres_bindir() is not None,
+        "apt-get install postgresql (scripts/bootstrap.sh --test)",
+    )
+    url, stop = services.start_postgres(tmp_path_factory.mktemp("pg"))
+    yield url
+    stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    for key in list(os.environ):
+        if key.startswith("SPACEPORT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SPACEPORT_HOME", str(tmp_path))
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("SPACEPORT_DATABASE_URL", url)
+    get_settings.cache_clear()
+    db.get_engine.cache_clear()
+    db.migrate()
+    if request.param == "postgresql":  # one server for the module: start each test empty
+        with db.get_engine().begin() as connection:
+            connection.exec_driver_sql(
+                'TRUNCATE event, space, apitoken, "user" RESTART IDENTITY CASCADE'
+            )
+    yield get_settings().sqlalchemy_url
+    db.get_engine().dispose()
+    get_settings.cache_clear()
+    db.get_engine.cache_clear()
+
+
+def _open() -> Session:
+    # As the controller's sessions: what was read stays as read after a commit.
+    return Session(db.get_engine(), expire_on_commit=False)
+
+
+def _space(session: Session, name: str = "demo") -> Space:
+    owner = auth.get_or_create_user(session, "alice")
+    space = spaces.create_space(session, owner, name)
+    session.commit()
+    return space
+
+
+def test_a_status_write_from_a_stale_read_is_dropped(database: str) -> None:
+    with _open() as controller, _open() as owner:
+        seen = _space(controller)
+        mine = owner.get(Space, seen.id)
+        assert mine is not None
+        status.change_spec(owner, mine, paused=True)  # the owner pauses meanwhile
+        owner.commit()
+        assert not status.write_status(controller, seen, stage=Stage.RUNNING)
+        controller.commit()
+    with _open() as fresh:
+        row = fresh.get(Space, seen.id)
+        assert row is not None and row.paused and row.stage != Stage.RUNNING
+        assert row.spec_version == 1 and row.status_version == 0
+
+
+def test_a_fresh_status_write_lands_with_its_event(database: str) -> None:
+    with _open() as session:
+        space = _space(session)
+        assert status.write_status(session, space, stage=Stage.BUILDING)
+        assert status.write_status(session, space, serving_address="http://127.0.0.1:1")
+        session.commit()
+        kinds = [e.kind for e in events.after(session, 0, space_id=space.id)]
+        assert kinds == ["stage.changed", "status.changed"]
+        row = session.exec(select(Space).where(Space.id == space.id)).one()
+        assert row.status_version == 2 and row.observed_spec_version == 0
+
+
+def test_status_fields_and_spec_fields_do_not_mix(database: str) -> None:
+    with _open() as session:
+        space = _space(session)
+        with pytest.raises(status.SpecFieldError):
+            status.change_spec(session, space, stage=Stage.RUNNING)
+        with pytest.raises(status.SpecFieldError):
+            status.write_status(session, space, paused=True)
+
+
+def test_concurrent_spec_bumps_both_count(database: str) -> None:
+    with _open() as one, _open() as two:
+        space = _space(one)
+        other = two.get(Space, space.id)
+        assert other is not None
+        status.change_spec(one, space, requested_hardware="cpu-upgrade")
+        one.commit()
+        status.change_spec(two, other, sleep_time_seconds=600)  # read before one's commit
+        two.commit()
+    with _open() as fresh:
+        row = fresh.get(Space, space.id)
+        assert row is not None
+        assert (row.requested_hardware, row.sleep_time_seconds) == ("cpu-upgrade", 600)
+        assert row.spec_version == 2
+
+
+def test_a_rolled_back_change_leaves_no_event(database: str) -> None:
+    with _open() as session:
+        space = _space(session)
+        events.record(session, events.EventKind.PAUSED, "alice", space)
+        session.rollback()
+        assert events.newest_id(session) == 0
+        events.record(session, events.EventKind.PAUSED, "alice", space)
+        session.commit()
+        assert [e.kind for e in events.after(session, 0)] == ["paused"]
+
+
+def test_events_page_and_touched_spaces(database: str) -> None:
+    with _open() as session:
+        a, b = _space(session, "a"), _space(session, "b")
+        for space in (a, b, a):
+            events.record(session, events.EventKind.RESTARTED, "alice", space)
+        events.record(session, events.EventKind.SECRET_SET, "alice", b, key="TOKEN")
+        session.commit()
+        first = events.after(session, 0, limit=2)
+        rest = events.after(session, first[-1].id or 0)
+        assert [e.id for e in first + rest] == sorted(e.id for e in first + rest)
+        assert len(first + rest) == 4
+        assert [e.kind for e in events.after(session, 0, space_id=b.id)] == [
+            "restarted",
+            "secret.set",
+        ]
+        touched, newest = events.spaces_touched(session, 0)
+        assert touched == {a.id, b.id} and newest == events.newest_id(session)
+        assert events.spaces_touched(session, newest) == (set(), newest)
+        entry = session.exec(select(Event).where(Event.kind == "secret.set")).one()
+        assert events.as_dict(entry)["data"] == {"key": "TOKEN"}
+
+
+def test_the_feed_rings_only_after_commit(database: str) -> None:
+    settings = get_settings()
+    feed = Feed(settings.sqlalchemy_url, poll_seconds=0.02)
+    time.sleep(0.3)  # the listener is connected (PostgreSQL) or has read the doorbells
+    seen = feed.count(Channel.EVENTS)
+    with _open() as session:
+        events.record(session, events.EventKind.PAUSED, "alice")
+        session.flush()
+        assert feed.wait(Channel.EVENTS, seen, timeout=0.5) == seen  # not committed yet
+        session.rollback()
+        assert feed.wait(Channel.EVENTS, seen, timeout=0.5) == seen  # and never will be
+        events.record(session, events.EventKind.PAUSED, "alice")
+        session.commit()
+    assert feed.wait(Channel.EVENTS, seen, timeout=5.0) > seen
+    assert feed.count(Channel.BUILD_LOGS) == 0
+
+
+def test_the_feed_hears_another_process(database: str) -> None:
+    feed = Feed(get_settings().sqlalchemy_url, poll_seconds=0.02)
+    time.sleep(0.3)
+    seen = feed.count(Channel.EVENTS)
+    writer = (
+        "from orchestrator.core import db, events\n"
+        "from sqlmodel import Session\n"
+        "with Session(db.get_engine()) as s:\n"
+        "    events.record(s, events.EventKind.PAUSED, 'bob'); s.commit()\n"
+    )
+    subprocess.run([sys.executable, "-c", writer], check=True, env=dict(os.environ))
+    assert feed.wait(Channel.EVENTS, seen, timeout=5.0) > seen
+
+
+def test_wait_async_never_blocks_the_loop(database: str) -> None:
+    import asyncio
+
+    feed = Feed(get_settings().sqlalchemy_url, poll_seconds=0.02)
+
+    async def scenario() -> tuple[int, int]:
+        seen = feed.count(Channel.EVENTS)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(ticker())
+        waiting = asyncio.create_task(feed.wait_async(Channel.EVENTS, seen, timeout=5.0))
+        await asyncio.sleep(0.2)
+
+        def write() -> None:
+            with _open() as session:
+                events.record(session, events.EventKind.PAUSED, "alice")
+                session.commit()
+
+        await asyncio.to_thread(write)
+        heard = await waiting
+        task.cancel()
+        return heard - seen, ticks
+
+    heard, ticks = asyncio.run(scenario())
+    assert heard >= 1 and ticks >= 10  # the loop kept running while it waited
+
+
+def test_migration_0006_keeps_pauses_and_readme_problems(database: str) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    url = get_settings().sqlalchemy_url
+    config = db.alembic_config(url)
+    command.downgrade(config, "0005")
+    with db.get_engine().begin() as connection:
+        connection.execute(text("DELETE FROM space"))
+        connection.execute(text('DELETE FROM "user"'))
+        connection.execute(
+            text("INSERT INTO \"user\" (id, name, created_at) VALUES (1, 'al', :t)"),
+            {"t": "2026-01-01"},
+        )
+        for uid, name, stage, message in (
+            ("a" * 24, "paused", "PAUSED", None),
+            ("b" * 24, "broken", "CONFIG_ERROR", 'line 3: "sdk" must be\none of gradio'),
+            ("c" * 24, "fine", "RUNNING", None),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO space (uid, host, owner, name, owner_id, visibility, "
+                    "requested_hardware, stage, error_message, head_sha, app_port, "
+                    "startup_timeout_seconds, restart_count, created_at, updated_at) VALUES "
+                    "(:uid, :name, 'al', :name, 1, 'public', 'cpu-basic', :stage, :message, "
+                    "'abc', 7860, 1800, 0, :t, :t)"
+                ),
+                {"uid": uid, "name": name, "stage": stage, "message": message, "t": "2026-01-01"},
+            )
+    command.upgrade(config, "head")
+    from orchestrator.core.stages import Problem
+
+    with _open() as session:
+        rows = {s.name: s for s in session.exec(select(Space))}
+        assert rows["paused"].paused and not rows["fine"].paused
+        problem = Problem.load(rows["broken"].head_problem)
+        assert problem == Problem(Stage.CONFIG_ERROR, 'line 3: "sdk" must be\none of gradio')
+        assert rows["fine"].head_problem is None
