@@ -27,6 +27,7 @@ revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+AUTOINCREMENT = {"sqlite_autoincrement": True}
 
 
 def upgrade() -> None:
@@ -46,7 +47,9 @@ def upgrade() -> None:
     op.create_index("ix_event_at", "event", ["at"])
     op.create_index("ix_event_kind", "event", ["kind"])
     op.create_index("ix_event_space_id_id", "event", ["space_id", "id"])
-    with op.batch_alter_table("space", schema=None) as batch_op:
+    # SQLite rebuilds the table for these columns: keep its AUTOINCREMENT (0005), or a
+    # deleted Space's id (and with it its events) would go to the next Space.
+    with op.batch_alter_table("space", table_kwargs=AUTOINCREMENT) as batch_op:
         batch_op.add_column(
             sa.Column("status_version", sa.Integer(), nullable=False, server_default="0")
         )
@@ -75,14 +78,14 @@ def upgrade() -> None:
             sa.text("UPDATE space SET head_problem = :p WHERE id = :id"),
             {"p": problem, "id": space_id},
         )
-    with op.batch_alter_table("build", schema=None) as batch_op:
+    with op.batch_alter_table("build", table_kwargs=AUTOINCREMENT) as batch_op:
         batch_op.add_column(sa.Column("config", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("build", schema=None) as batch_op:
+    with op.batch_alter_table("build", table_kwargs=AUTOINCREMENT) as batch_op:
         batch_op.drop_column("config")
-    with op.batch_alter_table("space", schema=None) as batch_op:
+    with op.batch_alter_table("space", table_kwargs=AUTOINCREMENT) as batch_op:
         batch_op.drop_column("head_problem")
         batch_op.drop_column("paused")
         batch_op.drop_column("observed_spec_version")
