@@ -58,6 +58,13 @@ class Settings(BaseSettings):
         default="localhost:8000",
         description="Domain under which each Space is served as {owner}-{name}.{domain}.",
     )
+    gateway_resync_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often the gateway rereads every Space's route, as a safety net: it "
+        "follows the event log and rereads only the Spaces that changed, so this only bounds "
+        "how long a change whose ring was missed (a lost database connection) goes unseen.",
+    )
     instance: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",

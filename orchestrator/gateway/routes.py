@@ -1,26 +1,39 @@
-"""Which Space a Host header names, and where that Space is served: a table read from the
-database at most once a second, so a proxied request costs a dict lookup, not a query.
+"""Which Space a Host header names, and where that Space is served: a table in memory, so a
+proxied request costs a dict lookup, however many Spaces there are.
+
+The table is read whole once, then kept current from the change feed
+(orchestrator/core/changes.py): a background task waits for the events channel to ring,
+reads which Spaces have events it has not seen (gateway/cursor.py, one indexed query) and
+rereads only those rows and their host aliases. Every change that moves a route appends an
+event: the controller's status writes (a new serving address, a stage), an owner's pause,
+visibility change, rename or delete. A full reread every SPACEPORT_GATEWAY_RESYNC_SECONDS is
+the safety net for a ring that was missed. All database work runs in threads.
 
 Hosts are the Spaces' stored labels (orchestrator/core/hostnames.py); a label a Space had before
 a rename maps to the same route, whose `host` then says where to redirect. A label the
-table does not know (a Space created or moved a moment ago) is looked up at once, by
-itself: one indexed query, so the new host answers right away without the whole table
-being reread for every unknown name a visitor makes up.
+table does not know (a Space created a moment ago, its event not read yet) is looked up at
+once, by itself: one indexed query, so the new host answers right away.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from orchestrator.core import changes, events
 from orchestrator.core.db import session_scope
 from orchestrator.core.hostnames import MAX_LABEL
-from orchestrator.core.models import Space, SpaceHostAlias
+from orchestrator.core.models import Space, SpaceHostAlias, Stage
+from orchestrator.core.settings import get_settings
+from orchestrator.gateway.cursor import EventCursor
 
-REFRESH_SECONDS = 1.0
+log = logging.getLogger(__name__)
+RETRY_SECONDS = 1.0  # after a failed read (the database restarting)
+IDS_PER_QUERY = 500  # Space ids in one IN (...) list
 
 
 @dataclass(frozen=True)
@@ -49,60 +62,173 @@ def space_subdomain(host: str, spaces_domain: str) -> str | None:
     return sub if sub and "." not in sub else None
 
 
-def _route(space: Space) -> Route:
+def route_of(space: Space) -> Route:
+    if space.paused:
+        # The owner's pause is spec: visitors see the paused page the moment it is asked,
+        # not once the controller has stopped the instance.
+        stage, error, address = Stage.PAUSED.value, None, None
+    else:
+        stage, error, address = str(space.stage), space.error_message, space.serving_address
     return Route(
         space_id=space.id or 0,
         owner_id=space.owner_id,
         full_name=space.full_name,
         private=space.private,
-        stage=space.stage,
-        error_message=space.error_message,
-        address=space.serving_address,
+        stage=stage,
+        error_message=error,
+        address=address,
         host=space.host,
         uid=space.uid,
     )
 
 
+# What a read of some Spaces gives: each id with its route and every label that names it
+# (its host and its aliases), or None for a Space that is gone.
+Found = dict[int, tuple[Route, list[str]] | None]
+
+
 class RouteTable:
-    def __init__(self) -> None:
+    def __init__(
+        self, resync_seconds: float | None = None, feed: changes.Feed | None = None
+    ) -> None:
+        self._feed = feed  # None: this process's (changes.feed()); tests pass their own
         self._routes: dict[str, Route] = {}
-        self._loaded_at = 0.0
-        self._lock = asyncio.Lock()
+        self._labels: dict[int, set[str]] = {}  # Space id -> its labels in _routes
+        self._cursor = EventCursor()
+        self._generation = 0  # bumped by every change applied from the feed
+        self._resync_seconds = resync_seconds or get_settings().gateway_resync_seconds
+        self._follower: asyncio.Task[None] | None = None
+        self._follower_loop: asyncio.AbstractEventLoop | None = None
+        self._loaded = asyncio.Event()
 
     async def lookup(self, subdomain: str) -> Route | None:
         if len(subdomain) > MAX_LABEL:
             return None  # no Space has such a label: not worth a query
-        if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
-            async with self._lock:
-                if time.monotonic() - self._loaded_at > REFRESH_SECONDS:
-                    self._routes = await asyncio.to_thread(self._load)
-                    self._loaded_at = time.monotonic()
+        await self._follow_changes()
         route = self._routes.get(subdomain)
         if route is None:
-            route = await asyncio.to_thread(self._load_one, subdomain)
-            if route is not None:
-                # Kept until the next full load, which also drops it if it went away.
-                self._routes[subdomain] = route
+            generation = self._generation
+            route = await asyncio.to_thread(_find_label, subdomain)
+            # Kept unless a change was applied meanwhile: this read may predate it.
+            if route is not None and generation == self._generation:
+                self._put(route, [*self._labels.get(route.space_id, ()), subdomain])
         return route
 
-    @staticmethod
-    def _load() -> dict[str, Route]:
-        with session_scope() as session:
-            routes = {space.host: _route(space) for space in session.exec(select(Space)).all()}
-            by_id = {route.space_id: route for route in routes.values()}
-            for alias in session.exec(select(SpaceHostAlias)).all():
-                if alias.space_id in by_id:
-                    routes.setdefault(alias.host, by_id[alias.space_id])
-            return routes
+    def __len__(self) -> int:
+        return len(self._routes)
 
-    @staticmethod
-    def _load_one(label: str) -> Route | None:
-        with session_scope() as session:
-            return _find(session, label)
+    async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            await asyncio.gather(self._follower, return_exceptions=True)
+            self._follower = None
+
+    async def _follow_changes(self) -> None:
+        """Start the follower on this event loop (a test's asyncio.run makes a new one),
+        and wait for the first full read."""
+        loop = asyncio.get_running_loop()
+        if self._follower is None or self._follower.done() or self._follower_loop is not loop:
+            self._loaded = asyncio.Event()
+            self._follower_loop = loop
+            self._follower = loop.create_task(self._follow(), name="gateway-routes")
+        if not self._loaded.is_set():
+            await self._loaded.wait()
+
+    async def _follow(self) -> None:
+        loop = asyncio.get_running_loop()
+        feed = self._feed or changes.feed()
+        seen = feed.count(changes.Channel.EVENTS)  # before the first read: no ring is lost
+        first, next_resync = True, 0.0
+        while True:
+            try:
+                if first or loop.time() >= next_resync:
+                    await self._resync(first=first)
+                    first, next_resync = False, loop.time() + self._resync_seconds
+                    self._loaded.set()
+                    continue
+                heard = await feed.wait_async(
+                    changes.Channel.EVENTS, seen, next_resync - loop.time()
+                )
+                if heard != seen:
+                    await self._catch_up()
+                    seen = heard  # only once read: a failed read is tried again
+            except Exception:  # noqa: BLE001 - the database going away must not end routing
+                log.warning("gateway routes: reading the database failed", exc_info=True)
+                self._loaded.set()  # meanwhile lookups query by label
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _resync(self, first: bool = False) -> None:
+        cursor = self._cursor if first else None
+        routes, labels = await asyncio.to_thread(_load_all, cursor)
+        self._routes, self._labels = routes, labels
+        self._generation += 1
+
+    async def _catch_up(self) -> None:
+        found = await asyncio.to_thread(_load_touched, self._cursor)
+        if found:
+            self._apply(found)
+
+    def _apply(self, found: Found) -> None:
+        """Replace the routes of these Spaces: on the event loop, between two awaits, so no
+        request sees half of it."""
+        for space_id, entry in found.items():
+            for label in self._labels.pop(space_id, ()):
+                if (old := self._routes.get(label)) is not None and old.space_id == space_id:
+                    del self._routes[label]
+            if entry is not None:
+                self._put(*entry)
+        self._generation += 1
+
+    def _put(self, route: Route, labels: Iterable[str]) -> None:
+        names = set(labels)
+        for label in names:
+            self._routes[label] = route
+        self._labels[route.space_id] = names
 
 
-def _find(session: Session, label: str) -> Route | None:
-    space = session.exec(select(Space).where(Space.host == label)).first()
-    if space is None and (alias := session.get(SpaceHostAlias, label)) is not None:
-        space = session.get(Space, alias.space_id)
-    return _route(space) if space is not None else None
+def _load_all(cursor: EventCursor | None) -> tuple[dict[str, Route], dict[int, set[str]]]:
+    with session_scope() as session:
+        if cursor is not None:
+            # The log's end first: whatever commits after it is read by the follower.
+            cursor.last_id = events.newest_id(session)
+        routes: dict[str, Route] = {}
+        labels: dict[int, set[str]] = {}
+        by_id: dict[int, Route] = {}
+        for space in session.exec(select(Space)).all():
+            route = route_of(space)
+            routes[space.host] = by_id[route.space_id] = route
+            labels[route.space_id] = {space.host}
+        for alias in session.exec(select(SpaceHostAlias)).all():
+            if (route := by_id.get(alias.space_id)) is not None and alias.host not in routes:
+                routes[alias.host] = route
+                labels[route.space_id].add(alias.host)
+        return routes, labels
+
+
+def _load_touched(cursor: EventCursor) -> Found:
+    with session_scope() as session:
+        touched = cursor.touched(session)  # before the rows: they are at least this new
+        return _load_spaces(session, touched) if touched else {}
+
+
+def _load_spaces(session: Session, space_ids: set[int]) -> Found:
+    found: Found = dict.fromkeys(space_ids)
+    ids = sorted(space_ids)
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        batch = ids[start : start + IDS_PER_QUERY]
+        for space in session.exec(select(Space).where(col(Space.id).in_(batch))).all():
+            assert space.id is not None
+            found[space.id] = (route_of(space), [space.host])
+        aliases = select(SpaceHostAlias).where(col(SpaceHostAlias.space_id).in_(batch))
+        for alias in session.exec(aliases).all():
+            if (entry := found.get(alias.space_id)) is not None:
+                entry[1].append(alias.host)
+    return found
+
+
+def _find_label(label: str) -> Route | None:
+    with session_scope() as session:
+        space = session.exec(select(Space).where(Space.host == label)).first()
+        if space is None and (alias := session.get(SpaceHostAlias, label)) is not None:
+            space = session.get(Space, alias.space_id)
+        return route_of(space) if space is not None else None
