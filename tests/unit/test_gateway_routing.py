@@ -21,10 +21,11 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import Session
 
-from orchestrator.core import auth, db, status
+from orchestrator.core import auth, db, events, status
 from orchestrator.core.changes import Feed
 from orchestrator.core.models import Space, Stage, Visibility
 from orchestrator.core.settings import get_settings
+from orchestrator.gateway.cursor import EventCursor
 from orchestrator.gateway.proxy import Gateway
 from orchestrator.gateway.routes import RouteTable
 from orchestrator.spaces import lifecycle
@@ -371,3 +372,37 @@ def test_a_known_host_costs_no_query(database: str) -> None:
 
     assert asyncio.run(lookups()) == []
     assert len(table) == 50
+
+
+def test_an_event_that_commits_after_a_newer_one_is_not_skipped(database: str) -> None:
+    """PostgreSQL gives ids at insert: a transaction holding id 1 can commit after the one
+    holding id 2, which the reader has already read past. The cursor asks for id 1 again
+    (a gap) and so still sees its Space; the old `id > last` read lost it for good."""
+    with _session() as setup:
+        slow_space, fast_space = _space(setup, "hal", "slow"), _space(setup, "hal", "fast")
+        cursor = EventCursor(last_id=events.newest_id(setup))
+    slow, fast = _session(), _session()
+    try:
+        events.record(slow, events.EventKind.PAUSED, "hal", slow_space)
+        slow.flush()  # id taken, not committed
+        if database.startswith("sqlite"):
+            # SQLite writers take turns: the first holds the lock until it commits, so
+            # commits come in id order and there is nothing to skip.
+            slow.commit()
+        events.record(fast, events.EventKind.PAUSED, "hal", fast_space)
+        fast.commit()
+        with _session() as reader:
+            first = cursor.touched(reader)
+        if not database.startswith("sqlite"):
+            assert first == {fast_space.id} and cursor.gaps
+            slow.commit()
+            with _session() as reader:
+                assert cursor.touched(reader) == {slow_space.id}
+        else:
+            assert first == {fast_space.id, slow_space.id}
+        assert not cursor.gaps
+        with _session() as reader:
+            assert cursor.touched(reader) == set()
+    finally:
+        slow.close()
+        fast.close()
