@@ -61,7 +61,17 @@ class Gateway:
             )
         return self._session
 
+    async def aclose(self) -> None:
+        """Stop following changes and close the upstream connections (at shutdown)."""
+        await self.routes.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._closing_on_shutdown(receive), send)
+            return
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -88,6 +98,15 @@ class Gateway:
             await _proxy_websocket(scope, receive, send, route.address, host)
         else:
             await self._proxy_http(scope, receive, send, route, host)
+
+    def _closing_on_shutdown(self, receive: Receive) -> Receive:
+        async def wrapped() -> Any:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.aclose()
+            return message
+
+        return wrapped
 
     async def _proxy_http(
         self, scope: Scope, receive: Receive, send: Send, route: Route, host: str

@@ -13,17 +13,19 @@ import os
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.errors import HubError, header_safe
 from orchestrator.core.auth import Access, AuthError, authenticate, may_create_in, space_access
-from orchestrator.core.db import get_session
+from orchestrator.core.db import session_scope
 from orchestrator.core.limits import check_build_room, check_space_count, check_space_room
+from orchestrator.core.models import Space
 from orchestrator.core.settings import get_settings
 from orchestrator.repos import store as repos
 from orchestrator.spaces import registry as spaces
@@ -34,6 +36,7 @@ UPLOAD = "git-upload-pack"
 RECEIVE = "git-receive-pack"
 GIT_PATHS = ("info/refs", UPLOAD, RECEIVE)
 HOOK_NAMES = ("post-receive",)
+SPOOL_BATCH = 1 << 20  # bytes of a request body held before they are written out
 
 
 def hooks_dir() -> Path:
@@ -75,62 +78,50 @@ def _service(path: str, request: Request) -> str | None:
     return path if path in (UPLOAD, RECEIVE) else None
 
 
+@dataclass(frozen=True)
+class Grant:
+    """What `_authorize` allows: the Space (None for a clone of nothing, answered by git),
+    who asked, and whether this request carries a push's pack."""
+
+    space_id: int | None
+    user: str | None
+    pushes: bool
+
+
 @router.api_route("/spaces/{owner}/{repo}/{path:path}", methods=["GET", "POST"])
-async def git_smart_http(
-    owner: str, repo: str, path: str, request: Request, session: Session = Depends(get_session)
-) -> Response:
+async def git_smart_http(owner: str, repo: str, path: str, request: Request) -> Response:
     name = repo.removesuffix(".git")
     service = _service(path, request)
     if service not in (UPLOAD, RECEIVE) or path not in GIT_PATHS:
         return _deny(404, "Not found")
-    try:
-        principal = authenticate(session, request.headers.get("authorization"))
-    except AuthError as exc:
-        return _deny(401, str(exc), ask_credentials=True)
+    # Token lookup, Space lookup and create-on-push (a row and `git init`) are database
+    # and disk work: in a thread, never on the event loop that proxies every Space.
+    decision = await run_in_threadpool(
+        _authorize,
+        owner,
+        name,
+        service,
+        request.headers.get("authorization"),
+        pushes=path == RECEIVE and request.method == "POST",
+    )
+    if isinstance(decision, Response):
+        return decision
 
-    space = spaces.get_space(session, owner, name)
-    if service == RECEIVE:
-        if principal is None:
-            return _deny(401, "Pushing needs a token: use it as the password", ask_credentials=True)
-        if space is None:
-            if not may_create_in(principal, owner):
-                if principal.user.name == owner:
-                    return _deny(403, "Your token is read-only: push with a write token")
-                # Not a 403: that would tell a missing Space from a private one.
-                return _not_found()
-            try:
-                check_space_count(session, principal.user, admin=principal.is_admin)
-                space = spaces.create_space(session, principal.user, name)
-            except spaces.SpaceNameError as exc:
-                return _deny(400, str(exc))
-            except HubError as exc:
-                return _deny(exc.status_code, exc.detail)
-        access = space_access(principal, space)
-        if access == Access.NONE:
-            return _not_found()
-        if access != Access.WRITE:
-            if principal.user.id == space.owner_id:
-                return _deny(403, "Your token is read-only: push with a write token")
-            return _deny(403, f"You don't have write access to {space.full_name}")
-    else:
-        if space is None or space_access(principal, space) == Access.NONE:
-            if principal is None:
-                # git sends the credentials of a URL only after a challenge, so an anonymous
-                # request for a Space it can't see gets one; missing and private Spaces get
-                # the same answer, so nothing leaks.
-                return _deny(401, "Authentication required", ask_credentials=True)
-            return _not_found()
-
-    env = _cgi_environment(request, owner, name, path, principal.user.name if principal else None)
-    if space is not None and space.id is not None:
-        env["SPACEPORT_PUSH_SPACE_ID"] = str(space.id)
-    pushed = space if path == RECEIVE and request.method == "POST" else None
+    env = _cgi_environment(request, owner, name, path, decision.user)
+    if decision.space_id is not None:
+        env["SPACEPORT_PUSH_SPACE_ID"] = str(decision.space_id)
     gzipped = bool(request.headers.get("content-encoding"))
 
     def admit(body: IO[bytes], size: int) -> None:
         """Before git sees a pack: the Space must have room for it, and, when it updates
-        main (which builds), its owner room for one more build (the SPACEPORT_MAX_* limits)."""
-        if pushed is not None:
+        main (which builds), its owner room for one more build (the SPACEPORT_MAX_* limits).
+        Runs in a thread."""
+        if not decision.pushes or decision.space_id is None:
+            return
+        with session_scope() as session:
+            pushed = session.get(Space, decision.space_id)
+            if pushed is None:
+                raise HubError(404, "The Space was deleted during the push")
             check_space_room(session, pushed, size)
             if gzipped or repos.DEPLOY_REF in _updated_refs(body):
                 check_build_room(session, pushed)
@@ -139,6 +130,57 @@ async def git_smart_http(
         return await _run_http_backend(request, env, admit)
     except HubError as exc:
         return _deny(exc.status_code, exc.detail)
+
+
+def _authorize(
+    owner: str, name: str, service: str, authorization: str | None, *, pushes: bool
+) -> Grant | Response:
+    """Who may do what to owner/name, creating the Space on a first push to one's own
+    namespace: a Grant, or the refusal to send. Blocking (database, `git init`)."""
+    with session_scope() as session:
+        try:
+            principal = authenticate(session, authorization)
+        except AuthError as exc:
+            return _deny(401, str(exc), ask_credentials=True)
+
+        space = spaces.get_space(session, owner, name)
+        if service == RECEIVE:
+            if principal is None:
+                return _deny(
+                    401, "Pushing needs a token: use it as the password", ask_credentials=True
+                )
+            if space is None:
+                if not may_create_in(principal, owner):
+                    if principal.user.name == owner:
+                        return _deny(403, "Your token is read-only: push with a write token")
+                    # Not a 403: that would tell a missing Space from a private one.
+                    return _not_found()
+                try:
+                    check_space_count(session, principal.user, admin=principal.is_admin)
+                    space = spaces.create_space(session, principal.user, name)
+                except spaces.SpaceNameError as exc:
+                    return _deny(400, str(exc))
+                except HubError as exc:
+                    return _deny(exc.status_code, exc.detail)
+            access = space_access(principal, space)
+            if access == Access.NONE:
+                return _not_found()
+            if access != Access.WRITE:
+                if principal.user.id == space.owner_id:
+                    return _deny(403, "Your token is read-only: push with a write token")
+                return _deny(403, f"You don't have write access to {space.full_name}")
+        elif space is None or space_access(principal, space) == Access.NONE:
+            if principal is None:
+                # git sends the credentials of a URL only after a challenge, so an anonymous
+                # request for a Space it can't see gets one; missing and private Spaces get
+                # the same answer, so nothing leaks.
+                return _deny(401, "Authentication required", ask_credentials=True)
+            return _not_found()
+        return Grant(
+            space_id=space.id if space is not None else None,
+            user=principal.user.name if principal else None,
+            pushes=pushes and space is not None,
+        )
 
 
 def _cgi_environment(
@@ -177,20 +219,18 @@ async def _run_http_backend(
     # The body is spooled to a file first: http-backend wants CONTENT_LENGTH, and git sends
     # large packs chunked. The body-size middleware stops one over SPACEPORT_MAX_PUSH_BYTES
     # mid-way (a HubError from the stream), before git has seen any of it.
-    with tempfile.TemporaryFile() as body:
-        size = 0
-        async for chunk in request.stream():
-            body.write(chunk)
-            size += len(chunk)
-        body.seek(0)
+    # Disk writes go to a thread, a batch at a time: a pack arrives in small chunks and the
+    # event loop must not wait on the disk for any of them.
+    body = await run_in_threadpool(tempfile.TemporaryFile)
+    try:
+        size = await _spool(request.stream(), body)
         try:
-            await asyncio.to_thread(admit, body, size)
+            await run_in_threadpool(admit, body, size)
         except HubError as exc:
-            body.seek(0)
             # The whole request was read: answer in git's protocol, so that git prints why
             # (an HTTP error status would show only its number).
-            return _push_refused(body, exc.detail)
-        body.seek(0)
+            return await run_in_threadpool(_push_refused, body, exc.detail)
+        await run_in_threadpool(body.seek, 0)
         env["CONTENT_LENGTH"] = str(size)
         process = await asyncio.create_subprocess_exec(
             "git",
@@ -199,6 +239,9 @@ async def _run_http_backend(
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )
+    finally:
+        # git has its own descriptor of the file by now (or never will).
+        await run_in_threadpool(body.close)
     assert process.stdout is not None
     status, headers = await _read_cgi_headers(process.stdout)
     return StreamingResponse(
@@ -207,6 +250,25 @@ async def _run_http_backend(
         headers=headers,
         media_type=headers.pop("content-type", None),
     )
+
+
+async def _spool(chunks: AsyncIterator[bytes], body: IO[bytes]) -> int:
+    """Write a request body to ``body`` off the event loop, in batches of SPOOL_BATCH
+    bytes; the size written, with ``body`` at its start."""
+    size = 0
+    batch: list[bytes] = []
+    batched = 0
+    async for chunk in chunks:
+        batch.append(chunk)
+        batched += len(chunk)
+        size += len(chunk)
+        if batched >= SPOOL_BATCH:
+            await run_in_threadpool(body.writelines, batch)
+            batch, batched = [], 0
+    if batch:
+        await run_in_threadpool(body.writelines, batch)
+    await run_in_threadpool(body.seek, 0)
+    return size
 
 
 def _commands(body: IO[bytes]) -> tuple[list[str], set[str]]:
@@ -236,7 +298,9 @@ def _pkt(data: bytes) -> bytes:
 
 def _push_refused(body: IO[bytes], message: str) -> Response:
     """receive-pack's own answer refusing every ref of the push: git prints `message` as a
-    `remote:` line and each ref as `[remote rejected]`, and exits non-zero."""
+    `remote:` line and each ref as `[remote rejected]`, and exits non-zero. Blocking: it
+    reads ``body`` from its start."""
+    body.seek(0)
     refs, caps = _commands(body)
     reason = message.replace("\n", " ")[:200]
     report = _pkt(b"unpack ok\n") + b"".join(_pkt(f"ng {r} {reason}\n".encode()) for r in refs)

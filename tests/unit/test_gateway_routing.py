@@ -187,9 +187,7 @@ class Visitor:
 
     async def close(self) -> None:
         await self.client.aclose()
-        await self.gateway.routes.close()
-        if self.gateway._session is not None:
-            await self.gateway._session.close()
+        await self.gateway.aclose()
 
 
 def _run(test: Callable[[Visitor], Awaitable[None]], **table: object) -> None:
