@@ -165,7 +165,7 @@ def cmd_controller(_args: argparse.Namespace) -> int:
     """The reconciler loop: starts, replaces and stops Space containers."""
     import logging
 
-    from orchestrator.controller.reconciler import run_forever
+    from orchestrator.controller.loop import run_forever
     from orchestrator.core.installation import instance_name
     from orchestrator.core.settings import get_settings
     from sandbox.docker_backend import DockerBackend
@@ -173,7 +173,13 @@ def cmd_controller(_args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one health probe a second each
     settings = get_settings()
-    run_forever(DockerBackend(instance_name(), egress_allow=settings.spaces_egress_allow))
+    run_forever(
+        DockerBackend(
+            instance_name(),
+            egress_allow=settings.spaces_egress_allow,
+            probe_concurrency=settings.readiness_probe_concurrency,
+        )
+    )
     return 0
 
 

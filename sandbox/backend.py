@@ -4,6 +4,12 @@ The control plane only ever asks a backend five things: start this revision, sto
 instance, what is running (so a restarted controller adopts what it finds, by label),
 show its logs, and how much room is left. Everything a backend needs to start a revision
 is in `Revision`, so a backend never reads the database.
+
+A backend also tells the controller when something changed, so the controller wakes on
+change instead of rescanning: `watch(callback)` calls back with a Space's uid whenever one
+of its instances started, exited, vanished or became ready (`Instance.ready`: the backend
+probes its own instances, Kubernetes would read a pod's readiness), and with None when
+it may have missed something (the controller then looks at everything).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import abc
 import enum
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,6 +37,9 @@ LABEL_SPACE = f"{LABEL_PREFIX}.space"
 LABEL_SPACE_ID = f"{LABEL_PREFIX}.space-id"
 LABEL_REVISION = f"{LABEL_PREFIX}.revision"
 LABEL_SHA = f"{LABEL_PREFIX}.sha"
+LABEL_HARDWARE = f"{LABEL_PREFIX}.hardware"  # the tier's name, for instance.* events
+# Called with a Space's uid when its instances changed, or None when anything may have.
+WatchCallback = Callable[[str | None], None]
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class Revision:
 
 class InstanceState(enum.StrEnum):
     STARTING = "starting"  # created, process running, not yet known to answer
-    RUNNING = "running"  # process running (health is the reconciler's business)
+    RUNNING = "running"  # process running (whether it answers: Instance.ready)
     EXITED = "exited"  # process ended: crashed, or stopped
 
 
@@ -77,6 +86,10 @@ class Instance:
     # What it holds of the host while it runs (its limits), for admission.
     cpus: float = 0
     memory_gib: float = 0
+    # The backend's readiness: it answered (HTTP < 500 on /). Stays True once seen, so a
+    # busy Space that answers slowly is not taken for a broken one (crashes exit).
+    ready: bool = False
+    hardware: str = ""  # its tier's name, from LABEL_HARDWARE
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,15 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def capacity(self) -> Capacity: ...
+
+    def watch(self, callback: WatchCallback) -> None:
+        """Call `callback` (from any thread) whenever an instance changes: see the module's
+        docstring. A backend that cannot tell leaves the controller to its resync."""
+        return None
+
+    def close(self) -> None:
+        """Stop the threads `watch` and readiness probing started."""
+        return None
 
     def prepare(self) -> None:
         """Set up what every instance relies on (networks, firewall rules), idempotently;

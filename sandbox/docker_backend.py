@@ -1,4 +1,9 @@
-"""The Docker backend: one container per running revision, on the isolated Spaces network."""
+"""The Docker backend: one container per running revision, on the isolated Spaces network.
+
+It tells the controller what changes (`watch`): the Engine's event stream, filtered by this
+installation's label (start, die, destroy, oom), and the readiness prober
+(sandbox/readiness.py), which probes each new instance until it answers.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import logging
 import shlex
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +23,7 @@ from docker.models.containers import Container
 
 from sandbox import security
 from sandbox.backend import (
+    LABEL_HARDWARE,
     LABEL_INSTANCE,
     LABEL_MANAGED,
     LABEL_REVISION,
@@ -28,10 +36,14 @@ from sandbox.backend import (
     Instance,
     InstanceState,
     Revision,
+    WatchCallback,
 )
+from sandbox.readiness import Prober
 
 log = logging.getLogger(__name__)
 RESOLV_CONFS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
+# The Engine's container events that change what the controller sees.
+WATCHED_EVENTS = ("start", "die", "destroy", "oom")
 
 
 class DockerBackend(Backend):
@@ -40,12 +52,17 @@ class DockerBackend(Backend):
         instance: str,
         client: docker.DockerClient | None = None,
         egress_allow: Sequence[str] = (),
+        probe_concurrency: int = 16,
     ) -> None:
         self.instance = instance
         self.client = client or docker.from_env(timeout=120)
         # Networks a Space may reach despite the private-range block (operator's allow-list).
         self.egress_allow = [security.parse_egress_allow(entry) for entry in egress_allow]
         self._network_ready = False
+        self._watchers: list[WatchCallback] = []
+        self._events_thread: threading.Thread | None = None
+        self._closed = threading.Event()
+        self._prober = Prober(self._notify, concurrency=probe_concurrency)
 
     # -- the network ---------------------------------------------------------------
 
@@ -129,8 +146,69 @@ class DockerBackend(Backend):
             pass
 
     def instances(self) -> list[Instance]:
-        containers = self.client.containers.list(all=True, filters={"label": self._mine})
-        return [self._instance(c) for c in containers if LABEL_REVISION in c.labels]
+        found = [self._instance(c) for c in self._containers({"label": self._mine}, all=True)]
+        found = [i for i in found if i.revision]
+        self._prober.keep_only({i.id for i in found})
+        return found
+
+    def _containers(self, filters: dict[str, object], all: bool = False) -> list[Container]:
+        """Listed, then inspected one by one: a container removed in between (a stop, a
+        crash cleaned up) is left out instead of failing the whole list."""
+        rows = self.client.api.containers(all=all, filters=filters)
+        containers = []
+        for row in rows:
+            try:
+                containers.append(self.client.containers.get(row["Id"]))
+            except NotFound:
+                continue
+        return containers
+
+    # -- change notifications ----------------------------------------------------
+
+    def watch(self, callback: WatchCallback) -> None:
+        self._watchers.append(callback)
+        if self._events_thread is None:
+            self._events_thread = threading.Thread(
+                target=self._follow_events, name="docker-events", daemon=True
+            )
+            self._events_thread.start()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._prober.close()
+
+    def _notify(self, space_uid: str | None) -> None:
+        for callback in list(self._watchers):
+            try:
+                callback(space_uid)
+            except Exception:  # noqa: BLE001 - one watcher's bug must not stop the stream
+                log.exception("a backend watcher failed")
+
+    def _follow_events(self) -> None:
+        """The Engine's event stream, resumed from the last event seen after a timeout or a
+        lost connection (the Engine replays from `since`); after an error the controller is
+        told to look at everything, in case the gap lost something."""
+        since: float | None = None
+        filters = {"type": "container", "label": [self._mine], "event": list(WATCHED_EVENTS)}
+        while not self._closed.is_set():
+            try:
+                stream = self.client.api.events(decode=True, filters=filters, since=since)
+                for event in stream:
+                    since = float(event.get("timeNano", 0)) / 1e9 or time.time()
+                    actor = event.get("Actor") or {}
+                    if event.get("status") in ("die", "destroy"):
+                        self._prober.forget(str(actor.get("ID", "")))
+                    uid = (actor.get("Attributes") or {}).get(LABEL_SPACE_ID)
+                    self._notify(uid or None)
+            except Exception as exc:  # noqa: BLE001 - the Engine restarting, a read timeout
+                if self._closed.is_set():
+                    return
+                timed_out = "timed out" in str(exc).lower()
+                if not timed_out:
+                    log.warning("docker event stream lost (%s); following it again", exc)
+                    self._notify(None)
+                    self._closed.wait(1.0)
+                since = since or time.time()
 
     def logs(
         self, instance_id: str, tail: int | None = None, follow: bool = False
@@ -154,7 +232,7 @@ class DockerBackend(Backend):
         cpus = float(info.get("NCPU", 0))
         memory = info.get("MemTotal", 0) / 2**30
         used_cpus = used_memory = 0.0
-        for container in self.client.containers.list(filters={"label": f"{LABEL_MANAGED}=true"}):
+        for container in self._containers({"label": f"{LABEL_MANAGED}=true"}):
             host = container.attrs.get("HostConfig", {})
             used_cpus += host.get("NanoCpus", 0) / 1e9
             used_memory += host.get("Memory", 0) / 2**30
@@ -199,20 +277,27 @@ class DockerBackend(Backend):
         networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
         ip = (networks.get(security.SPACES_NETWORK) or {}).get("IPAddress")
         port = _exposed_port(container)
+        address = f"http://{ip}:{port}" if ip and instance_state != InstanceState.EXITED else None
+        instance_id = container.id or ""
+        if address and instance_state == InstanceState.RUNNING:
+            if self._watchers:  # only a controller probes (not an API reading a log)
+                self._prober.watch(instance_id, address, labels.get(LABEL_SPACE_ID, ""))
+        else:
+            self._prober.forget(instance_id)
         return Instance(
-            id=container.id or "",
+            id=instance_id,
             space_id=labels.get(LABEL_SPACE_ID, ""),
             space=labels.get(LABEL_SPACE, ""),
             revision=labels.get(LABEL_REVISION, ""),
             sha=labels.get(LABEL_SHA, ""),
             state=instance_state,
-            address=f"http://{ip}:{port}"
-            if ip and instance_state != InstanceState.EXITED
-            else None,
+            address=address,
             started_at=_parse_time(state.get("StartedAt")),
             exit_code=state.get("ExitCode") if instance_state == InstanceState.EXITED else None,
             cpus=container.attrs.get("HostConfig", {}).get("NanoCpus", 0) / 1e9,
             memory_gib=container.attrs.get("HostConfig", {}).get("Memory", 0) / 2**30,
+            ready=self._prober.is_ready(instance_id),
+            hardware=labels.get(LABEL_HARDWARE, ""),
         )
 
 

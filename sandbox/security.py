@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from sandbox.backend import (
+    LABEL_HARDWARE,
     LABEL_INSTANCE,
     LABEL_MANAGED,
     LABEL_REVISION,
@@ -58,6 +59,7 @@ def container_spec(
             LABEL_SPACE_ID: str(revision.space_id),
             LABEL_REVISION: revision.key,
             LABEL_SHA: revision.sha,
+            LABEL_HARDWARE: tier.name,
         },
         "user": f"{SPACE_UID}:{SPACE_UID}",
         "cap_drop": ["ALL"],

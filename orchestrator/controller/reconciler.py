@@ -1,227 +1,427 @@
-"""The reconciler: drives every Space toward its desired state, one pass a second.
+"""The reconciler: brings one Space at a time to what its spec asks, and is the only writer
+of its status.
 
-Desired state, from the database: the Space's built image, with its environment and
-hardware, running and answering. Actual state, from the backend: the instances it finds
-by label. Nothing else is remembered between passes, so a restarted controller picks up
-the containers already running instead of starting duplicates.
+For each Space it is asked to look at (orchestrator/controller/loop.py decides which), it
+gathers the facts: the spec (paused, the head commit and why it can't be built, the built
+image), the newest build of the head commit, and the backend's report on the instances of
+the Space (found by label, so a restarted controller adopts what runs instead of starting
+duplicates). `stages.stage_of` turns the facts into the stage; `status.write_status` writes
+it conditionally, in the Space's own transaction, which is rolled back on any error. A
+write from a read that is no longer true (the owner paused meanwhile) is dropped and the
+Space looked at again, so a pause during APP_STARTING never comes back as RUNNING.
 
-Stages it sets (Hugging Face's names):
-    APP_STARTING          the built revision's instance is up, not yet answering
-    RUNNING_APP_STARTING  the same, while an older revision keeps serving
-    RUNNING               the built revision answers; older instances are stopped
-    RUNTIME_ERROR         it exited, or did not answer within startup_duration_timeout
-Build stages (BUILDING, RUNNING_BUILDING, BUILD_ERROR, ...) belong to the build pipeline;
-while the newest commit is not built, the reconciler keeps the built one serving and
-leaves the stage alone.
+Starts and stops go to a bounded pool of threads after the status is committed, never one
+after another in the caller: one Space's slow stop never delays another. Each start and stop
+is recorded as an instance.started / instance.stopped event. Readiness is the backend's
+(`Instance.ready`); the reconciler keeps only timers (startup timeout, drain) that the loop
+wakes it for.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
+import heapq
 import logging
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
-import httpx
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from orchestrator.controller.environment import revision_of, space_environment
+from orchestrator.core import events, redaction
 from orchestrator.core.db import session_scope
-from orchestrator.core.models import Secret, Space, Stage, Variable
+from orchestrator.core.models import Build, Event, Space, Stage
 from orchestrator.core.settings import get_settings
-from orchestrator.spaces import registry as spaces_module
+from orchestrator.core.stages import HALTED_STAGES, Facts, Problem, RunState, stage_of
+from orchestrator.core.status import mark_observed, write_status
 from sandbox.admission import Policy, available, shortfall
 from sandbox.backend import Backend, BackendError, Capacity, Instance, InstanceState, Revision
-from sandbox.hardware import sized_tier
+from sandbox.hardware import HardwareTier, sized_tier
 
 log = logging.getLogger(__name__)
-HALTED_STAGES = (Stage.PAUSED, Stage.SLEEPING, Stage.STOPPED, Stage.DELETING)
 RUNTIME_ERROR_LOG_LINES = 30
-# Longer than the gateway's route refresh (1 s) plus a slow request's tail.
+# Longer than the gateway's route update (the change feed) plus a slow request's tail.
 DRAIN_SECONDS = 5.0
-WAITING = "waiting for hardware"  # how admission's message starts (sandbox.admission)
+RETRY_SECONDS = 5.0  # a Space whose reconcile failed is looked at again after this
+
+__all__ = [
+    "HALTED_STAGES",  # re-exported for callers of the old module
+    "Reconciler",
+    "revision_of",
+    "space_environment",
+]
 
 
-def space_environment(session: Session, space: Space) -> dict[str, str]:
-    """The variables a Space's process sees: its own, its secrets, and Spaces' standard ones."""
-    settings = get_settings()
-    tier = sized_tier(space.requested_hardware, settings.hardware_overrides)
-    env = {
-        v.key: v.value for v in session.exec(select(Variable).where(Variable.space_id == space.id))
-    }
-    env.update(
-        {s.key: s.value for s in session.exec(select(Secret).where(Secret.space_id == space.id))}
-    )
-    title = (json.loads(space.card_data).get("title") if space.card_data else None) or space.name
-    env.update(
-        {
-            "SYSTEM": "spaces",
-            "SPACE_ID": space.full_name,
-            "SPACE_AUTHOR_NAME": space.owner,
-            "SPACE_REPO_NAME": space.name,
-            "SPACE_TITLE": str(title),
-            "SPACE_HOST": f"{spaces_module.subdomain(space)}.{settings.spaces_domain}",
-            "SPACE_CREATOR_USER_ID": str(space.owner_id),
-            "CPU_CORES": f"{tier.cpu:g}",
-            "MEMORY": f"{tier.memory_gib:g}Gi",
-            "ACCELERATOR": tier.name if tier.gpu_count else "none",
-            "GRADIO_SERVER_NAME": "0.0.0.0",
-            "GRADIO_SERVER_PORT": str(space.app_port),
-        }
-    )
-    return env
+@dataclass
+class Plan:
+    """What one look at a Space decided: its status, and what the backend must do."""
+
+    fields: dict[str, Any]
+    stops: list[tuple[Instance, str]] = field(default_factory=list)
+    start: Revision | None = None
+    deadline: float | None = None  # time.monotonic() at which to look again
+    waiting: bool = False  # for room on the host
 
 
-def desired_revision(session: Session, space: Space) -> Revision | None:
-    if not space.built_image or not space.built_sha or space.stage in HALTED_STAGES:
-        return None
-    return Revision(
-        space_id=space.uid,  # never reused, unlike the row number
-        space=space.full_name,
-        sha=space.built_sha,
-        image=space.built_image,
-        port=space.app_port,
-        hardware=sized_tier(space.requested_hardware, get_settings().hardware_overrides),
-        env=space_environment(session, space),
-        generation=space.restart_count,
-    )
+@dataclass(frozen=True)
+class SpaceRef:
+    """What an action thread needs of a Space to record its events (no live row)."""
 
+    id: int
+    uid: str
+    owner: str
+    name: str
 
-def answers(address: str) -> bool:
-    """Healthy means the app answers HTTP at all: a 404 on / still proves it is serving."""
-    try:
-        return httpx.get(address + "/", timeout=2.0).status_code < 500
-    except httpx.HTTPError:
-        return False
+    def as_space(self) -> Space:
+        return Space(id=self.id, uid=self.uid, owner=self.owner, name=self.name, host="-")
 
 
 class Reconciler:
-    def __init__(self, backend: Backend, probe=answers) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, backend: Backend, concurrency: int | None = None) -> None:
         self.backend = backend
-        self.probe = probe
+        workers = concurrency or get_settings().controller_concurrency
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="controller-action")
+        self._lock = threading.Lock()
+        self._busy: dict[int, Future[None]] = {}  # Space id -> its start/stop in flight
+        self._pending: dict[int, HardwareTier] = {}  # starts in flight hold their room
+        self._start_failed: dict[str, str] = {}  # revision key -> why the backend refused
+        self._acted_at: dict[int, float] = {}  # Space id -> when its last action ended
+        self._listed_at = float("-inf")  # when the instances were last listed
+        self._stopping: set[str] = set()  # orphans being stopped
+        self._orphan_jobs: set[Future[None]] = set()
         # When each instance started serving, to drain the ones it replaced; a restarted
         # controller drains again from scratch, which errs on the safe side.
         self.switched_at: dict[str, float] = {}
-        self._disk_checked = float("-inf")
-        self._disk_usage: dict[str, int] = {}
-        self._room_now: Capacity | None = None  # this pass's, until something starts or stops
+        self._deadlines: list[tuple[float, int]] = []
+        self.waiting: set[int] = set()
+        self.uids: dict[int, str] = {}  # Space id -> uid, of the Spaces seen
+        self.instance_owner: dict[str, tuple[str, str]] = {}  # instance id -> (uid, tier)
+        self._room_now: Capacity | None = None
+        self.disk_usage: dict[str, int] = {}
+        # Called with a Space's id when it should be looked at again (the loop wakes).
+        self.on_change: Callable[[int], None] = lambda space_id: None
+        # Tests drive races through this: called after the facts are read, before the write.
+        self.before_write: Callable[[int], None] | None = None
+
+    # -- entry points ---------------------------------------------------------------
+
+    def reconcile(self, space_ids: Iterable[int]) -> None:
+        """Look at these Spaces, each in its own transaction, with one list of instances."""
+        ids = sorted(set(space_ids))
+        if not ids:
+            return
+        by_uid = self._instances_by_uid()
+        self._room_now = None
+        for space_id in ids:
+            self._reconcile_one(space_id, by_uid)
+
+    def resync(self) -> None:
+        """Every Space, and the instances whose Space no longer exists."""
+        with session_scope() as session:
+            rows = session.exec(select(Space.id, Space.uid)).all()
+        known = {uid for _, uid in rows}
+        self.uids = {space_id: uid for space_id, uid in rows if space_id is not None}
+        by_uid = self._instances_by_uid()
+        self._room_now = None
+        for space_id in sorted(self.uids):
+            self._reconcile_one(space_id, by_uid)
+        for uid, orphans in by_uid.items():
+            if uid not in known:
+                self._submit_orphans(uid, orphans)
 
     def reconcile_once(self) -> None:
-        by_space: dict[str, list[Instance]] = defaultdict(list)
-        for instance in self.backend.instances():
-            by_space[instance.space_id].append(instance)
-        self._disk_usage = {}
-        self._room_now = None
-        if time.monotonic() - self._disk_checked >= get_settings().spaces_disk_check_seconds:
-            self._disk_checked = time.monotonic()
-            self._disk_usage = self.backend.disk_usage()
-        with session_scope() as session:
-            for space in session.exec(select(Space)).all():
+        """A full pass, with the disk check, that also waits for the starts and stops it
+        asked for (tests, benches)."""
+        self._instances_by_uid()  # who owns which instance, for the disk check
+        self.over_quota()
+        self.resync()
+        self.settle_actions()
+
+    def settle_actions(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                futures = [*self._busy.values(), *self._orphan_jobs]
+            if not futures or time.monotonic() > deadline:
+                return
+            for future in futures:
                 try:
-                    self._reconcile_space(session, space, by_space.pop(space.uid, []))
-                except Exception:  # noqa: BLE001 - one broken Space must not stop the rest
-                    log.exception("reconciling %s failed", space.full_name)
-                session.commit()
-        for orphans in by_space.values():  # instances of Spaces that no longer exist
-            for instance in orphans:
-                self._stop(instance, "its Space no longer exists")
+                    future.result(max(0.0, deadline - time.monotonic()))
+                except Exception:  # noqa: BLE001 - logged by the action itself
+                    pass
 
-    def _reconcile_space(self, session: Session, space: Space, instances: list[Instance]) -> None:
-        desired = desired_revision(session, space)
-        if desired is None:
-            for instance in instances:
-                self._stop(instance, f"the Space is {space.stage}")
-            if instances or space.serving_address:
-                self._set(session, space, serving=None)
-            if space.error_message and space.error_message.startswith(WAITING):
-                space.error_message = None  # a halted Space waits for nothing
-            return
-        current = [i for i in instances if i.revision == desired.key]
-        older = [i for i in instances if i.revision != desired.key]
-        for duplicate in current[1:]:
-            self._stop(duplicate, "a duplicate of the same revision")
-        if space.failed_revision == desired.key:
-            return  # crashed before: wait for a push, a restart or a settings change
-        serving_old = any(i.address == space.serving_address for i in older if i.address)
-        newest_is_built = space.head_sha == space.built_sha
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._busy or self._orphan_jobs)
 
-        if not current:
-            waiting = self._admit(desired, older)
-            if waiting:
-                if space.error_message != waiting:
-                    log.info("%s is %s", space.full_name, waiting)
-                space.error_message = waiting
-                if newest_is_built:
-                    space.stage = Stage.RUNNING_APP_STARTING if serving_old else Stage.APP_STARTING
-                return
-            if shortfall(self._room(), desired.hardware) is not None:
-                # It fits only in the room its older revision holds: stop that first.
-                for old in older:
-                    self._stop(old, f"making room for revision {desired.key}")
-                if older:
-                    self._set(session, space, serving=None)
-                    serving_old = False
-            if space.error_message and space.error_message.startswith(WAITING):
-                space.error_message = None
-            log.info("starting %s revision %s (%s)", space.full_name, desired.key, desired.sha[:7])
-            self._room_now = None
+    def due(self, now: float) -> set[int]:
+        """The Spaces whose timer has come (and drops those timers)."""
+        ready = set()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            ready.add(heapq.heappop(self._deadlines)[1])
+        return ready
+
+    def next_deadline(self) -> float | None:
+        return self._deadlines[0][0] if self._deadlines else None
+
+    def over_quota(self) -> set[str]:
+        """Ask the backend what each instance wrote; the uids of Spaces over their tier's
+        disk (one backend call, no query)."""
+        self.disk_usage = self.backend.disk_usage()
+        overrides = get_settings().hardware_overrides
+        over = set()
+        for instance_id, written in self.disk_usage.items():
+            uid, tier = self.instance_owner.get(instance_id, ("", ""))
+            if uid and written > sized_tier(tier or "cpu-basic", overrides).disk_gib * 2**30:
+                over.add(uid)
+        return over
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- one Space --------------------------------------------------------------------
+
+    def _instances_by_uid(self) -> dict[str, list[Instance]]:
+        self._listed_at = time.monotonic()
+        by_uid: dict[str, list[Instance]] = defaultdict(list)
+        owners = {}
+        for instance in self.backend.instances():
+            by_uid[instance.space_id].append(instance)
+            owners[instance.id] = (instance.space_id, instance.hardware)
+        self.instance_owner = owners
+        return by_uid
+
+    def _reconcile_one(self, space_id: int, by_uid: dict[str, list[Instance]]) -> None:
+        with session_scope() as session:
             try:
-                self.backend.start(desired)
-            except BackendError as exc:  # e.g. a GPU tier on a machine without GPUs
-                space.failed_revision = desired.key
-                space.stage = Stage.RUNTIME_ERROR
-                space.error_message = f"Runtime error: {exc}"
+                space = session.get(Space, space_id)
+                if space is None:
+                    self._gone(session, space_id, by_uid)
+                    return
+                self.uids[space_id] = space.uid
+                if self._acted_at.get(space_id, float("-inf")) >= self._listed_at:
+                    # A start or stop of it ended after the instances were listed: the
+                    # list is stale for it (acting on it would start or stop twice).
+                    self.on_change(space_id)
+                    return
+                instances = by_uid.get(space.uid, [])
+                plan = self._plan(session, space, instances)
+                if self.before_write is not None:
+                    self.before_write(space_id)
+                if not self._write(session, space, plan.fields):
+                    session.rollback()
+                    log.info("%s changed while it was looked at: again", space.full_name)
+                    self.on_change(space_id)
+                    return
+                session.commit()
+                ref = SpaceRef(space_id, space.uid, space.owner, space.name)
+            except Exception:  # noqa: BLE001 - one broken Space must not stop the rest
+                session.rollback()
+                log.exception("reconciling Space %s failed; rolled back", space_id)
+                self._at(time.monotonic() + RETRY_SECONDS, space_id)
                 return
-            if newest_is_built:
-                space.stage = Stage.RUNNING_APP_STARTING if serving_old else Stage.APP_STARTING
-            return
-        instance = current[0]
-        written = self._disk_usage.get(instance.id, 0)
+        self._carry_out(ref, plan)
+
+    def _write(self, session: Session, space: Space, fields: dict[str, Any]) -> bool:
+        if any(getattr(space, name) != value for name, value in fields.items()):
+            return write_status(session, space, **fields)
+        if space.observed_spec_version != space.spec_version:
+            return mark_observed(session, space)
+        # Nothing to write: still make sure the read is current before acting on it.
+        row = session.exec(
+            select(Space.spec_version, Space.status_version).where(Space.id == space.id)
+        ).first()
+        return row is not None and tuple(row) == (space.spec_version, space.status_version)
+
+    def _gone(self, session: Session, space_id: int, by_uid: dict[str, list[Instance]]) -> None:
+        """A deleted Space: stop what still runs of it."""
+        uid = self.uids.pop(space_id, None)
+        if uid is None:  # deleted before this controller saw it: its events know the uid
+            uid = session.exec(
+                select(Event.space_uid)
+                .where(Event.space_id == space_id, col(Event.space_uid).is_not(None))
+                .order_by(col(Event.id).desc())
+                .limit(1)
+            ).first()
+        if uid and by_uid.get(uid):
+            self._submit_orphans(uid, by_uid[uid])
+
+    def _plan(self, session: Session, space: Space, instances: list[Instance]) -> Plan:
+        assert space.id is not None
+        now = time.monotonic()
+        head_is_built = bool(space.built_sha) and space.head_sha == space.built_sha
+        build = None
+        if space.head_sha and not head_is_built:
+            build = session.exec(
+                select(Build)
+                .where(Build.space_id == space.id, Build.commit_sha == space.head_sha)
+                .order_by(col(Build.id).desc())
+                .limit(1)
+            ).first()
+        desired = None if space.paused else revision_of(session, space)
+        plan = Plan(fields={})
+        serving: Instance | None = None  # the instance visitors go to after this look
+        keep_serving = False  # an older revision keeps serving
+        failed_revision = space.failed_revision
+        run, message = RunState.ABSENT, None
+
+        if desired is None:
+            reason = "the Space is paused" if space.paused else "nothing is built"
+            plan.stops += [(i, reason) for i in instances]
+        else:
+            current = [i for i in instances if i.revision == desired.key]
+            older = [i for i in instances if i.revision != desired.key]
+            plan.stops += [(i, "a duplicate of the same revision") for i in current[1:]]
+            keep_serving = any(
+                i.address == space.serving_address
+                for i in older
+                if i.address and i.state != InstanceState.EXITED
+            )
+            if failed_revision and failed_revision != desired.key:
+                failed_revision = None  # something changed since: try the new revision
+            if failed_revision == desired.key:
+                # Crashed before: wait for a push, a restart or a settings change (its
+                # exited instance stays, so its run log can still be read).
+                run, message = RunState.FAILED, space.error_message
+            elif not current:
+                run, message, keep_serving = self._start_or_wait(
+                    space, desired, older, plan, keep_serving
+                )
+                if run == RunState.FAILED:
+                    failed_revision = desired.key
+            else:
+                instance = current[0]
+                run, message = self._watch_instance(space, desired, instance, plan, now)
+                if run == RunState.FAILED:
+                    failed_revision = desired.key
+                elif run == RunState.READY:
+                    serving = instance
+                    if space.serving_address != instance.address:
+                        self.switched_at[instance.id] = now
+                    switched = self.switched_at.setdefault(instance.id, now)
+                    drained = now - switched >= DRAIN_SECONDS
+                    # Old instances keep answering until every gateway has seen the switch
+                    # and their requests in flight are done (zero downtime).
+                    for old in older:
+                        if drained:
+                            plan.stops.append((old, f"replaced by revision {desired.key}"))
+                        else:
+                            self._deadline(plan, switched + DRAIN_SECONDS)
+
+        facts = Facts(
+            paused=space.paused,
+            head_problem=Problem.load(space.head_problem),
+            head_build=build.status if build else None,
+            head_build_error=build.error_message if build else None,
+            has_image=bool(space.built_image),
+            head_is_built=head_is_built,
+            old_serving=keep_serving,
+            run=run,
+            run_message=message,
+        )
+        stage, shown = stage_of(facts)
+        if stage == Stage.RUNTIME_ERROR and space.stage == Stage.RUNTIME_ERROR and not shown:
+            shown = space.error_message
+        plan.fields = {"stage": stage, "error_message": shown, "failed_revision": failed_revision}
+        if serving is not None:
+            plan.fields.update(
+                serving_address=serving.address,
+                serving_sha=serving.sha,
+                serving_image=space.built_image,
+                current_hardware=space.requested_hardware,
+            )
+        elif not keep_serving:
+            plan.fields.update(
+                serving_address=None, serving_sha=None, serving_image=None, current_hardware=None
+            )
+        return plan
+
+    def _start_or_wait(
+        self,
+        space: Space,
+        desired: Revision,
+        older: list[Instance],
+        plan: Plan,
+        keep_serving: bool,
+    ) -> tuple[RunState, str | None, bool]:
+        """No instance of the desired revision yet: start one if there is room."""
+        assert space.id is not None
+        failure = self._start_failed.get(desired.key)
+        if failure is not None:
+            return RunState.FAILED, f"Runtime error: {failure}", keep_serving
+        if self._is_busy(space.id):
+            return RunState.STARTING, None, keep_serving  # its start is under way
+        live = [i for i in older if i.state != InstanceState.EXITED]
+        room = self._room()
+        waiting = shortfall(room, desired.hardware, replacing=live)
+        if waiting:
+            if space.error_message != waiting:
+                log.info("%s is %s", space.full_name, waiting)
+            plan.waiting = True
+            return RunState.WAITING, waiting, keep_serving
+        if shortfall(room, desired.hardware) is not None:
+            # It fits only in the room its older revision holds: stop that first.
+            plan.stops += [(old, f"making room for revision {desired.key}") for old in older]
+            keep_serving = False
+        plan.start = desired
+        self._room_now = replace(
+            room,
+            cpus_free=room.cpus_free - desired.hardware.cpu,
+            memory_gib_free=room.memory_gib_free - desired.hardware.memory_gib,
+        )
+        return RunState.STARTING, None, keep_serving
+
+    def _watch_instance(
+        self, space: Space, desired: Revision, instance: Instance, plan: Plan, now: float
+    ) -> tuple[RunState, str | None]:
+        written = self.disk_usage.get(instance.id, 0)
         if written > desired.hardware.disk_gib * 2**30:
-            self._fail(
+            plan.stops.append((instance, "over its disk quota"))
+            return RunState.FAILED, self._failure(
                 space,
-                desired,
                 instance,
                 f"the app wrote {written / 2**30:.2f} GiB to its disk, over the "
                 f"{desired.hardware.disk_gib:g} GiB quota of {desired.hardware.name} "
                 "(keep large data in a dataset or the Hub cache of a bigger tier)",
             )
-            self._stop(instance, "over its disk quota")
-            return
         if instance.state == InstanceState.EXITED:
-            self._fail(space, desired, instance, f"the app exited with code {instance.exit_code}")
-            return
-        if instance.address and self.probe(instance.address):
-            if space.serving_address != instance.address:
-                self._set(session, space, serving=instance)
-                self.switched_at[instance.id] = time.monotonic()
-            if newest_is_built:
-                space.stage = Stage.RUNNING
-                space.error_message = None
-            # Old instances keep answering until every gateway has seen the switch and
-            # their requests in flight are done (zero downtime).
-            switched = self.switched_at.setdefault(instance.id, time.monotonic())
-            if time.monotonic() - switched >= DRAIN_SECONDS:
-                for old in older:
-                    self._stop(old, f"replaced by revision {desired.key}")
-            return
-        if instance.address == space.serving_address:
-            return  # serving already: a slow answer means busy, not broken (crashes exit)
+            return RunState.FAILED, self._failure(
+                space, instance, f"the app exited with code {instance.exit_code}"
+            )
+        # Serving already: a slow answer means busy, not broken (crashes exit).
+        if instance.ready or (instance.address and instance.address == space.serving_address):
+            return RunState.READY, None
         started = instance.started_at or datetime.now(UTC)
-        if (datetime.now(UTC) - started).total_seconds() > space.startup_timeout_seconds:
-            self._fail(
+        elapsed = (datetime.now(UTC) - started).total_seconds()
+        if elapsed > space.startup_timeout_seconds:
+            plan.stops.append((instance, "it never answered"))
+            return RunState.FAILED, self._failure(
                 space,
-                desired,
                 instance,
                 f"the app did not answer on port {space.app_port} within "
                 f"{space.startup_timeout_seconds} s (startup_duration_timeout)",
             )
-            self._stop(instance, "it never answered")
+        self._deadline(plan, now + space.startup_timeout_seconds - elapsed + 0.1)
+        return RunState.STARTING, None
+
+    def _failure(self, space: Space, instance: Instance, reason: str) -> str:
+        # Anyone who can see the Space reads errorMessage: the app's last lines are masked
+        # like its run log (its secrets, and any platform token it printed).
+        from sqlalchemy.orm import object_session
+
+        session = object_session(space)
+        mask = redaction.for_space(session, space.id) if session else redaction.Redactor()
+        tail = [mask(line) for line in self.backend.logs(instance.id, tail=RUNTIME_ERROR_LOG_LINES)]
+        return f"Runtime error: {reason}.\n\nLast lines of the app's log:\n" + "\n".join(tail)
 
     def _room(self) -> Capacity:
         """What is free for Spaces now: the host after the platform's reserve, and this
-        installation's own budget (asked afresh: an earlier Space of this pass took some)."""
+        installation's own budget, less what starts in flight will take."""
         if self._room_now is not None:
             return self._room_now
         settings = get_settings()
@@ -234,16 +434,112 @@ class Reconciler:
             count_other_installations=settings.admission_counts_other_installations,
         )
         running = [i for i in self.backend.instances() if i.state != InstanceState.EXITED]
-        self._room_now = available(self.backend.capacity(), running, policy)
+        room = available(self.backend.capacity(), running, policy)
+        with self._lock:
+            pending = list(self._pending.values())
+        self._room_now = replace(
+            room,
+            cpus_free=room.cpus_free - sum(t.cpu for t in pending),
+            memory_gib_free=room.memory_gib_free - sum(t.memory_gib for t in pending),
+        )
         return self._room_now
 
-    def _admit(self, desired: Revision, older: list[Instance]) -> str | None:
-        """None when the revision may start now (perhaps in its older revision's room);
-        otherwise the 'waiting for hardware' line for the Space's page."""
-        live = [i for i in older if i.state != InstanceState.EXITED]
-        return shortfall(self._room(), desired.hardware, replacing=live)
+    # -- timers and actions -------------------------------------------------------------
 
-    def _stop(self, instance: Instance, reason: str) -> None:
+    def _deadline(self, plan: Plan, when: float) -> None:
+        plan.deadline = when if plan.deadline is None else min(plan.deadline, when)
+
+    def _at(self, when: float, space_id: int) -> None:
+        heapq.heappush(self._deadlines, (when, space_id))
+
+    def _is_busy(self, space_id: int) -> bool:
+        with self._lock:
+            return space_id in self._busy
+
+    def _carry_out(self, ref: SpaceRef, plan: Plan) -> None:
+        if plan.deadline is not None:
+            self._at(plan.deadline, ref.id)
+        if plan.waiting:
+            self.waiting.add(ref.id)
+        else:
+            self.waiting.discard(ref.id)
+        if not plan.stops and plan.start is None:
+            return
+        with self._lock:
+            if ref.id in self._busy:
+                return  # the one in flight wakes the Space again when it is done
+            if plan.start is not None:
+                self._pending[ref.id] = plan.start.hardware
+            self._busy[ref.id] = self._pool.submit(self._act, ref, plan.stops, plan.start)
+
+    def _act(
+        self, ref: SpaceRef, stops: list[tuple[Instance, str]], start: Revision | None
+    ) -> None:
+        try:
+            for instance, reason in stops:
+                self._stop(ref, instance, reason)
+            if start is not None:
+                log.info("starting %s revision %s (%s)", start.space, start.key, start.sha[:7])
+                try:
+                    instance = self.backend.start(start)
+                except BackendError as exc:  # e.g. a GPU tier on a machine without GPUs
+                    self._start_failed[start.key] = str(exc)
+                else:
+                    self._record(
+                        ref,
+                        events.EventKind.INSTANCE_STARTED,
+                        instance=instance.id,
+                        revision=start.key,
+                        commit=start.sha,
+                        hardware=start.hardware.name,
+                        started_at=instance.started_at or datetime.now(UTC),
+                    )
+        except Exception:  # noqa: BLE001 - the Space is looked at again below
+            log.exception("starting or stopping %s/%s failed", ref.owner, ref.name)
+            self._at(time.monotonic() + RETRY_SECONDS, ref.id)
+        finally:
+            with self._lock:
+                self._acted_at[ref.id] = time.monotonic()
+                self._busy.pop(ref.id, None)
+                self._pending.pop(ref.id, None)
+                freed = bool(stops)
+                waiting = list(self.waiting) if freed else []
+            self.on_change(ref.id)
+            for space_id in waiting:  # room freed: those waiting for it may start now
+                self.on_change(space_id)
+
+    def stop_orphans(self, uids: set[str]) -> None:
+        """Stop the instances of these uids, which name no Space any more."""
+        for uid, orphans in self._instances_by_uid().items():
+            if uid in uids:
+                self._submit_orphans(uid, orphans)
+
+    def _submit_orphans(self, uid: str, orphans: list[Instance]) -> None:
+        with self._lock:
+            todo = [i for i in orphans if i.id not in self._stopping]
+            self._stopping.update(i.id for i in todo)
+
+        def stop_all() -> None:
+            for instance in todo:
+                try:
+                    self._stop(None, instance, "its Space no longer exists")
+                except Exception:  # noqa: BLE001 - the next resync tries again
+                    log.exception("stopping orphan %s failed", instance.id[:12])
+                finally:
+                    with self._lock:
+                        self._stopping.discard(instance.id)
+
+        if todo:
+            job = self._pool.submit(stop_all)
+            with self._lock:
+                self._orphan_jobs.add(job)
+            job.add_done_callback(self._orphan_job_done)
+
+    def _orphan_job_done(self, job: Future[None]) -> None:
+        with self._lock:
+            self._orphan_jobs.discard(job)
+
+    def _stop(self, ref: SpaceRef | None, instance: Instance, reason: str) -> None:
         log.info(
             "stopping %s (%s, revision %s): %s",
             instance.id[:12],
@@ -252,54 +548,30 @@ class Reconciler:
             reason,
         )
         self.backend.stop(instance.id)
-        self._room_now = None
-
-    def _fail(self, space: Space, desired: Revision, instance: Instance, reason: str) -> None:
-        from sqlalchemy.orm import object_session
-
-        from orchestrator.core import redaction
-
-        # Anyone who can see the Space reads errorMessage: the app's last lines are masked
-        # like its run log (its secrets, and any platform token it printed).
-        session = object_session(space)
-        mask = redaction.for_space(session, space.id) if session else redaction.Redactor()
-        tail = [mask(line) for line in self.backend.logs(instance.id, tail=RUNTIME_ERROR_LOG_LINES)]
-        space.failed_revision = desired.key
-        if space.head_sha == space.built_sha:
-            space.stage = Stage.RUNTIME_ERROR
-        space.error_message = f"Runtime error: {reason}.\n\nLast lines of the app's log:\n" + (
-            "\n".join(tail)
+        self.switched_at.pop(instance.id, None)
+        self._record(
+            ref,
+            events.EventKind.INSTANCE_STOPPED,
+            instance=instance.id,
+            space_name=instance.space if ref is None else None,
+            revision=instance.revision,
+            commit=instance.sha,
+            hardware=instance.hardware or None,
+            reason=reason,
+            started_at=instance.started_at,
+            exit_code=instance.exit_code,
         )
 
-    def _set(self, session: Session, space: Space, serving: Instance | None) -> None:
-        space.serving_address = serving.address if serving else None
-        space.serving_sha = serving.sha if serving else None
-        space.serving_image = space.built_image if serving else None
-        space.current_hardware = space.requested_hardware if serving else None
-        space.updated_at = datetime.now(UTC)
-        session.add(space)
-
-
-def run_forever(backend: Backend, interval: float = 1.0) -> None:
-    """The controller's loop. One controller at a time per home (a file lock): two would
-    both start the same revision."""
-    settings = get_settings()
-    lock_path = settings.home / "locks" / "controller.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        reconciler = Reconciler(backend)
+    def _record(self, ref: SpaceRef | None, kind: events.EventKind, **data: Any) -> None:
         try:
-            # The Spaces' network and firewall now, not at the first start: Spaces adopted
-            # from before (an upgrade, a flushed firewall) are boxed in at once too.
-            backend.prepare()
-        except Exception:  # noqa: BLE001 - the first start() tries again
-            log.exception("preparing the backend failed")
-        log.info("controller started")
-        while True:
-            started = time.monotonic()
-            try:
-                reconciler.reconcile_once()
-            except Exception:  # noqa: BLE001 - e.g. Docker restarting: try again next pass
-                log.exception("reconcile pass failed")
-            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+            with session_scope() as session:
+                events.record(
+                    session,
+                    kind,
+                    events.ACTOR_CONTROLLER,
+                    ref.as_space() if ref is not None else None,
+                    **data,
+                )
+                session.commit()
+        except Exception:  # noqa: BLE001 - the instance changed anyway; the log says so
+            log.exception("recording %s failed", kind.value)

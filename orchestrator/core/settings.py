@@ -220,6 +220,26 @@ class Settings(BaseSettings):
         "to its container's disk (0: every pass of the controller); a Space over its tier's "
         "disk_gib is stopped with RUNTIME_ERROR.",
     )
+    controller_resync_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="How often the controller looks at every Space and instance, to heal "
+        "anything a missed change left behind. Between resyncs it wakes only on changes (the "
+        "event log's change feed, the backend's events) and on its own timers, so idle "
+        "Spaces cost it nothing.",
+    )
+    controller_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="How many instance starts and stops the controller runs at once; one "
+        "Space's slow start or stop never delays another's.",
+    )
+    readiness_probe_concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="How many readiness probes (HTTP on /, 2 s timeout) run at once, for "
+        "instances that have not answered yet; a hanging app holds one of them.",
+    )
     push_follow_seconds: int = Field(
         default=1800,
         description="How long a git push keeps showing the build's progress before it hands "

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from orchestrator.core.settings import get_settings
 from orchestrator.gateway import credentials, pages
 from orchestrator.gateway.routes import Route, RouteTable, space_subdomain
+from orchestrator.spaces import tokens as space_tokens
 
 HOP_BY_HOP = {
     "connection",
@@ -100,9 +101,14 @@ class Gateway:
             await self._proxy_http(scope, receive, send, route, host)
 
     def _closing_on_shutdown(self, receive: Receive) -> Receive:
+        """The app's lifespan, with the gateway's own start and stop around it."""
+
         async def wrapped() -> Any:
             message = await receive()
-            if message["type"] == "lifespan.shutdown":
+            if message["type"] == "lifespan.startup":
+                space_tokens.signing_key()  # read now, not from the loop on a first visit
+                await self.routes.start()  # the table is read before the first visitor
+            elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
             return message
 

@@ -34,6 +34,9 @@ from orchestrator.gateway.cursor import EventCursor
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0  # after a failed read (the database restarting)
 IDS_PER_QUERY = 500  # Space ids in one IN (...) list
+# Labels looked up by themselves at once, at most: hosts a visitor makes up cost a query
+# each, and must not take every thread the gateway has.
+MISS_LOOKUPS = 4
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,11 @@ class RouteTable:
         self._follower: asyncio.Task[None] | None = None
         self._follower_loop: asyncio.AbstractEventLoop | None = None
         self._loaded = asyncio.Event()
+        self._misses = asyncio.Semaphore(MISS_LOOKUPS)
+
+    async def start(self) -> None:
+        """Read the table and follow changes from now on (else the first lookup does)."""
+        await self._follow_changes()
 
     async def lookup(self, subdomain: str) -> Route | None:
         if len(subdomain) > MAX_LABEL:
@@ -107,8 +115,9 @@ class RouteTable:
         await self._follow_changes()
         route = self._routes.get(subdomain)
         if route is None:
-            generation = self._generation
-            route = await asyncio.to_thread(_find_label, subdomain)
+            async with self._misses:
+                generation = self._generation
+                route = await asyncio.to_thread(_find_label, subdomain)
             # Kept unless a change was applied meanwhile: this read may predate it.
             if route is not None and generation == self._generation:
                 self._put(route, [*self._labels.get(route.space_id, ()), subdomain])
@@ -129,6 +138,7 @@ class RouteTable:
         loop = asyncio.get_running_loop()
         if self._follower is None or self._follower.done() or self._follower_loop is not loop:
             self._loaded = asyncio.Event()
+            self._misses = asyncio.Semaphore(MISS_LOOKUPS)
             self._follower_loop = loop
             self._follower = loop.create_task(self._follow(), name="gateway-routes")
         if not self._loaded.is_set():

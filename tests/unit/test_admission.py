@@ -3,7 +3,6 @@ and the reconciler waits, says why, and starts it by itself when room frees."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +10,9 @@ import pytest
 from sqlmodel import select
 
 from sandbox.admission import Policy, available, shortfall
-from sandbox.backend import Backend, Capacity, Instance, InstanceState, Revision
+from sandbox.backend import Capacity, Instance, InstanceState
 from sandbox.hardware import get_tier, sized_tier
+from sandbox.memory_backend import MemoryBackend
 
 GIB = 2**30
 
@@ -96,52 +96,9 @@ def test_an_overcommitted_host_has_nothing_free() -> None:
 # -- the reconciler, with an in-memory backend -------------------------------------------
 
 
-class MemoryBackend(Backend):
-    """A host of `cpus` and `memory_gib` whose instances start running at once."""
-
-    def __init__(self, cpus: float, memory_gib: float) -> None:
-        self.cpus, self.memory_gib = cpus, memory_gib
-        self.running: dict[str, Instance] = {}
-        self.ids = itertools.count(1)
-        self.written: dict[str, int] = {}
-
-    def start(self, revision: Revision) -> Instance:
-        number = next(self.ids)
-        started = Instance(
-            id=f"i{number}",
-            space_id=revision.space_id,
-            space=revision.space,
-            revision=revision.key,
-            sha=revision.sha,
-            state=InstanceState.RUNNING,
-            address=f"http://10.9.0.{number}:7860",
-            cpus=revision.hardware.cpu,
-            memory_gib=revision.hardware.memory_gib,
-        )
-        self.running[started.id] = started
-        return started
-
-    def stop(self, instance_id: str) -> None:
-        self.running.pop(instance_id, None)
-
-    def instances(self) -> list[Instance]:
-        return list(self.running.values())
-
-    def logs(
-        self, instance_id: str, tail: int | None = None, follow: bool = False
-    ) -> Iterator[str]:
-        return iter(["writing a lot"])
-
-    def capacity(self) -> Capacity:
-        return Capacity(
-            cpus=self.cpus,
-            memory_gib=self.memory_gib,
-            cpus_free=self.cpus - sum(i.cpus for i in self.running.values()),
-            memory_gib_free=self.memory_gib - sum(i.memory_gib for i in self.running.values()),
-        )
-
-    def disk_usage(self) -> dict[str, int]:
-        return dict(self.written)
+def memory_backend(cpus: float, memory_gib: float) -> MemoryBackend:
+    """A host of `cpus` and `memory_gib` whose instances answer as soon as they start."""
+    return MemoryBackend(cpus, memory_gib, ready_on_start=True)
 
 
 @pytest.fixture
@@ -206,10 +163,11 @@ def runtime(space_id: int) -> tuple[str, str | None]:
 def test_a_space_waits_for_hardware_and_starts_when_room_frees(database: None) -> None:
     from orchestrator.controller.reconciler import Reconciler
     from orchestrator.core.db import session_scope
-    from orchestrator.core.models import Space, Stage
+    from orchestrator.core.models import Space
+    from orchestrator.core.status import change_spec
 
-    backend = MemoryBackend(cpus=4, memory_gib=5)  # 4 GiB after the reserve: two Spaces
-    reconciler = Reconciler(backend, probe=lambda address: True)
+    backend = memory_backend(cpus=4, memory_gib=5)  # 4 GiB after the reserve: two Spaces
+    reconciler = Reconciler(backend)
     first, second, third = built_space("one"), built_space("two"), built_space("three")
     reconciler.reconcile_once()
     reconciler.reconcile_once()
@@ -222,8 +180,7 @@ def test_a_space_waits_for_hardware_and_starts_when_room_frees(database: None) -
     with session_scope() as session:
         space = session.get(Space, first)
         assert space is not None
-        space.stage = Stage.PAUSED
-        session.add(space)
+        change_spec(session, space, paused=True)  # the owner's pause: spec, not stage
         session.commit()
     reconciler.reconcile_once()  # stops the paused one; the waiting one takes its room
     reconciler.reconcile_once()
@@ -234,8 +191,8 @@ def test_a_space_waits_for_hardware_and_starts_when_room_frees(database: None) -
 def test_a_space_over_its_disk_quota_is_stopped(database: None) -> None:
     from orchestrator.controller.reconciler import Reconciler
 
-    backend = MemoryBackend(cpus=2, memory_gib=8)
-    reconciler = Reconciler(backend, probe=lambda address: True)
+    backend = memory_backend(cpus=2, memory_gib=8)
+    reconciler = Reconciler(backend)
     space = built_space("writer")
     reconciler.reconcile_once()
     reconciler.reconcile_once()
