@@ -3,12 +3,12 @@ the gateway that serves each Space on its own host."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from orchestrator.api import commits as commits_api
+from orchestrator.api import events as events_api
 from orchestrator.api import files as files_api
-from orchestrator.api import input_errors
+from orchestrator.api import input_errors, wire
 from orchestrator.api import lfs as lfs_api
 from orchestrator.api import logs as logs_api
 from orchestrator.api import repos as repos_api
@@ -16,7 +16,6 @@ from orchestrator.api import runtime as runtime_api
 from orchestrator.api import space_jwt as space_jwt_api
 from orchestrator.api import spaces as spaces_api
 from orchestrator.api import users as users_api
-from orchestrator.api.errors import HubError
 from orchestrator.core import db
 from orchestrator.core.limits import BodySizeLimit
 from orchestrator.gateway.proxy import Gateway
@@ -24,22 +23,24 @@ from orchestrator.push import git_http
 
 
 def create_app(*, migrate: bool = True) -> Gateway:
+    # Body limits apply to the control plane's own routes; Space hosts are proxied as is.
+    return Gateway(BodySizeLimit(create_api(migrate=migrate)))
+
+
+def create_api(*, migrate: bool = True) -> FastAPI:
+    """The API and git hosting alone, without the gateway (what the API's tests drive)."""
     if migrate:
         db.migrate()
     git_http.install_hooks()
     app = FastAPI(title="Spaceport", version="0.1.0")
 
-    @app.exception_handler(HubError)
-    async def hub_error(_request: Request, exc: HubError) -> JSONResponse:
-        # huggingface_hub appends the body's `error` to its exception messages.
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-    # Malformed JSON, wrong types, NUL in URLs: a clear 4xx, never a 500.
+    # One error shape for every refusal (api/errors.py); malformed JSON, wrong types, NUL
+    # in URLs: a clear 4xx, never a 500.
     input_errors.install(app)
 
-    @app.get("/api/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/api/health", response_model=wire.Health)
+    def health() -> wire.Health:
+        return wire.Health(status="ok")
 
     app.include_router(users_api.router)
     # Fixed paths (/api/spaces/hardware) before the {owner}/{name} ones.
@@ -52,5 +53,5 @@ def create_app(*, migrate: bool = True) -> Gateway:
     app.include_router(commits_api.router)
     app.include_router(git_http.router)
     app.include_router(logs_api.router)
-    # Body limits apply to the control plane's own routes; Space hosts are proxied as is.
-    return Gateway(BodySizeLimit(app))
+    app.include_router(events_api.router)
+    return app

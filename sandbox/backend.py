@@ -18,11 +18,12 @@ import abc
 import enum
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sandbox.hardware import HardwareTier
+from sandbox.log_stream import in_thread
 
 LABEL_PREFIX = "org.spaceport"
 LABEL_MANAGED = f"{LABEL_PREFIX}.managed"
@@ -124,6 +125,16 @@ class Backend(abc.ABC):
     def logs(
         self, instance_id: str, tail: int | None = None, follow: bool = False
     ) -> Iterator[str]: ...
+
+    async def follow_logs(self, instance_id: str, tail: int | None = None) -> AsyncIterator[str]:
+        """`logs(follow=True)` for asyncio code (the API's log streams): the blocking read,
+        Docker's call included, runs in a thread of its own; closing this ends it."""
+        opened = in_thread(lambda: self.logs(instance_id, tail=tail, follow=True))
+        try:
+            async for line in opened:
+                yield line
+        finally:
+            await opened.aclose()
 
     @abc.abstractmethod
     def capacity(self) -> Capacity: ...

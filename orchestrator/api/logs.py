@@ -1,73 +1,108 @@
 """Build and run logs as Server-Sent Events, in the shape huggingface_hub's
-fetch_space_logs reads: `data: {"data": "<line>", "timestamp": "..."}`."""
+fetch_space_logs reads: `data: {"data": "<line>", "timestamp": "..."}`.
+
+Followed logs never block the event loop and hold no thread of the shared pool: a build's
+log waits on the change feed (Channel.BUILD_LOGS, rung when a batch of lines is stored)
+and reads the new lines in a short thread call; a run log is the backend's own async
+stream (sandbox: Backend.follow_logs). Both send heartbeats while silent and end when the
+client leaves (orchestrator/api/sse.py), within the follower limits (api/followers.py).
+"""
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
 
-from orchestrator.api import followers
+from orchestrator.api import followers, sse
 from orchestrator.api.deps import current_principal, visible_space
+from orchestrator.api.errors import ERROR_RESPONSES
 from orchestrator.api.timefmt import hub_time
-from orchestrator.builds.runner import follow_log, now
+from orchestrator.builds.runner import now
 from orchestrator.core import redaction
 from orchestrator.core.auth import Principal
-from orchestrator.core.db import get_session
-from orchestrator.core.models import Build, Space
+from orchestrator.core.changes import Channel, feed
+from orchestrator.core.db import get_session, session_scope
+from orchestrator.core.models import Build, BuildLogLine, BuildStatus, Space
 from orchestrator.core.redaction import Redactor
-from sandbox.backend import Instance
+from sandbox.backend import Backend, Instance
 
-router = APIRouter(prefix="/api/spaces")
+router = APIRouter(prefix="/api/spaces", responses=ERROR_RESPONSES)
+STREAMED = {200: {"content": {"text/event-stream": {}}}}
+# How long a build-log follower waits on the feed before it reads anyway: rings can be
+# missed, and the build's end is seen by this read.
+BUILD_LOG_RESYNC_SECONDS = 1.0
 
 
-def _event(line: str, mask: Redactor | None) -> str:
-    line = (mask or Redactor())(line)  # platform tokens are masked even with no secrets
-    return "data: " + json.dumps({"data": line, "timestamp": hub_time(now())}) + "\n\n"
+def _event(line: str, mask: Redactor) -> str:
+    return "data: " + json.dumps({"data": mask(line), "timestamp": hub_time(now())}) + "\n\n"
 
 
-def _sse(lines: Iterator[str], mask: Redactor | None = None) -> Iterator[str]:
+async def _framed(lines: AsyncIterator[str], mask: Redactor | None) -> AsyncIterator[str]:
+    mask = mask or Redactor()  # platform tokens are masked even with no secrets
+    try:
+        async for line in lines:
+            yield _event(line, mask)
+    finally:
+        close = getattr(lines, "aclose", None)
+        if close is not None:
+            await close()
+
+
+async def _listed(lines: Iterable[str]) -> AsyncIterator[str]:
     for line in lines:
-        yield _event(line, mask)
+        yield line
 
 
 def _followed(
     request: Request,
-    space: Space,
-    lines: Callable[[threading.Event], Iterator[str]],
-    release: Callable[[], None] | None = None,
-) -> AsyncIterator[str]:
-    """A followed log, within the follower limits (429 here, before the stream starts;
-    `release` when the caller took the place already)."""
-    release = release or followers.take_slot(request, space)
-    stop = threading.Event()
+    lines: AsyncIterator[str],
+    mask: Redactor | None,
+    release: Callable[[], None],
+) -> StreamingResponse:
     try:
-        return followers.follow(lines(stop), release, stop)
+        return sse.response(sse.with_heartbeats(request, _framed(lines, mask), release))
     except BaseException:
         release()
         raise
 
 
-async def _events(lines: AsyncIterator[str], mask: Redactor | None) -> AsyncIterator[str]:
-    async for line in lines:
-        yield _event(line, mask)
+def _read_build_log(build_id: int, after: int) -> tuple[list[BuildLogLine], bool]:
+    """The build's lines after id `after`, and whether the build had finished before they
+    were read (so no line can come after them)."""
+    with session_scope() as session:
+        build = session.get(Build, build_id)
+        finished = build is None or BuildStatus(build.status).finished
+        lines = session.exec(
+            select(BuildLogLine)
+            .where(BuildLogLine.build_id == build_id, col(BuildLogLine.id) > after)
+            .order_by(col(BuildLogLine.id))
+        ).all()
+    return list(lines), finished
 
 
-def _stream(
-    lines: Iterator[str] | AsyncIterator[str], mask: Redactor | None = None
-) -> StreamingResponse:
-    return StreamingResponse(
-        _sse(lines, mask) if isinstance(lines, Iterator) else _events(lines, mask),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+async def follow_build_log(build_id: int) -> AsyncIterator[str]:
+    """A build's log, old lines and new, until the build has finished: woken by the change
+    feed, never polling the database faster than BUILD_LOG_RESYNC_SECONDS."""
+    changes = feed()
+    last_id = 0
+    while True:
+        seen = changes.count(Channel.BUILD_LOGS)  # before reading: a ring meanwhile wakes us
+        lines, finished = await run_in_threadpool(_read_build_log, build_id, last_id)
+        for line in lines:
+            last_id = line.id or last_id
+            yield line.line
+        if finished:
+            return
+        if not lines:
+            await changes.wait_async(Channel.BUILD_LOGS, seen, BUILD_LOG_RESYNC_SECONDS)
 
 
-@router.get("/{owner}/{name}/logs/build")
+@router.get("/{owner}/{name}/logs/build", response_class=StreamingResponse, responses=STREAMED)
 def build_log(
     owner: str,
     name: str,
@@ -81,11 +116,11 @@ def build_log(
         select(Build).where(Build.space_id == space.id).order_by(col(Build.id).desc())
     ).first()
     if build is None or build.id is None:
-        return _stream(iter(()))
-    build_id = build.id
-    lines = _followed(request, space, lambda stop: follow_log(build_id, stop=stop))
+        return sse.empty()
+    release = followers.take_slot(request, space)
     # Stored masked already; masked again for secrets added since the build ran.
-    return _stream(lines, redaction.for_space(session, space.id))
+    mask = redaction.for_space(session, space.id)
+    return _followed(request, follow_build_log(build.id), mask, release)
 
 
 def run_instance(space: Space, instances: list[Instance]) -> Instance | None:
@@ -98,7 +133,15 @@ def run_instance(space: Space, instances: list[Instance]) -> Instance | None:
     return max(pool, key=lambda i: i.started_at or now()) if pool else None
 
 
-@router.get("/{owner}/{name}/logs/run")
+def backend() -> Backend:
+    """The backend whose instances' logs are shown (the tests put an in-memory one here)."""
+    from orchestrator.core.installation import instance_name
+    from sandbox.docker_backend import DockerBackend
+
+    return DockerBackend(instance_name())
+
+
+@router.get("/{owner}/{name}/logs/run", response_class=StreamingResponse, responses=STREAMED)
 def run_log(
     owner: str,
     name: str,
@@ -109,29 +152,24 @@ def run_log(
     principal: Principal | None = Depends(current_principal),
 ) -> StreamingResponse:
     """The app's stdout and stderr, followed while it runs."""
-    from orchestrator.core.installation import instance_name
-    from sandbox.docker_backend import DockerBackend
-
     space = visible_space(session, principal, owner, name)
-    # A follower's place first: one over the limits costs no call to the Docker Engine.
+    # A follower's place first: one over the limits costs no call to the backend.
     release = followers.take_slot(request, space) if follow else None
     try:
-        backend = DockerBackend(instance_name())
-        instance = run_instance(space, backend.instances())
-        if instance is None:
-            if release:
-                release()
-            return _stream(iter(()))
+        engine = backend()
+        instance = run_instance(space, engine.instances())
         # An app that prints its secrets, or a token a visitor sent it, must not publish
         # them through its log.
         mask = redaction.for_space(session, space.id)
+        if instance is None:
+            lines: AsyncIterator[str] = _listed(())
+        elif release is None:
+            lines = _listed(list(engine.logs(instance.id, tail=tail)))
+        else:
+            lines = engine.follow_logs(instance.id, tail=tail)
         if release is None:
-            return _stream(backend.logs(instance.id, tail=tail), mask)
-        instance_id = instance.id
-        lines = _followed(
-            request, space, lambda _: backend.logs(instance_id, tail=tail, follow=True), release
-        )
-        return _stream(lines, mask)
+            return sse.response(_framed(lines, mask))
+        return _followed(request, lines, mask, release)
     except BaseException:
         if release:
             release()

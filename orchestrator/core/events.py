@@ -100,6 +100,7 @@ def after(
     after_id: int,
     *,
     space_id: int | None = None,
+    space_uid: str | None = None,
     kinds: Sequence[str] = (),
     since: datetime | None = None,
     limit: int = PAGE_LIMIT,
@@ -108,6 +109,8 @@ def after(
     query = select(Event).where(col(Event.id) > after_id)
     if space_id is not None:
         query = query.where(Event.space_id == space_id)
+    if space_uid is not None:  # with space_id: a reused row number's older events are not its
+        query = query.where(Event.space_uid == space_uid)
     if kinds:
         query = query.where(col(Event.kind).in_(list(kinds)))
     if since is not None:

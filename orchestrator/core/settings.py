@@ -309,6 +309,13 @@ class Settings(BaseSettings):
         default=200,
         description="Most log streams followed at once in all (each holds a thread).",
     )
+    log_heartbeat_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How often a followed log or event stream (Server-Sent Events) sends a "
+        "comment while nothing new happens, so proxies keep it open and a client that left "
+        "is noticed (its follower slot freed) within this time.",
+    )
     max_build_log_lines: int = Field(
         default=20_000,
         description="Most lines kept of one build's log; later lines are dropped after one "

@@ -1,0 +1,337 @@
+"""Every JSON answer of the API, typed: the Hub's wire shapes in one module.
+
+huggingface_hub, gradio_client and git-lfs parse these, so field names (camelCase, as on
+the Hub) and values are exactly what those clients read; the routes declare them as
+`response_model`, so /openapi.json describes what the server really sends. A field made
+with `omitted()` is left out of the JSON when it has no value (the Hub leaves those out: a
+tree entry's `lfs`, a tier's `accelerator`); every other field is always sent, null
+included (huggingface_hub reads `errorMessage: null`).
+
+One error shape for every route (`ErrorBody`, with X-Error-Code / X-Error-Message headers:
+orchestrator/api/errors.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+
+class Wire(BaseModel):
+    """A JSON answer: built with Python names, sent with the Hub's (aliases)."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+def omitted(alias: str | None = None) -> Any:
+    """A field the JSON leaves out when it has no value (the Hub does)."""
+    return Field(default=None, alias=alias, exclude_if=lambda value: value is None)
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+class ErrorBody(Wire):
+    """Every refusal: huggingface_hub appends `error` to its exception's message."""
+
+    error: str
+    url: str | None = omitted()  # a 409 on create/duplicate: where the existing Space is
+    message: str | None = omitted()  # the LFS batch API's errors: git-lfs prints `message`
+
+
+class YamlProblem(Wire):
+    message: str
+
+
+class YamlValidation(Wire):
+    """validate-yaml: read by the client whatever the status."""
+
+    errors: list[YamlProblem] = []
+    warnings: list[YamlProblem] = []
+
+
+# -- Spaces ------------------------------------------------------------------------------
+
+
+class RuntimeHardware(Wire):
+    current: str | None
+    requested: str | None
+
+
+class Replicas(Wire):
+    current: int
+    requested: int
+
+
+class Domain(Wire):
+    domain: str
+    stage: str
+
+
+class SpaceRuntime(Wire):
+    """huggingface_hub's SpaceRuntime. `hardware` is always an object: the client
+    dereferences it."""
+
+    stage: str
+    hardware: RuntimeHardware
+    error_message: str | None = Field(alias="errorMessage")
+    sha: str | None
+    gc_timeout: int | None = Field(alias="gcTimeout")
+    replicas: Replicas
+    dev_mode: bool = Field(alias="devMode")
+    domains: list[Domain]
+
+
+class SpaceInfo(Wire):
+    """huggingface_hub's SpaceInfo (space_info, list_spaces)."""
+
+    uid: str = Field(alias="_id")  # the Hub's 24-hex id, never reused (`id` is owner/name)
+    id: str
+    author: str
+    sha: str | None
+    created_at: str | None = Field(alias="createdAt")
+    last_modified: str | None = Field(alias="lastModified")
+    private: bool
+    gated: bool
+    disabled: bool
+    host: str
+    subdomain: str
+    sdk: str | None
+    likes: int
+    tags: list[str]
+    card_data: dict[str, Any] = Field(alias="cardData")
+    duplicated_from: str | None = Field(alias="duplicatedFrom")
+    runtime: SpaceRuntime
+
+
+class SiblingLfs(Wire):
+    size: int
+    sha256: str
+    pointer_size: int = Field(alias="pointerSize")
+
+
+class Sibling(Wire):
+    rfilename: str
+    size: int | None = omitted()
+    blob_id: str | None = omitted("blobId")
+    lfs: SiblingLfs | None = omitted()
+
+
+class SpaceRevision(SpaceInfo):
+    """space_info(revision=...): `sha` is the commit the revision names."""
+
+    siblings: list[Sibling]
+
+
+class BuildInfo(Wire):
+    id: int | None
+    commit: str
+    status: str
+    image: str | None
+    reused_image: bool = Field(alias="reusedImage")
+    error_message: str | None = Field(alias="errorMessage")
+    created_at: str | None = Field(alias="createdAt")
+    started_at: str | None = Field(alias="startedAt")
+    finished_at: str | None = Field(alias="finishedAt")
+
+
+class BuildWithLog(BuildInfo):
+    log: list[str]
+
+
+class HardwareAccelerator(Wire):
+    type: str
+    model: str
+    quantity: str
+    vram: str
+    manufacturer: str
+
+
+class HardwareTier(Wire):
+    """One item of GET /api/spaces/hardware: display strings, as huggingface_hub reads."""
+
+    name: str
+    pretty_name: str = Field(alias="prettyName")
+    cpu: str
+    ram: str
+    accelerator: HardwareAccelerator | None = omitted()
+    unit_cost_micro_usd: int = Field(alias="unitCostMicroUSD")
+    unit_cost_usd: float = Field(alias="unitCostUSD")
+    unit_label: str = Field(alias="unitLabel")
+
+
+class SecretInfo(Wire):
+    """A secret as listed: never its value."""
+
+    description: str | None
+    updated_at: str | None = Field(alias="updatedAt")
+
+
+class VariableInfo(Wire):
+    value: str
+    description: str | None
+    updated_at: str | None = Field(alias="updatedAt")
+
+
+class Secrets(RootModel[dict[str, SecretInfo]]):
+    pass
+
+
+class Variables(RootModel[dict[str, VariableInfo]]):
+    pass
+
+
+class KeyAnswer(Wire):
+    key: str
+
+
+class SpaceJwt(Wire):
+    token: str
+    exp: int  # unix time: ask again before
+
+
+# -- repos -------------------------------------------------------------------------------
+
+
+class RepoUrl(Wire):
+    """create_repo and duplicate_space: huggingface_hub builds a RepoUrl from `url`."""
+
+    url: str
+    name: str
+    id: str
+
+
+class Deleted(Wire):
+    deleted: str
+
+
+class Moved(Wire):
+    moved: str
+
+
+class AccessToken(Wire):
+    display_name: str | None = Field(alias="displayName")
+    role: str
+
+
+class WhoamiAuth(Wire):
+    type: str
+    access_token: AccessToken = Field(alias="accessToken")
+
+
+class Whoami(Wire):
+    type: str
+    id: str
+    name: str
+    fullname: str
+    email: str | None
+    email_verified: bool = Field(alias="emailVerified")
+    can_pay: bool = Field(alias="canPay")
+    is_pro: bool = Field(alias="isPro")
+    period_end: int | None = Field(alias="periodEnd")
+    avatar_url: str = Field(alias="avatarUrl")
+    orgs: list[dict[str, Any]]
+    auth: WhoamiAuth
+
+
+class Health(Wire):
+    status: str
+
+
+# -- files and commits -------------------------------------------------------------------
+
+
+class EntryLfs(Wire):
+    oid: str
+    size: int
+    pointer_size: int = Field(alias="pointerSize")
+
+
+class LastCommit(Wire):
+    id: str
+    title: str
+    date: str | None
+
+
+class TreeEntry(Wire):
+    """list_repo_tree / get_paths_info: `lfs` only for LFS files, `lastCommit` with expand."""
+
+    type: Literal["file", "directory"]
+    oid: str
+    size: int
+    path: str
+    lfs: EntryLfs | None = omitted()
+    last_commit: LastCommit | None = omitted("lastCommit")
+
+
+class PreuploadFile(Wire):
+    path: str | None
+    upload_mode: Literal["lfs", "regular"] = Field(alias="uploadMode")
+    should_ignore: bool = Field(alias="shouldIgnore")
+    oid: str | None
+
+
+class Preupload(Wire):
+    files: list[PreuploadFile]
+
+
+class CommitAnswer(Wire):
+    success: bool
+    commit_oid: str = Field(alias="commitOid")
+    commit_url: str = Field(alias="commitUrl")
+    commit_message: str = Field(alias="commitMessage")
+    hook_output: str = Field(alias="hookOutput")
+    pull_request_url: str | None = Field(alias="pullRequestUrl")
+
+
+# -- the Git LFS batch API ---------------------------------------------------------------
+
+
+class LfsAction(Wire):
+    href: str
+    expires_in: int
+
+
+class LfsObjectError(Wire):
+    code: int
+    message: str
+
+
+class LfsObject(Wire):
+    """One object of a batch answer: actions to take, none (already here) or an error."""
+
+    oid: Any  # echoed as sent, even when it is not a valid oid
+    size: Any
+    authenticated: bool | None = omitted()
+    actions: dict[str, LfsAction] | None = omitted()
+    error: LfsObjectError | None = omitted()
+
+
+class LfsBatch(Wire):
+    transfer: str = "basic"
+    objects: list[LfsObject]
+    hash_algo: str = "sha256"
+
+
+# -- the event log -----------------------------------------------------------------------
+
+
+class Event(Wire):
+    """One entry of the event log (docs/events.md lists every kind and its data)."""
+
+    id: int
+    at: str | None
+    kind: str
+    actor: str
+    space: str | None  # owner/name when it happened
+    space_id: str | None = Field(alias="spaceId")  # the Space's uid, stable across renames
+    data: dict[str, Any]
+
+
+class EventPage(Wire):
+    """A page of events, oldest first. `cursor` is the newest id this page read: pass it
+    as `?after=` for the next page (an empty page returns the same cursor)."""
+
+    events: list[Event]
+    cursor: int
