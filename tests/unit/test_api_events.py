@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -319,3 +320,65 @@ def test_a_run_log_follower_gets_heartbeats_and_leaving_ends_its_read(api: Api) 
     assert api.backend.followed[0].closed.is_set()  # the blocking read was ended
     once = api.get("/api/spaces/alice/demo/logs/run?follow=false")
     assert "hello" in once.text and followers.held(key) == 0
+
+
+# Git's own endpoints answer git in its text protocol; everything else in the one shape.
+GIT_PROTOCOL = ("/info/refs", "/git-upload-pack", "/git-receive-pack", "/{repo}/{path}")
+HOSTILE = ["missing", "%ff%fe", "a" * 300, "99999999999999999999"]
+
+
+def _check_error(response: httpx.Response, where: str) -> str | None:
+    if response.status_code < 400 or response.request.method == "HEAD":
+        return None
+    response.read()
+    try:
+        body = response.json()
+    except ValueError:
+        return f"{where}: {response.status_code} is not JSON: {response.text[:80]!r}"
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str) or not body["error"]:
+        return f"{where}: {response.status_code} {body!r:.120}"
+    if set(body) - {"error", "url", "message"}:
+        return f"{where}: extra fields {sorted(body)}"
+    if not response.headers.get("x-error-message"):
+        return f"{where}: no X-Error-Message"
+    return None
+
+
+def test_every_refusal_of_every_route_has_the_one_error_shape(api: Api) -> None:
+    spec = httpx.get(f"{api.url}/openapi.json").json()
+    assert "ErrorBody" in spec["components"]["schemas"]
+    problems: list[str] = []
+    sent = 0
+    with httpx.Client(base_url=api.url, timeout=10) as client:
+        for path, operations in spec["paths"].items():
+            if any(part in path for part in GIT_PROTOCOL):
+                continue
+            for method in operations:
+                targets = []
+                for value in HOSTILE:
+                    filled = path
+                    for param in re.findall(r"{(\w+)(?::path)?}", path):
+                        filled = re.sub(r"{" + param + r"(?::path)?}", value, filled)
+                    targets.append(filled)
+                targets.append(path.replace("{owner}", "alice").replace("{name}", "demo"))
+                for target in targets:
+                    for token in (None, api.bob):
+                        headers = {"content-type": "application/json"}
+                        if token:
+                            headers["authorization"] = f"Bearer {token}"
+                        with client.stream(
+                            method.upper(),
+                            target + "?limit=-1&kind=x",
+                            headers=headers,
+                            content=b"{",
+                        ) as response:
+                            sent += 1
+                            problem = _check_error(response, f"{method.upper()} {target}")
+                            if problem:
+                                problems.append(problem)
+        for method, target in (("GET", "/api/no-such-route"), ("DELETE", "/api/whoami-v2")):
+            sent += 1
+            if problem := _check_error(client.request(method, target), f"{method} {target}"):
+                problems.append(problem)
+    assert sent > 100
+    assert not problems, "\n".join(problems[:30])
