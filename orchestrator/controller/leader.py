@@ -55,8 +55,7 @@ class Lease:
 @contextmanager
 def leadership(stop: threading.Event | None = None) -> Iterator[Lease]:
     """Wait until this process is the active controller, then hold it until the block ends.
-    `stop` (tests) ends a wait early: the block is then not entered (StopIteration-free:
-    raises TimeoutError)."""
+    `stop` ends a wait early: the block is then not entered and TimeoutError is raised."""
     url = get_settings().sqlalchemy_url
     if url.startswith("postgresql"):
         with _postgres_lock(url, stop) as lease:
