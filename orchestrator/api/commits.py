@@ -22,9 +22,9 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from orchestrator.api import bodies
+from orchestrator.api import bodies, wire
 from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
-from orchestrator.api.errors import HubError
+from orchestrator.api.errors import ERROR_RESPONSES, HubError, error_response
 from orchestrator.api.files import servable
 from orchestrator.builds.deploy import deploy_commit
 from orchestrator.core.auth import Access, Principal
@@ -39,7 +39,7 @@ from orchestrator.repos import tree as repo_tree
 from orchestrator.repos.commit import AddFile, AddLfs, CommitError, Delete, Operation
 from orchestrator.spaces.config import SpaceConfigError, parse_readme
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 
 # The Hub's rule, as far as it shows: files over 10 MB, and files its .gitattributes
 # tracks with LFS, are LFS; small binary files are not (they are regular blobs on the Hub).
@@ -50,13 +50,23 @@ XET_UNSUPPORTED = (
 )
 
 
-@router.post("/validate-yaml")
+def _yaml_answer(problem: str | None = None, status: int = 200) -> JSONResponse:
+    answer = wire.YamlValidation(errors=[wire.YamlProblem(message=problem)] if problem else [])
+    return JSONResponse(answer.model_dump(mode="json"), status)
+
+
+@router.post(
+    "/validate-yaml",
+    response_model=wire.YamlValidation,
+    responses={400: {"model": wire.YamlValidation}, 413: {"model": wire.YamlValidation}},
+)
 def validate_yaml(body: dict[str, Any] = Body(...)) -> JSONResponse:
-    """Called for README.md before a commit; the client reads the JSON whatever the status."""
+    """Called for README.md before a commit; the client reads the JSON whatever the status
+    (its `errors`: the Hub's shape for this one route)."""
     bodies.check(bodies.ValidateYaml, body)
     content = body.get("content")
     if body.get("repoType", "space") != "space" or not isinstance(content, str):
-        return JSONResponse({"errors": [], "warnings": []})
+        return _yaml_answer()
     # Anyone may call this: YAML costs CPU by the key (a 256 KiB block took seconds), so
     # the front matter is measured before it is parsed.
     most = get_settings().max_readme_front_matter_bytes
@@ -65,12 +75,12 @@ def validate_yaml(body: dict[str, Any] = Body(...)) -> JSONResponse:
             f"the README's front matter is over {most} bytes "
             "(SPACEPORT_MAX_README_FRONT_MATTER_BYTES): keep long text below the closing ---"
         )
-        return JSONResponse({"errors": [{"message": message}], "warnings": []}, 413)
+        return _yaml_answer(message, 413)
     try:
         parse_readme(content)
     except SpaceConfigError as exc:
-        return JSONResponse({"errors": [{"message": str(exc)}], "warnings": []}, 400)
-    return JSONResponse({"errors": [], "warnings": []})
+        return _yaml_answer(str(exc), 400)
+    return _yaml_answer()
 
 
 def _front_matter(content: str) -> str:
@@ -102,7 +112,7 @@ def _branch(space: Space, rev: str) -> tuple[Path, str, str | None]:
     return repo, ref, head
 
 
-@router.post("/spaces/{owner}/{name}/preupload/{rev:path}")
+@router.post("/spaces/{owner}/{name}/preupload/{rev:path}", response_model=wire.Preupload)
 def preupload(
     owner: str,
     name: str,
@@ -110,7 +120,7 @@ def preupload(
     body: dict[str, Any] = Body(...),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> dict[str, object]:
+) -> wire.Preupload:
     bodies.check(bodies.Preupload, body)
     space, _ = _writable(session, principal, owner, name)
     repo, _, head = _branch(space, rev)
@@ -123,14 +133,14 @@ def preupload(
         path, size = item.get("path"), item.get("size")
         big = isinstance(size, int) and size > LFS_THRESHOLD
         answers.append(
-            {
-                "path": path,
-                "uploadMode": "lfs" if big or path in tracked else "regular",
-                "shouldIgnore": False,
-                "oid": remote.get(path) if isinstance(path, str) else None,
-            }
+            wire.PreuploadFile(
+                path=path,
+                upload_mode="lfs" if big or path in tracked else "regular",
+                should_ignore=False,
+                oid=remote.get(path) if isinstance(path, str) else None,
+            )
         )
-    return {"files": answers}
+    return wire.Preupload(files=answers)
 
 
 def _remote_oids(
@@ -155,7 +165,7 @@ async def ndjson_body(request: Request) -> IO[bytes]:
     return spool
 
 
-@router.post("/spaces/{owner}/{name}/commit/{rev:path}")
+@router.post("/spaces/{owner}/{name}/commit/{rev:path}", response_model=wire.CommitAnswer)
 def commit(
     owner: str,
     name: str,
@@ -166,7 +176,7 @@ def commit(
     principal: Principal | None = Depends(current_principal),
     session: Session = Depends(get_session),
     body: IO[bytes] = Depends(ndjson_body),
-) -> dict[str, object]:
+) -> wire.CommitAnswer:
     space, caller = _writable(session, principal, owner, name)
     if create_pr and create_pr.lower() in ("1", "true"):
         raise HubError(400, "Spaceport has no pull requests: commit to a branch instead")
@@ -197,14 +207,14 @@ def commit(
             raise HubError(exc.status, str(exc), exc.code) from exc
     if ref == repos.DEPLOY_REF:
         deploy_commit(session, space, sha)  # what a push to main does
-    return {
-        "success": True,
-        "commitOid": sha,
-        "commitUrl": f"{origin(request)}/spaces/{space.owner}/{space.name}/commit/{sha}",
-        "commitMessage": summary,
-        "hookOutput": "",
-        "pullRequestUrl": None,
-    }
+    return wire.CommitAnswer(
+        success=True,
+        commit_oid=sha,
+        commit_url=f"{origin(request)}/spaces/{space.owner}/{space.name}/commit/{sha}",
+        commit_message=summary,
+        hook_output="",
+        pull_request_url=None,
+    )
 
 
 def _parse(body: IO[bytes], scratch: Path) -> tuple[dict[str, Any], list[Operation]]:
@@ -297,6 +307,4 @@ def _check_lfs(space: Space, session: Session, operations: list[Operation]) -> N
 def xet_token(owner: str, name: str, rev: str) -> JSONResponse:
     """huggingface_hub with hf_xet asks here before uploading an LFS-mode file. Say why it
     can't, in words its error shows."""
-    return JSONResponse(
-        {"error": XET_UNSUPPORTED}, status_code=501, headers={"X-Error-Message": XET_UNSUPPORTED}
-    )
+    return error_response(501, XET_UNSUPPORTED)

@@ -19,8 +19,9 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlmodel import Session
 
+from orchestrator.api import wire
 from orchestrator.api.deps import current_principal, origin, visible_space
-from orchestrator.api.errors import HubError
+from orchestrator.api.errors import ERROR_RESPONSES, HubError
 from orchestrator.api.spaces import space_json
 from orchestrator.api.timefmt import hub_time
 from orchestrator.core.auth import Principal
@@ -33,7 +34,7 @@ from orchestrator.repos import store as repos
 from orchestrator.repos import tree as repo_tree
 from orchestrator.repos.tree import Entry
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 _downloads = KeyedLimiter()
 _listings = KeyedLimiter()
@@ -128,25 +129,27 @@ def entries_json(
     session: Session,
     entries: list[Entry],
     expand: bool = False,
-) -> list[dict[str, object]]:
+) -> list[wire.TreeEntry]:
     pointers = repo_tree.pointers(repo, entries)
     lfs_paths = servable(space, session, pointers)
-    items: list[dict[str, object]] = []
+    items: list[wire.TreeEntry] = []
     for entry in entries:
         if entry.kind == "commit":
             continue  # submodules have no content to serve
-        item: dict[str, object] = {
-            "type": "file" if entry.kind == "blob" else "directory",
-            "oid": entry.oid,
-            "size": entry.size,
-            "path": entry.path,
-        }
+        item = wire.TreeEntry(
+            type="file" if entry.kind == "blob" else "directory",
+            oid=entry.oid,
+            size=entry.size,
+            path=entry.path,
+        )
         if entry.path in lfs_paths:
             oid, size = pointers[entry.path]
-            item["size"] = size
-            item["lfs"] = {"oid": oid, "size": size, "pointerSize": entry.size}
+            item.size = size
+            item.lfs = wire.EntryLfs(oid=oid, size=size, pointer_size=entry.size)
         if expand and (commit := repo_tree.last_commit(repo, sha, entry.path)):
-            item["lastCommit"] = commit | {"date": _hub_date(commit["date"])}
+            item.last_commit = wire.LastCommit(
+                id=commit["id"], title=commit["title"], date=_hub_date(commit["date"])
+            )
         items.append(item)
     return items
 
@@ -185,7 +188,7 @@ def _next_link(request: Request, cursor: str) -> str:
     return f'<{origin(request)}{raw}?{urlencode(query + [("cursor", cursor)])}>; rel="next"'
 
 
-@router.get("/api/spaces/{owner}/{name}/tree/{rest:path}")
+@router.get("/api/spaces/{owner}/{name}/tree/{rest:path}", response_model=list[wire.TreeEntry])
 def list_tree(
     owner: str,
     name: str,
@@ -197,7 +200,7 @@ def list_tree(
     limit: int | None = Query(default=None, ge=1),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> list[dict[str, object]]:
+) -> list[wire.TreeEntry]:
     """list_repo_tree / list_repo_files, a page at a time: a `Link: <...>; rel="next"`
     header names the next page while there is one, as on the Hub (the client follows it)."""
     space = visible_space(session, principal, owner, name)
@@ -216,7 +219,7 @@ def _tree_page(
     expand: str | None,
     cursor: str | None,
     limit: int | None,
-) -> list[dict[str, object]]:
+) -> list[wire.TreeEntry]:
     repo, sha, path = _rev_and_path(request, space, "tree")
     offset = 0
     if cursor:
@@ -240,7 +243,9 @@ async def form_fields(request: Request) -> dict[str, list[str]]:
     return parse_qs(text, keep_blank_values=True)
 
 
-@router.post("/api/spaces/{owner}/{name}/paths-info/{rev:path}")
+@router.post(
+    "/api/spaces/{owner}/{name}/paths-info/{rev:path}", response_model=list[wire.TreeEntry]
+)
 def paths_info(
     owner: str,
     name: str,
@@ -249,7 +254,7 @@ def paths_info(
     fields: dict[str, list[str]] = Depends(form_fields),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> list[dict[str, object]]:
+) -> list[wire.TreeEntry]:
     """get_paths_info: entries at the given paths; unknown paths are left out."""
     space = visible_space(session, principal, owner, name)
     if repo_tree.branch_ref(rev) == repos.DEPLOY_REF and _no_commits(space):
@@ -268,7 +273,7 @@ def paths_info(
         return entries_json(repo, sha, space, session, entries, expand=expand)
 
 
-@router.get("/api/spaces/{owner}/{name}/revision/{rev:path}")
+@router.get("/api/spaces/{owner}/{name}/revision/{rev:path}", response_model=wire.SpaceRevision)
 def space_revision(
     owner: str,
     name: str,
@@ -277,7 +282,7 @@ def space_revision(
     blobs: str | None = None,
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> dict[str, object]:
+) -> wire.SpaceRevision:
     """space_info(revision=...), and what snapshot_download asks first: `sha` is the commit
     the revision resolves to, `siblings` its files."""
     space = visible_space(session, principal, owner, name)
@@ -289,7 +294,7 @@ def space_revision(
 
 def _revision(
     space: Space, session: Session, repo: Path, sha: str, rev: str, most: int, blobs: bool
-) -> dict[str, object]:
+) -> wire.SpaceRevision:
     files = repo_tree.files_at(repo, sha, most)
     if files is None:
         raise HubError(
@@ -297,24 +302,26 @@ def _revision(
             f"{space.full_name} has more than {most} files at {rev} "
             "(SPACEPORT_MAX_TREE_ENTRIES): list them page by page with list_repo_tree",
         )
-    siblings: list[dict[str, object]] = []
+    siblings: list[wire.Sibling] = []
     if blobs:
         for item in entries_json(repo, sha, space, session, files):
-            sibling: dict[str, object] = {
-                "rfilename": item["path"],
-                "size": item["size"],
-                "blobId": item["oid"],
-            }
-            if isinstance(info := item.get("lfs"), dict):
-                sibling["lfs"] = {
-                    "size": info["size"],
-                    "sha256": info["oid"],
-                    "pointerSize": info["pointerSize"],
-                }
-            siblings.append(sibling)
+            info = item.lfs
+            siblings.append(
+                wire.Sibling(
+                    rfilename=item.path,
+                    size=item.size,
+                    blob_id=item.oid,
+                    lfs=wire.SiblingLfs(
+                        size=info.size, sha256=info.oid, pointer_size=info.pointer_size
+                    )
+                    if info
+                    else None,
+                )
+            )
     else:
-        siblings = [{"rfilename": e.path} for e in files]
-    return space_json(space) | {"sha": sha, "siblings": siblings}
+        siblings = [wire.Sibling(rfilename=e.path) for e in files]
+    info = space_json(space).model_dump(by_alias=False)
+    return wire.SpaceRevision(**(info | {"sha": sha}), siblings=siblings)
 
 
 @router.api_route("/spaces/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])

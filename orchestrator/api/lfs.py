@@ -22,9 +22,9 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from sqlmodel import Session
 
-from orchestrator.api import bodies
+from orchestrator.api import bodies, wire
 from orchestrator.api.deps import origin
-from orchestrator.api.errors import HubError, header_safe
+from orchestrator.api.errors import ERROR_RESPONSES, HubError, error_headers, error_response
 from orchestrator.core.auth import Access, AuthError, authenticate, space_access
 from orchestrator.core.db import get_session
 from orchestrator.core.limits import TOO_LARGE, check_space_room
@@ -34,7 +34,7 @@ from orchestrator.repos import lfs
 from orchestrator.repos import store as repos
 from orchestrator.spaces import registry as spaces
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 MEDIA_TYPE = "application/vnd.git-lfs+json"
 UPLOAD_SECONDS = 24 * 3600  # an upload URL only accepts the exact bytes it names
@@ -44,19 +44,12 @@ DOWNLOAD_SECONDS = 3600
 def _error(
     status: int, message: str, *, ask_credentials: bool = False, code: str | None = None
 ) -> JSONResponse:
-    # `message` for git-lfs, `error` and X-Error-Message for huggingface_hub.
-    headers = {"X-Error-Message": header_safe(message)}
-    if code:
-        headers["X-Error-Code"] = code
-    if ask_credentials:
+    # The one error shape, plus `message` for git-lfs, which asks for Basic credentials.
+    headers = error_headers(status, message, code)
+    if ask_credentials or status == 401:
         challenge = 'Basic realm="Spaceport", charset="UTF-8"'
         headers |= {"WWW-Authenticate": challenge, "LFS-Authenticate": challenge}
-    return JSONResponse(
-        {"message": message, "error": message},
-        status_code=status,
-        headers=headers,
-        media_type=MEDIA_TYPE,
-    )
+    return error_response(status, message, headers=headers, media_type=MEDIA_TYPE, lfs=True)
 
 
 @lru_cache
@@ -127,11 +120,14 @@ def _access(
     return space
 
 
-def _object_error(oid: object, size: object, code: int, message: str) -> dict[str, Any]:
-    return {"oid": oid, "size": size, "error": {"code": code, "message": message}}
+def _object_error(oid: object, size: object, code: int, message: str) -> wire.LfsObject:
+    return wire.LfsObject(oid=oid, size=size, error=wire.LfsObjectError(code=code, message=message))
 
 
-@router.post("/spaces/{owner}/{repo}/info/lfs/objects/batch")
+@router.post(
+    "/spaces/{owner}/{repo}/info/lfs/objects/batch",
+    responses={200: {"model": wire.LfsBatch, "content": {MEDIA_TYPE: {}}}},
+)
 def batch(
     owner: str,
     repo: str,
@@ -180,9 +176,8 @@ def batch(
             answers.append(_answer(oid, have[oid], "download", url, DOWNLOAD_SECONDS))
         else:
             answers.append(_object_error(oid, size, 404, "Object does not exist"))
-    return JSONResponse(
-        {"transfer": "basic", "objects": answers, "hash_algo": "sha256"}, media_type=MEDIA_TYPE
-    )
+    answer = wire.LfsBatch(objects=answers)
+    return JSONResponse(answer.model_dump(mode="json"), media_type=MEDIA_TYPE)
 
 
 def _room_for(
@@ -204,22 +199,22 @@ def _room_for(
 
 def _upload_answer(
     request: Request, space: Space, oid: str, size: int, have: dict[str, int]
-) -> dict[str, Any]:
+) -> wire.LfsObject:
     if have.get(oid) == size and lfs.has_object(oid, size):
         # No actions: the client skips it. Only for objects this Space already has: one
         # stored for another Space must be uploaded again, which proves the caller has it.
-        return {"oid": oid, "size": size, "authenticated": True}
+        return wire.LfsObject(oid=oid, size=size, authenticated=True)
     url = _signed_url(request, "PUT", space, oid, size)
     return _answer(oid, size, "upload", url, UPLOAD_SECONDS)
 
 
-def _answer(oid: str, size: int, action: str, href: str, seconds: int) -> dict[str, Any]:
-    return {
-        "oid": oid,
-        "size": size,
-        "authenticated": True,
-        "actions": {action: {"href": href, "expires_in": seconds}},
-    }
+def _answer(oid: str, size: int, action: str, href: str, seconds: int) -> wire.LfsObject:
+    return wire.LfsObject(
+        oid=oid,
+        size=size,
+        authenticated=True,
+        actions={action: wire.LfsAction(href=href, expires_in=seconds)},
+    )
 
 
 @router.put("/spaces/{owner}/{repo}/info/lfs/objects/{oid}")

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlmodel import Session, select
 
-from orchestrator.api import bodies
+from orchestrator.api import bodies, wire
 from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
-from orchestrator.api.errors import HubError, repo_not_found
+from orchestrator.api.errors import ERROR_RESPONSES, HubError, error_response, repo_not_found
 from orchestrator.core.auth import Access, Principal, may_create_in, space_access
 from orchestrator.core.db import get_session
 from orchestrator.core.limits import check_space_count
@@ -21,7 +21,7 @@ from orchestrator.spaces import registry as spaces
 from orchestrator.spaces.config import SDKS
 from sandbox.hardware import UnknownHardware, get_tier
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 
 MAX_KEY_LENGTH = 128  # the secret and variable tables' key column
 
@@ -92,13 +92,13 @@ def _owner(session: Session, principal: Principal, namespace: str | None) -> Use
     return principal.user
 
 
-@router.post("/repos/create")
+@router.post("/repos/create", response_model=wire.RepoUrl)
 def create_repo(
     request: Request,
     body: dict[str, Any] = Body(...),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> JSONResponse:
+) -> wire.RepoUrl | JSONResponse:
     principal = require_principal(principal)
     bodies.check(bodies.CreateRepo, body)
     if body.get("type", "model") != "space":
@@ -109,10 +109,7 @@ def create_repo(
     url = _repo_url(request, full_name)
     if spaces.get_space(session, owner.name, name) is not None:
         # With exist_ok=True the client reads `url` from this 409 body.
-        return JSONResponse(
-            {"error": f"You already created this space repo: {full_name}", "url": url},
-            status_code=409,
-        )
+        return error_response(409, f"You already created this space repo: {full_name}", url=url)
     sdk = body.get("sdk")
     if sdk not in SDKS:
         raise HubError(400, f"sdk must be one of {', '.join(SDKS)} (got {sdk!r})")
@@ -127,48 +124,49 @@ def create_repo(
     check_space_count(session, owner, admin=principal.is_admin)
     try:
         space = spaces.create_space(
-            session, owner, name, sdk=sdk, visibility=visibility, hardware=hardware
+            session,
+            owner,
+            name,
+            sdk=sdk,
+            visibility=visibility,
+            hardware=hardware,
+            actor=principal.user.name,
         )
     except spaces.SpaceNameError as exc:
         raise HubError(400, str(exc)) from exc
-    with lifecycle.undone_on_failure(session, space):
-        for kind, items in pairs.items():
-            for item in items:
-                session.add(
-                    kind(
-                        space_id=space.id,
-                        key=item["key"],
-                        value=item["value"],
-                        description=item.get("description"),
-                    )
-                )
-        if sleep is not None:
-            space.sleep_time_seconds = None if sleep == -1 else sleep
-        session.add(space)
+    with lifecycle.undone_on_failure(session, space, actor=principal.user.name):
+        lifecycle.fill_new_space(
+            session,
+            space,
+            actor=principal.user.name,
+            secrets=pairs[Secret],
+            variables=pairs[Variable],
+            sleep_time=sleep,
+        )
         session.commit()
-    return JSONResponse({"url": url, "name": full_name, "id": space.uid})
+    return wire.RepoUrl(url=url, name=full_name, id=space.uid)
 
 
-@router.delete("/repos/delete")
+@router.delete("/repos/delete", response_model=wire.Deleted)
 def delete_repo(
     body: dict[str, Any] = Body(...),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> dict[str, str]:
+) -> wire.Deleted:
     principal = require_principal(principal)
     bodies.check(bodies.DeleteRepo, body)
     namespace = body.get("organization") or principal.user.name
     space = visible_space(session, principal, namespace, str(body.get("name")), Access.WRITE)
-    lifecycle.delete(session, space)
-    return {"deleted": f"{namespace}/{body.get('name')}"}
+    lifecycle.delete(session, space, actor=principal.user.name)
+    return wire.Deleted(deleted=f"{namespace}/{body.get('name')}")
 
 
-@router.post("/repos/move")
+@router.post("/repos/move", response_model=wire.Moved)
 def move_repo(
     body: dict[str, Any] = Body(...),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> dict[str, str]:
+) -> wire.Moved:
     principal = require_principal(principal)
     bodies.check(bodies.MoveRepo, body)
     source, target = str(body.get("fromRepo", "")), str(body.get("toRepo", ""))
@@ -184,13 +182,13 @@ def move_repo(
     ):
         raise HubError(403, f"You can't move Spaces into {new_owner_name!r}")
     try:
-        lifecycle.move(session, space, new_owner, new_name)
+        lifecycle.move(session, space, new_owner, new_name, actor=principal.user.name)
     except lifecycle.LifecycleError as exc:
         raise HubError(409, str(exc)) from exc
-    return {"moved": target}
+    return wire.Moved(moved=target)
 
 
-@router.post("/spaces/{owner}/{name}/duplicate")
+@router.post("/spaces/{owner}/{name}/duplicate", response_model=wire.RepoUrl)
 def duplicate_space(
     owner: str,
     name: str,
@@ -198,7 +196,7 @@ def duplicate_space(
     body: dict[str, Any] = Body(default={}),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> JSONResponse:
+) -> wire.RepoUrl | JSONResponse:
     principal = require_principal(principal)
     bodies.check(bodies.Duplicate, body)
     source = visible_space(session, principal, owner, name)  # private: only if you can see it
@@ -210,9 +208,7 @@ def duplicate_space(
     if existing is not None:
         if space_access(principal, existing) == Access.NONE:
             raise repo_not_found(target)
-        return JSONResponse(
-            {"error": f"{user.name}/{to_name} already exists", "url": url}, status_code=409
-        )
+        return error_response(409, f"{user.name}/{to_name} already exists", url=url)
     check_space_count(session, user, admin=principal.is_admin)
     try:
         copy = lifecycle.duplicate(
@@ -220,6 +216,7 @@ def duplicate_space(
             source,
             user,
             to_name,
+            actor=principal.user.name,
             visibility=_visibility(body),
             hardware=_hardware(body),
             sleep_time=_sleep_time(body),
@@ -228,4 +225,4 @@ def duplicate_space(
         )
     except (lifecycle.LifecycleError, spaces.SpaceNameError) as exc:
         raise HubError(400, str(exc)) from exc
-    return JSONResponse({"url": url, "name": copy.full_name, "id": copy.uid})
+    return wire.RepoUrl(url=url, name=copy.full_name, id=copy.uid)

@@ -10,21 +10,23 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlmodel import Session
 
+from orchestrator.api import wire
 from orchestrator.api.deps import current_principal, visible_space
+from orchestrator.api.errors import ERROR_RESPONSES
 from orchestrator.core.auth import Principal
 from orchestrator.core.db import get_session
 from orchestrator.spaces import tokens as space_tokens
 
-router = APIRouter(prefix="/api/spaces")
+router = APIRouter(prefix="/api/spaces", responses=ERROR_RESPONSES)
 
 
-@router.get("/{owner}/{name}/jwt")
+@router.get("/{owner}/{name}/jwt", response_model=wire.SpaceJwt)
 def space_jwt(
     owner: str,
     name: str,
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> dict[str, object]:
+) -> wire.SpaceJwt:
     space = visible_space(session, principal, owner, name)
     issued = space_tokens.issue(space, principal.user.name if principal else None)
-    return {"token": issued.token, "exp": issued.expires_at}
+    return wire.SpaceJwt(token=issued.token, exp=issued.expires_at)

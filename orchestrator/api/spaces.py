@@ -5,85 +5,89 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
 from sqlmodel import Session, col, select
 
-from orchestrator.api import bodies
+from orchestrator.api import bodies, wire
 from orchestrator.api.deps import current_principal, visible_space
-from orchestrator.api.errors import HubError
+from orchestrator.api.errors import ERROR_RESPONSES, HubError
 from orchestrator.api.timefmt import hub_time
-from orchestrator.builds.runner import now
 from orchestrator.core.auth import Access, Principal, space_access
 from orchestrator.core.db import get_session
+from orchestrator.core.events import ACTOR_SYSTEM
 from orchestrator.core.models import Build, BuildLogLine, Space, Visibility
 from orchestrator.core.settings import get_settings
+from orchestrator.core.stages import shown_stage
+from orchestrator.spaces import lifecycle
 from orchestrator.spaces import registry as spaces
 from sandbox.hardware import get_tier
 
-router = APIRouter(prefix="/api/spaces")
+router = APIRouter(prefix="/api/spaces", responses=ERROR_RESPONSES)
 PAGE_SIZE = 100
 
 
-def runtime_json(space: Space) -> dict[str, object]:
-    # `hardware` must be an object, never null: huggingface_hub dereferences it.
-    return {
-        "stage": space.stage,
-        "hardware": {"current": space.current_hardware, "requested": space.requested_hardware},
-        "errorMessage": space.error_message,
-        "sha": space.serving_sha,
-        "gcTimeout": space.sleep_time_seconds
+def runtime_json(space: Space) -> wire.SpaceRuntime:
+    """The runtime as shown: a RUNNING Space whose newest spec the controller has not
+    observed yet (a rename, new hardware) shows RUNNING_APP_STARTING (stages.shown_stage)."""
+    return wire.SpaceRuntime(
+        stage=shown_stage(space),
+        hardware=wire.RuntimeHardware(
+            current=space.current_hardware, requested=space.requested_hardware
+        ),
+        error_message=space.error_message,
+        sha=space.serving_sha,
+        gc_timeout=space.sleep_time_seconds
         if space.sleep_time_seconds is not None
         else get_tier(space.requested_hardware).default_sleep_seconds,
-        "replicas": {"current": 1 if space.current_hardware else 0, "requested": 1},
-        "devMode": False,
-        "domains": [
-            {
-                "domain": f"{spaces.subdomain(space)}.{get_settings().spaces_domain}",
-                "stage": "READY",
-            }
+        replicas=wire.Replicas(current=1 if space.current_hardware else 0, requested=1),
+        dev_mode=False,
+        domains=[
+            wire.Domain(
+                domain=f"{spaces.subdomain(space)}.{get_settings().spaces_domain}", stage="READY"
+            )
         ],
-    }
+    )
 
 
-def space_json(space: Space) -> dict[str, object]:
-    return {
-        "_id": space.uid,  # the Hub's 24-hex id, never reused (`id` is owner/name there)
-        "id": space.full_name,
-        "author": space.owner,
-        "sha": space.head_sha,
-        "createdAt": hub_time(space.created_at),
-        "lastModified": hub_time(space.updated_at),
-        "private": space.private,
-        "gated": False,
-        "disabled": False,
-        "host": spaces.app_url(space),
-        "subdomain": spaces.subdomain(space),
-        "sdk": space.sdk,
-        "likes": 0,
-        "tags": [t for t in [space.sdk] if t],
-        "cardData": json.loads(space.card_data) if space.card_data else {},
-        "duplicatedFrom": space.duplicated_from,
-        "runtime": runtime_json(space),
-    }
+def space_json(space: Space) -> wire.SpaceInfo:
+    return wire.SpaceInfo(
+        uid=space.uid,
+        id=space.full_name,
+        author=space.owner,
+        sha=space.head_sha,
+        created_at=hub_time(space.created_at),
+        last_modified=hub_time(space.updated_at),
+        private=space.private,
+        gated=False,
+        disabled=False,
+        host=spaces.app_url(space),
+        subdomain=spaces.subdomain(space),
+        sdk=space.sdk,
+        likes=0,
+        tags=[t for t in [space.sdk] if t],
+        card_data=json.loads(space.card_data) if space.card_data else {},
+        duplicated_from=space.duplicated_from,
+        runtime=runtime_json(space),
+    )
 
 
-def build_json(build: Build) -> dict[str, object]:
-    return {
-        "id": build.id,
-        "commit": build.commit_sha,
-        "status": build.status,
-        "image": build.image,
-        "reusedImage": build.reused_image,
-        "errorMessage": build.error_message,
-        "createdAt": hub_time(build.created_at),
-        "startedAt": hub_time(build.started_at),
-        "finishedAt": hub_time(build.finished_at),
-    }
+def build_json(build: Build) -> wire.BuildInfo:
+    return wire.BuildInfo(
+        id=build.id,
+        commit=build.commit_sha,
+        status=build.status,
+        image=build.image,
+        reused_image=build.reused_image,
+        error_message=build.error_message,
+        created_at=hub_time(build.created_at),
+        started_at=hub_time(build.started_at),
+        finished_at=hub_time(build.finished_at),
+    )
 
 
-@router.get("")
+@router.get("", response_model=list[wire.SpaceInfo])
 def list_spaces(
     request: Request,
+    response: Response,
     author: str | None = None,
     search: str | None = None,
     sort: str | None = None,
@@ -92,7 +96,7 @@ def list_spaces(
     cursor: int = Query(default=0, ge=0),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> Response:
+) -> list[wire.SpaceInfo]:
     """huggingface_hub's list_spaces: filters, sort, and GitHub-style `Link` pagination."""
     query = select(Space)
     if author:
@@ -106,31 +110,30 @@ def list_spaces(
     visible = [s for s in session.exec(query).all() if space_access(principal, s) != Access.NONE]
     page_size = min(limit or PAGE_SIZE, PAGE_SIZE)
     page = visible[cursor : cursor + page_size]
-    headers = {}
     if cursor + page_size < len(visible) and not limit:
         next_url = request.url.include_query_params(cursor=cursor + page_size)
-        headers["Link"] = f'<{next_url}>; rel="next"'
-    return JSONResponse([space_json(s) for s in page], headers=headers)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return [space_json(s) for s in page]
 
 
-@router.get("/{owner}/{name}")
+@router.get("/{owner}/{name}", response_model=wire.SpaceInfo)
 def space_info(
     owner: str,
     name: str,
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> dict[str, object]:
+) -> wire.SpaceInfo:
     return space_json(visible_space(session, principal, owner, name))
 
 
-@router.put("/{owner}/{name}/settings")
+@router.put("/{owner}/{name}/settings", response_model=wire.SpaceInfo)
 def update_settings(
     owner: str,
     name: str,
     body: dict[str, object] = Body(...),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> dict[str, object]:
+) -> wire.SpaceInfo:
     """huggingface_hub's update_repo_settings: `visibility` (>=1.8) or `private` (older)."""
     bodies.check(bodies.RepoSettings, body)
     space = visible_space(session, principal, owner, name, need=Access.WRITE)
@@ -142,30 +145,28 @@ def update_settings(
     if visibility is not None:
         if visibility not in (Visibility.PUBLIC, Visibility.PRIVATE):
             raise HubError(400, f"visibility must be 'public' or 'private' (got {visibility!r})")
-        space.visibility = Visibility(str(visibility))
-        space.updated_at = now()
-        session.add(space)
-        session.commit()
+        actor = principal.user.name if principal is not None else ACTOR_SYSTEM
+        lifecycle.set_visibility(session, space, Visibility(str(visibility)), actor=actor)
     return space_json(space)
 
 
-@router.get("/{owner}/{name}/runtime")
+@router.get("/{owner}/{name}/runtime", response_model=wire.SpaceRuntime)
 def space_runtime(
     owner: str,
     name: str,
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> dict[str, object]:
+) -> wire.SpaceRuntime:
     return runtime_json(visible_space(session, principal, owner, name))
 
 
-@router.get("/{owner}/{name}/builds")
+@router.get("/{owner}/{name}/builds", response_model=list[wire.BuildInfo])
 def list_builds(
     owner: str,
     name: str,
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> list[dict[str, object]]:
+) -> list[wire.BuildInfo]:
     space = visible_space(session, principal, owner, name)
     builds = session.exec(
         select(Build).where(Build.space_id == space.id).order_by(col(Build.id).desc())
@@ -173,14 +174,14 @@ def list_builds(
     return [build_json(b) for b in builds]
 
 
-@router.get("/{owner}/{name}/builds/{build_id}")
+@router.get("/{owner}/{name}/builds/{build_id}", response_model=wire.BuildWithLog)
 def get_build(
     owner: str,
     name: str,
     build_id: int = Path(ge=0, le=bodies.MAX_INT),
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
-) -> dict[str, object]:
+) -> wire.BuildWithLog:
     space = visible_space(session, principal, owner, name)
     build = session.get(Build, build_id)
     if build is None or build.space_id != space.id:
@@ -190,4 +191,4 @@ def get_build(
         .where(BuildLogLine.build_id == build_id)
         .order_by(col(BuildLogLine.id))
     ).all()
-    return build_json(build) | {"log": list(lines)}
+    return wire.BuildWithLog(**build_json(build).model_dump(by_alias=False), log=list(lines))
