@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from orchestrator.controller import reconciler as reconciler_module
 from orchestrator.controller.loop import Controller
-from orchestrator.core import db, events
+from orchestrator.core import changes, db, events
 from orchestrator.core.db import session_scope
 from orchestrator.core.models import Build, BuildStatus, Event, Space, Stage, User
 from orchestrator.core.stages import Problem, shown_stage
@@ -49,6 +49,7 @@ def stack(
         get_settings.cache_clear()
         db.get_engine.cache_clear()
         secret_store._fernet.cache_clear()
+        changes.feed.cache_clear()  # a feed of this test's home and database
 
     reset()
     db.migrate()
