@@ -124,24 +124,25 @@ def create_repo(
     check_space_count(session, owner, admin=principal.is_admin)
     try:
         space = spaces.create_space(
-            session, owner, name, sdk=sdk, visibility=visibility, hardware=hardware
+            session,
+            owner,
+            name,
+            sdk=sdk,
+            visibility=visibility,
+            hardware=hardware,
+            actor=principal.user.name,
         )
     except spaces.SpaceNameError as exc:
         raise HubError(400, str(exc)) from exc
-    with lifecycle.undone_on_failure(session, space):
-        for kind, items in pairs.items():
-            for item in items:
-                session.add(
-                    kind(
-                        space_id=space.id,
-                        key=item["key"],
-                        value=item["value"],
-                        description=item.get("description"),
-                    )
-                )
-        if sleep is not None:
-            space.sleep_time_seconds = None if sleep == -1 else sleep
-        session.add(space)
+    with lifecycle.undone_on_failure(session, space, actor=principal.user.name):
+        lifecycle.fill_new_space(
+            session,
+            space,
+            actor=principal.user.name,
+            secrets=pairs[Secret],
+            variables=pairs[Variable],
+            sleep_time=sleep,
+        )
         session.commit()
     return wire.RepoUrl(url=url, name=full_name, id=space.uid)
 
@@ -156,7 +157,7 @@ def delete_repo(
     bodies.check(bodies.DeleteRepo, body)
     namespace = body.get("organization") or principal.user.name
     space = visible_space(session, principal, namespace, str(body.get("name")), Access.WRITE)
-    lifecycle.delete(session, space)
+    lifecycle.delete(session, space, actor=principal.user.name)
     return wire.Deleted(deleted=f"{namespace}/{body.get('name')}")
 
 
@@ -181,7 +182,7 @@ def move_repo(
     ):
         raise HubError(403, f"You can't move Spaces into {new_owner_name!r}")
     try:
-        lifecycle.move(session, space, new_owner, new_name)
+        lifecycle.move(session, space, new_owner, new_name, actor=principal.user.name)
     except lifecycle.LifecycleError as exc:
         raise HubError(409, str(exc)) from exc
     return wire.Moved(moved=target)
@@ -215,6 +216,7 @@ def duplicate_space(
             source,
             user,
             to_name,
+            actor=principal.user.name,
             visibility=_visibility(body),
             hardware=_hardware(body),
             sleep_time=_sleep_time(body),

@@ -15,6 +15,7 @@ from orchestrator.api.spaces import runtime_json
 from orchestrator.api.timefmt import hub_time
 from orchestrator.core.auth import Access, Principal
 from orchestrator.core.db import get_session
+from orchestrator.core.events import ACTOR_SYSTEM
 from orchestrator.core.models import Secret, Space, Variable
 from orchestrator.core.settings import get_settings
 from orchestrator.spaces import lifecycle
@@ -35,6 +36,11 @@ def list_hardware() -> list[dict[str, Any]]:
 
 def _owned(session: Session, principal: Principal | None, owner: str, name: str) -> Space:
     return visible_space(session, principal, owner, name, need=Access.WRITE)
+
+
+def _actor(principal: Principal | None) -> str:
+    """Who an owner action's event names (the principal is known: the action needs write)."""
+    return principal.user.name if principal is not None else ACTOR_SYSTEM
 
 
 def _run(action, *args: Any, **kwargs: Any) -> None:  # type: ignore[no-untyped-def]
@@ -61,6 +67,7 @@ def request_hardware(
         space,
         body.get("flavor"),
         int(sleep) if sleep is not None else None,
+        actor=_actor(principal),
     )
     return runtime_json(space)
 
@@ -79,7 +86,7 @@ def set_sleep_time(
         seconds = int(body["seconds"])
     except (KeyError, TypeError, ValueError) as exc:
         raise HubError(400, 'send {"seconds": N}, or -1 to never sleep') from exc
-    _run(lifecycle.set_sleep_time, session, space, seconds)
+    _run(lifecycle.set_sleep_time, session, space, seconds, actor=_actor(principal))
     return runtime_json(space)
 
 
@@ -91,7 +98,7 @@ def pause(
     principal: Principal | None = Depends(current_principal),
 ) -> wire.SpaceRuntime:
     space = _owned(session, principal, owner, name)
-    _run(lifecycle.pause, session, space)
+    _run(lifecycle.pause, session, space, actor=_actor(principal))
     return runtime_json(space)
 
 
@@ -104,7 +111,7 @@ def restart(
     principal: Principal | None = Depends(current_principal),
 ) -> wire.SpaceRuntime:
     space = _owned(session, principal, owner, name)
-    _run(lifecycle.restart, session, space, factory=factory)
+    _run(lifecycle.restart, session, space, factory=factory, actor=_actor(principal))
     session.refresh(space)
     return runtime_json(space)
 
@@ -159,7 +166,7 @@ def add_secret(
     bodies.check(bodies.KeyValue, body)
     space = _owned(session, principal, owner, name)
     key, value, description = _key_value(body)
-    _run(lifecycle.upsert, session, space, Secret, key, value, description)
+    _run(lifecycle.upsert, session, space, Secret, key, value, description, actor=_actor(principal))
     return wire.KeyAnswer(key=key)
 
 
@@ -173,7 +180,7 @@ def delete_secret(
 ) -> wire.KeyAnswer:
     bodies.check(bodies.Key, body)
     space = _owned(session, principal, owner, name)
-    _run(lifecycle.remove, session, space, Secret, str(body.get("key")))
+    _run(lifecycle.remove, session, space, Secret, str(body.get("key")), actor=_actor(principal))
     return wire.KeyAnswer(key=str(body.get("key")))
 
 
@@ -198,7 +205,9 @@ def add_variable(
     bodies.check(bodies.KeyValue, body)
     space = _owned(session, principal, owner, name)
     key, value, description = _key_value(body)
-    _run(lifecycle.upsert, session, space, Variable, key, value, description)
+    _run(
+        lifecycle.upsert, session, space, Variable, key, value, description, actor=_actor(principal)
+    )
     return _variables_json(session, space)
 
 
@@ -212,5 +221,5 @@ def delete_variable(
 ) -> wire.Variables:
     bodies.check(bodies.Key, body)
     space = _owned(session, principal, owner, name)
-    _run(lifecycle.remove, session, space, Variable, str(body.get("key")))
+    _run(lifecycle.remove, session, space, Variable, str(body.get("key")), actor=_actor(principal))
     return _variables_json(session, space)

@@ -11,12 +11,13 @@ from orchestrator.api import bodies, wire
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import ERROR_RESPONSES, HubError
 from orchestrator.api.timefmt import hub_time
-from orchestrator.builds.runner import now
 from orchestrator.core.auth import Access, Principal, space_access
 from orchestrator.core.db import get_session
+from orchestrator.core.events import ACTOR_SYSTEM
 from orchestrator.core.models import Build, BuildLogLine, Space, Visibility
 from orchestrator.core.settings import get_settings
 from orchestrator.core.stages import shown_stage
+from orchestrator.spaces import lifecycle
 from orchestrator.spaces import registry as spaces
 from sandbox.hardware import get_tier
 
@@ -144,10 +145,8 @@ def update_settings(
     if visibility is not None:
         if visibility not in (Visibility.PUBLIC, Visibility.PRIVATE):
             raise HubError(400, f"visibility must be 'public' or 'private' (got {visibility!r})")
-        space.visibility = Visibility(str(visibility))
-        space.updated_at = now()
-        session.add(space)
-        session.commit()
+        actor = principal.user.name if principal is not None else ACTOR_SYSTEM
+        lifecycle.set_visibility(session, space, Visibility(str(visibility)), actor=actor)
     return space_json(space)
 
 

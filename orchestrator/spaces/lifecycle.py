@@ -1,9 +1,12 @@
 """What owners do to a Space besides pushing: pause, restart, change hardware, sleep time,
-variables and secrets, move, delete, duplicate.
+visibility, variables and secrets, move, delete, duplicate.
 
-These only change the desired state in the database; the reconciler (and, where an image
-must change, a build) carries it out. So "changing a variable restarts the Space" holds by
-construction: the variable is part of the revision the reconciler runs.
+Each of these writes only the spec (`core.status.change_spec`) and appends its event
+(`core.events.record`, actor = who asked) in one transaction: a failed action leaves
+neither. None writes the stage or any other observed field: the controller sees the event
+on the change feed, derives the stage from the new spec and carries it out (where an image
+must change, through a build). So "changing a variable restarts the Space" holds by
+construction: the variable is part of the revision the controller runs.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from sqlmodel import Session, select
 
 from orchestrator.builds.deploy import deploy_commit
 from orchestrator.builds.runner import cancel_active_builds, now
-from orchestrator.controller.reconciler import HALTED_STAGES
+from orchestrator.core import events
+from orchestrator.core.events import EventKind
 from orchestrator.core.models import (
     Build,
     BuildLogLine,
@@ -25,91 +30,171 @@ from orchestrator.core.models import (
     Secret,
     Space,
     SpaceHostAlias,
-    Stage,
     User,
     Variable,
     Visibility,
 )
+from orchestrator.core.status import change_spec
 from orchestrator.repos import lfs
 from orchestrator.repos import store as repos
 from orchestrator.spaces import registry as spaces
 from sandbox.hardware import get_tier
+
+EnvKind = type[Secret] | type[Variable]
+_SET = {Secret: EventKind.SECRET_SET, Variable: EventKind.VARIABLE_SET}
+_DELETED = {Secret: EventKind.SECRET_DELETED, Variable: EventKind.VARIABLE_DELETED}
 
 
 class LifecycleError(ValueError):
     """A request that can't be carried out; the message says why (HTTP 400 or 409)."""
 
 
-def _touch(session: Session, space: Space) -> None:
-    space.updated_at = now()
-    session.add(space)
+def _spec(session: Session, space: Space, **fields: Any) -> None:
+    """change_spec, flushed at once: the UPDATE (``spec_version + 1`` and any other SQL
+    expression in it) runs now, so the object reads plain values again afterwards."""
+    change_spec(session, space, **fields)
+    session.flush()
+
+
+def pause(session: Session, space: Space, *, actor: str) -> None:
+    """The owner's pause: spec, so a push builds a paused Space but does not wake it."""
+    if space.sdk == "static":
+        raise LifecycleError("static Spaces can't be paused: they cost nothing to run")
+    if space.paused:
+        return
+    _spec(session, space, paused=True)
+    events.record(session, EventKind.PAUSED, actor, space)
     session.commit()
 
 
-def pause(session: Session, space: Space) -> None:
-    if space.sdk == "static":
-        raise LifecycleError("static Spaces can't be paused: they cost nothing to run")
-    space.stage = Stage.PAUSED
-    _touch(session, space)
-
-
-def restart(session: Session, space: Space, *, factory: bool = False) -> None:
+def restart(session: Session, space: Space, *, actor: str, factory: bool = False) -> None:
     """Start the Space again (also after a pause or a crash); `factory` rebuilds it from
-    scratch, without the layer cache."""
-    space.failed_revision = None
-    if factory or not space.built_image:
-        if not space.head_sha:
-            raise LifecycleError("nothing to restart: push a commit first")
-        space.stage = Stage.RUNNING_BUILDING if space.serving_address else Stage.BUILDING
-        session.add(space)
-        deploy_commit(session, space, space.head_sha, no_cache=factory)
+    scratch, without the layer cache. Each restart bumps the restart generation, which is
+    part of the revision the controller runs: a new instance even when nothing else
+    changed, and a revision that failed before is tried again."""
+    rebuild = factory or not space.built_image
+    if rebuild and not space.head_sha:
+        raise LifecycleError("nothing to restart: push a commit first")
+    # In SQL, so two restarts at once both count.
+    _spec(session, space, paused=False, restart_count=Space.restart_count + 1)
+    events.record(session, EventKind.RESTARTED, actor, space, factory_reboot=factory or None)
+    if rebuild:
+        assert space.head_sha is not None
+        deploy_commit(session, space, space.head_sha, no_cache=factory)  # commits
         return
-    space.stage = Stage.APP_STARTING
-    # A restart means a new container even when nothing else changed.
-    space.restart_count += 1
-    _touch(session, space)
+    session.commit()
 
 
 def request_hardware(
-    session: Session, space: Space, flavor: str | None, sleep_time: int | None = None
+    session: Session,
+    space: Space,
+    flavor: str | None,
+    sleep_time: int | None = None,
+    *,
+    actor: str,
 ) -> None:
+    fields: dict[str, Any] = {}
     if flavor:  # gradio_client's duplicate may send null: keep what is there
-        space.requested_hardware = get_tier(flavor).name
+        tier = get_tier(flavor).name
+        if tier != space.requested_hardware:
+            fields["requested_hardware"] = tier
+            events.record(
+                session,
+                EventKind.HARDWARE_REQUESTED,
+                actor,
+                space,
+                **{"from": space.requested_hardware, "to": tier},
+            )
     if sleep_time is not None:
-        set_sleep_time(session, space, sleep_time, commit=False)
-    _touch(session, space)
+        fields.update(_sleep_time_fields(session, space, sleep_time, actor))
+    if fields:
+        _spec(session, space, **fields)
+    session.commit()
 
 
-def set_sleep_time(session: Session, space: Space, seconds: int, commit: bool = True) -> None:
+def set_sleep_time(session: Session, space: Space, seconds: int, *, actor: str) -> None:
+    fields = _sleep_time_fields(session, space, seconds, actor)
+    if fields:
+        _spec(session, space, **fields)
+    session.commit()
+
+
+def _sleep_time_fields(
+    session: Session, space: Space, seconds: int, actor: str
+) -> dict[str, int | None]:
+    """The spec a new sleep time writes (none when unchanged), its event recorded."""
     if seconds < -1:
         raise LifecycleError("sleep time is a number of seconds, or -1 to never sleep")
-    space.sleep_time_seconds = None if seconds == -1 else seconds
-    if commit:
-        _touch(session, space)
+    value = None if seconds == -1 else seconds
+    if value == space.sleep_time_seconds:
+        return {}
+    events.record(
+        session,
+        EventKind.SLEEP_TIME_CHANGED,
+        actor,
+        space,
+        **{"from": space.sleep_time_seconds, "to": value},
+    )
+    return {"sleep_time_seconds": value}
+
+
+def set_visibility(session: Session, space: Space, visibility: Visibility, *, actor: str) -> None:
+    if visibility != space.visibility:
+        old = space.visibility
+        _spec(session, space, visibility=visibility)
+        events.record(
+            session,
+            EventKind.VISIBILITY_CHANGED,
+            actor,
+            space,
+            **{"from": str(old), "to": str(visibility)},
+        )
+    session.commit()
 
 
 def _env_changed(session: Session, space: Space) -> None:
     """Variables are docker Spaces' build args: those need a new image; every other
-    Space just restarts with the new environment (the reconciler sees a new revision)."""
-    space.failed_revision = None
+    Space just restarts with the new environment (its revision changes). Either way the
+    spec moved on, so the Space is not shown RUNNING until the controller caught up."""
+    _spec(session, space)
     if space.sdk == "docker" and space.head_sha:
-        deploy_commit(session, space, space.head_sha)
+        deploy_commit(session, space, space.head_sha)  # commits
     else:
-        _touch(session, space)
+        session.commit()
+
+
+def _check_key(key: str) -> None:
+    if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+        raise LifecycleError(
+            f"invalid key {key!r}: use letters, digits and underscores, not starting with a digit"
+        )
 
 
 def upsert(
     session: Session,
     space: Space,
-    kind: type[Secret] | type[Variable],
+    kind: EnvKind,
     key: str,
     value: str,
     description: str | None = None,
+    *,
+    actor: str,
 ) -> None:
-    if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
-        raise LifecycleError(
-            f"invalid key {key!r}: use letters, digits and underscores, not starting with a digit"
-        )
+    _check_key(key)
+    _put_row(session, space, kind, key, value, description, actor)
+    _env_changed(session, space)
+
+
+def _put_row(
+    session: Session,
+    space: Space,
+    kind: EnvKind,
+    key: str,
+    value: str,
+    description: str | None,
+    actor: str,
+) -> None:
+    """Add or replace one secret or variable, with its event (its key only: never the value)."""
     row = session.exec(select(kind).where(kind.space_id == space.id, kind.key == key)).first()
     if row is None:
         row = kind(space_id=space.id, key=key, value=value, description=description)
@@ -118,21 +203,43 @@ def upsert(
         row.description = description if description is not None else row.description
         row.updated_at = now()
     session.add(row)
-    session.commit()
-    _env_changed(session, space)
+    session.flush()  # the next lookup of the same key (a list naming it twice) finds it
+    events.record(session, _SET[kind], actor, space, key=key)
 
 
-def remove(session: Session, space: Space, kind: type[Secret] | type[Variable], key: str) -> None:
+def remove(session: Session, space: Space, kind: EnvKind, key: str, *, actor: str) -> None:
     row = session.exec(select(kind).where(kind.space_id == space.id, kind.key == key)).first()
     if row is not None:
         session.delete(row)
-        session.commit()
+        events.record(session, _DELETED[kind], actor, space, key=key)
         _env_changed(session, space)
 
 
-def delete(session: Session, space: Space) -> None:
-    """Rows and repo go now; the reconciler stops the containers of a Space it no longer
-    finds."""
+def fill_new_space(
+    session: Session,
+    space: Space,
+    *,
+    actor: str,
+    secrets: list[dict[str, Any]] | None = None,
+    variables: list[dict[str, Any]] | None = None,
+    sleep_time: int | None = None,
+) -> None:
+    """What a create or a duplicate asks besides the Space itself: its secrets, variables
+    and sleep time, each with its event. Not committed."""
+    for kind, items in ((Variable, variables), (Secret, secrets)):
+        for item in items or []:
+            _put_row(
+                session, space, kind, item["key"], item["value"], item.get("description"), actor
+            )
+    if sleep_time is not None:
+        fields = _sleep_time_fields(session, space, sleep_time, actor)
+        if fields:
+            _spec(session, space, **fields)
+
+
+def delete(session: Session, space: Space, *, actor: str) -> None:
+    """Rows and repo go now; the controller stops the instances of a Space it no longer
+    finds. The Space's events stay: its history outlives it."""
     assert space.id is not None
     cancel_active_builds(session, space.id, "cancelled: the Space was deleted")
     build_ids = [b.id for b in session.exec(select(Build).where(Build.space_id == space.id))]
@@ -145,6 +252,7 @@ def delete(session: Session, space: Space) -> None:
         session.delete(build)
     _delete_extra_rows(session, space.id)
     session.flush()  # the rows that point at the Space go first, whatever the flush order
+    events.record(session, EventKind.SPACE_DELETED, actor, space)
     owner, name = space.owner, space.name
     session.delete(space)
     session.commit()
@@ -161,32 +269,36 @@ def _delete_extra_rows(session: Session, space_id: int) -> None:
         session.delete(alias)
 
 
-def move(session: Session, space: Space, new_owner: User, new_name: str) -> None:
+def move(session: Session, space: Space, new_owner: User, new_name: str, *, actor: str) -> None:
     if spaces.get_space(session, new_owner.name, new_name) is not None:
         raise LifecycleError(f"{new_owner.name}/{new_name} already exists")
     if not spaces.valid_name(new_name):
         raise LifecycleError(f"invalid Space name {new_name!r}")
+    old_name = space.full_name
     source = repos.repo_path(space.owner, space.name)
     target = repos.repo_path(new_owner.name, new_name)
     target.parent.mkdir(parents=True, exist_ok=True)
     spaces.rehost(session, space, new_owner.name, new_name)  # the old host redirects
+    # Identity, not spec or status: written here, with the spec bumped. SPACE_ID and
+    # SPACE_HOST change, so the controller restarts it under its new name, and until it
+    # has (observed this spec) a RUNNING Space is shown RUNNING_APP_STARTING
+    # (stages.shown_stage): clients that wait for RUNNING and then call the new host find
+    # the app that knows it is served there.
     space.owner, space.name, space.owner_id = new_owner.name, new_name, new_owner.id or 0
-    # SPACE_ID and SPACE_HOST change: the reconciler restarts it under its new name. Until
-    # that instance answers, the Space is not RUNNING: clients that wait for RUNNING and
-    # then call the new host must find the app that knows it is served there.
-    space.failed_revision = None
-    if space.built_image and space.head_sha == space.built_sha and space.stage not in HALTED_STAGES:
-        space.stage = Stage.RUNNING_APP_STARTING if space.serving_address else Stage.APP_STARTING
+    _spec(session, space)
+    events.record(
+        session, EventKind.SPACE_MOVED, actor, space, **{"from": old_name, "to": space.full_name}
+    )
     shutil.move(source, target)
     try:
-        _touch(session, space)
+        session.commit()
     except Exception:
         shutil.move(target, source)  # the row kept its old name: so does the repo
         raise
 
 
 @contextlib.contextmanager
-def undone_on_failure(session: Session, space: Space) -> Iterator[None]:
+def undone_on_failure(session: Session, space: Space, *, actor: str) -> Iterator[None]:
     """The steps that complete a just-created Space (its secrets, variables, history, LFS
     records, first build): if one fails, the Space goes again, row and repo, so a failed
     create or duplicate leaves nothing behind and can simply be retried."""
@@ -195,7 +307,7 @@ def undone_on_failure(session: Session, space: Space) -> Iterator[None]:
     except BaseException:
         session.rollback()
         with contextlib.suppress(Exception):  # the first failure is the one to report
-            delete(session, space)
+            delete(session, space, actor=actor)
         raise
 
 
@@ -205,6 +317,7 @@ def duplicate(
     owner: User,
     name: str,
     *,
+    actor: str,
     visibility: Visibility | None = None,
     hardware: str | None = None,
     sleep_time: int | None = None,
@@ -223,9 +336,10 @@ def duplicate(
         visibility=visibility or source.visibility,
         hardware=get_tier(hardware).name if hardware else "cpu-basic",
         duplicated_from=source.full_name,
+        actor=actor,
     )
-    with undone_on_failure(session, copy):
-        _fill_duplicate(session, source, copy, sleep_time, secrets, variables)
+    with undone_on_failure(session, copy, actor=actor):
+        _fill_duplicate(session, source, copy, actor, sleep_time, secrets, variables)
     return copy
 
 
@@ -233,6 +347,7 @@ def _fill_duplicate(
     session: Session,
     source: Space,
     copy: Space,
+    actor: str,
     sleep_time: int | None,
     secrets: list[dict[str, str]] | None,
     variables: list[dict[str, str]] | None,
@@ -252,45 +367,23 @@ def _fill_duplicate(
         check=True,
         capture_output=True,
     )
-    if sleep_time is not None:
-        copy.sleep_time_seconds = None if sleep_time == -1 else sleep_time
     assert source.id is not None and copy.id is not None
-    for row in session.exec(select(Variable).where(Variable.space_id == source.id)):
-        session.add(
-            Variable(space_id=copy.id, key=row.key, value=row.value, description=row.description)
-        )
-    for item in variables or []:
-        _set_row(session, copy.id, Variable, item)
-    for item in secrets or []:
-        _set_row(session, copy.id, Secret, item)
-    _copy_lfs(session, source.id, copy.id)
-    session.add(copy)
+    # The source's variables, then what the request asks (which wins on a shared key).
+    inherited = {
+        row.key: {"key": row.key, "value": row.value, "description": row.description}
+        for row in session.exec(select(Variable).where(Variable.space_id == source.id))
+    }
+    wanted: Mapping[str, dict[str, Any]] = inherited | {v["key"]: v for v in variables or []}
+    fill_new_space(
+        session,
+        copy,
+        actor=actor,
+        secrets=secrets,
+        variables=list(wanted.values()),
+        sleep_time=sleep_time,
+    )
+    lfs.copy_records(session, source.id, copy.id)
     session.commit()
     head = repos.resolve(target, repos.DEPLOY_REF)
     if head:
         deploy_commit(session, copy, head)
-
-
-def _set_row(
-    session: Session, space_id: int, kind: type[Secret] | type[Variable], item: dict[str, str]
-) -> None:
-    session.flush()
-    existing = session.exec(
-        select(kind).where(kind.space_id == space_id, kind.key == item["key"])
-    ).first()
-    if existing is not None:
-        existing.value = item["value"]
-        session.add(existing)
-    else:
-        session.add(
-            kind(
-                space_id=space_id,
-                key=item["key"],
-                value=item["value"],
-                description=item.get("description"),
-            )
-        )
-
-
-def _copy_lfs(session: Session, from_id: int, to_id: int) -> None:
-    lfs.copy_records(session, from_id, to_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
+from orchestrator.core import events
 from orchestrator.core.auth import valid_name
 from orchestrator.core.hostnames import choose_label
 from orchestrator.core.models import Space, SpaceHostAlias, User, Visibility
@@ -29,7 +30,10 @@ def create_space(
     visibility: Visibility = Visibility.PUBLIC,
     hardware: str = "cpu-basic",
     duplicated_from: str | None = None,
+    actor: str | None = None,
 ) -> Space:
+    """The row, its space.created event (by ``actor``, the owner unless told) and its
+    empty bare repo, all or nothing: committed only once the repo exists."""
     if not valid_name(name):
         raise SpaceNameError(
             f"invalid Space name {name!r}: use letters, digits, '.', '_' and '-' "
@@ -47,14 +51,24 @@ def create_space(
         duplicated_from=duplicated_from,
     )
     session.add(space)
-    session.commit()
-    session.refresh(space)
+    session.flush()  # its id, for the event; a name taken meanwhile fails here, repo untouched
+    events.record(
+        session,
+        events.EventKind.SPACE_CREATED,
+        actor or owner.name,
+        space,
+        visibility=str(visibility),
+        hardware=hardware,
+        duplicated_from=duplicated_from,
+    )
     try:
         repos.init_bare(owner.name, name)
-    except Exception:
-        session.delete(space)
         session.commit()
+    except Exception:
+        session.rollback()
+        repos.delete_repo(owner.name, name)
         raise
+    session.refresh(space)
     return space
 
 

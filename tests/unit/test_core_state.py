@@ -90,10 +90,11 @@ def test_a_status_write_from_a_stale_read_is_dropped(database: str) -> None:
 def test_a_fresh_status_write_lands_with_its_event(database: str) -> None:
     with _open() as session:
         space = _space(session)
+        created = events.newest_id(session)  # space.created
         assert status.write_status(session, space, stage=Stage.BUILDING)
         assert status.write_status(session, space, serving_address="http://127.0.0.1:1")
         session.commit()
-        kinds = [e.kind for e in events.after(session, 0, space_id=space.id)]
+        kinds = [e.kind for e in events.after(session, created, space_id=space.id)]
         assert kinds == ["stage.changed", "status.changed"]
         row = session.exec(select(Space).where(Space.id == space.id)).one()
         assert row.status_version == 2 and row.observed_spec_version == 0
@@ -127,26 +128,28 @@ def test_concurrent_spec_bumps_both_count(database: str) -> None:
 def test_a_rolled_back_change_leaves_no_event(database: str) -> None:
     with _open() as session:
         space = _space(session)
+        created = events.newest_id(session)  # space.created
         events.record(session, events.EventKind.PAUSED, "alice", space)
         session.rollback()
-        assert events.newest_id(session) == 0
+        assert events.newest_id(session) == created
         events.record(session, events.EventKind.PAUSED, "alice", space)
         session.commit()
-        assert [e.kind for e in events.after(session, 0)] == ["paused"]
+        assert [e.kind for e in events.after(session, created)] == ["paused"]
 
 
 def test_events_page_and_touched_spaces(database: str) -> None:
     with _open() as session:
         a, b = _space(session, "a"), _space(session, "b")
+        created = events.newest_id(session)  # their space.created
         for space in (a, b, a):
             events.record(session, events.EventKind.RESTARTED, "alice", space)
         events.record(session, events.EventKind.SECRET_SET, "alice", b, key="TOKEN")
         session.commit()
-        first = events.after(session, 0, limit=2)
+        first = events.after(session, created, limit=2)
         rest = events.after(session, first[-1].id or 0)
         assert [e.id for e in first + rest] == sorted(e.id for e in first + rest)
         assert len(first + rest) == 4
-        assert [e.kind for e in events.after(session, 0, space_id=b.id)] == [
+        assert [e.kind for e in events.after(session, created, space_id=b.id)] == [
             "restarted",
             "secret.set",
         ]

@@ -4,35 +4,17 @@ names, the gateway's route table and the stage a moved Space reports."""
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session
 
-from orchestrator.core import auth, db
+from orchestrator.core import auth
 from orchestrator.core.models import Space, SpaceHostAlias, Stage
-from orchestrator.core.settings import get_settings
+from orchestrator.core.stages import shown_stage
+from orchestrator.core.status import change_spec
 from orchestrator.gateway.routes import RouteTable
 from orchestrator.spaces import lifecycle
 from orchestrator.spaces import registry as spaces
-
-
-@pytest.fixture
-def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session]:
-    for key in list(os.environ):
-        if key.startswith("SPACEPORT_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SPACEPORT_HOME", str(tmp_path))
-    get_settings.cache_clear()
-    db.get_engine.cache_clear()
-    db.migrate()
-    with Session(db.get_engine()) as session:
-        yield session
-    db.get_engine().dispose()
-    get_settings.cache_clear()
-    db.get_engine.cache_clear()
 
 
 def test_folding_names_get_distinct_stored_hosts(session: Session) -> None:
@@ -55,16 +37,22 @@ def test_user_names_are_compared_regardless_of_case(session: Session) -> None:
 def test_move_keeps_the_old_label_as_an_alias_and_is_not_running(session: Session) -> None:
     carol = auth.get_or_create_user(session, "carol")
     space = spaces.create_space(session, carol, "demo")
-    space.head_sha = space.built_sha = "a" * 40
-    space.built_image = "img"
+    change_spec(session, space, head_sha="a" * 40, built_sha="a" * 40, built_image="img")
+    session.commit()
+    # As the controller leaves it: observed, serving, RUNNING.
     space.serving_address = "http://10.0.0.1:7860"
     space.stage = Stage.RUNNING
+    space.observed_spec_version = space.spec_version
     session.add(space)
     session.commit()
+    assert shown_stage(space) == Stage.RUNNING
 
-    lifecycle.move(session, space, carol, "demo-moved")
+    lifecycle.move(session, space, carol, "demo-moved", actor="carol")
     assert space.host == "carol-demo-moved"
-    assert space.stage == Stage.RUNNING_APP_STARTING  # until the restarted app answers
+    # The move wrote no stage; until the controller has restarted the app under its new
+    # name (observed the new spec), the API shows it starting, not RUNNING.
+    assert space.stage == Stage.RUNNING
+    assert shown_stage(space) == Stage.RUNNING_APP_STARTING
     alias = session.get(SpaceHostAlias, "carol-demo")
     assert alias is not None and alias.space_id == space.id
     # Nobody else may take the old label: a new carol/demo gets a hashed one.
@@ -82,8 +70,8 @@ def test_move_keeps_the_old_label_as_an_alias_and_is_not_running(session: Sessio
 def test_moving_back_takes_its_own_old_label_back(session: Session) -> None:
     carol = auth.get_or_create_user(session, "carol")
     space = spaces.create_space(session, carol, "demo")
-    lifecycle.move(session, space, carol, "other")
-    lifecycle.move(session, space, carol, "demo")
+    lifecycle.move(session, space, carol, "other", actor="carol")
+    lifecycle.move(session, space, carol, "demo", actor="carol")
     assert space.host == "carol-demo"
     assert session.get(SpaceHostAlias, "carol-demo") is None
     assert session.get(SpaceHostAlias, "carol-other") is not None
@@ -92,11 +80,14 @@ def test_moving_back_takes_its_own_old_label_back(session: Session) -> None:
 def test_a_move_while_paused_stays_paused(session: Session) -> None:
     carol = auth.get_or_create_user(session, "carol")
     space = spaces.create_space(session, carol, "demo")
-    space.head_sha = space.built_sha = "a" * 40
-    space.built_image = "img"
-    space.stage = Stage.PAUSED
-    lifecycle.move(session, space, carol, "renamed")
-    assert session.get(Space, space.id).stage == Stage.PAUSED  # type: ignore[union-attr]
+    change_spec(
+        session, space, head_sha="a" * 40, built_sha="a" * 40, built_image="img", paused=True
+    )
+    session.commit()
+    lifecycle.move(session, space, carol, "renamed", actor="carol")
+    session.expire_all()
+    moved = session.get(Space, space.id)
+    assert moved is not None and moved.paused and moved.name == "renamed"
 
 
 def test_route_table_sees_a_space_created_after_its_last_load(session: Session) -> None:
@@ -112,7 +103,7 @@ def test_space_uids_are_hub_style_and_never_repeat(session: Session) -> None:
     erin = auth.get_or_create_user(session, "erin")
     first = spaces.create_space(session, erin, "one")
     first_id, first_uid = first.id, first.uid
-    lifecycle.delete(session, first)
+    lifecycle.delete(session, first, actor="erin")
     second = spaces.create_space(session, erin, "one")
     assert len(second.uid) == 24 and int(second.uid, 16) >= 0
     assert second.uid != first_uid and second.id != first_id
@@ -121,7 +112,7 @@ def test_space_uids_are_hub_style_and_never_repeat(session: Session) -> None:
 def test_deleting_a_moved_space_frees_its_old_labels(session: Session) -> None:
     carol = auth.get_or_create_user(session, "carol")
     space = spaces.create_space(session, carol, "demo")
-    lifecycle.move(session, space, carol, "moved")
-    lifecycle.delete(session, space)
+    lifecycle.move(session, space, carol, "moved", actor="carol")
+    lifecycle.delete(session, space, actor="carol")
     assert session.get(SpaceHostAlias, "carol-demo") is None
     assert spaces.create_space(session, carol, "demo").host == "carol-demo"
