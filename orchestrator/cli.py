@@ -30,6 +30,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     """Build the Space's newest commit again; --no-cache rebuilds every layer."""
     from orchestrator.builds.deploy import deploy_commit
     from orchestrator.core import db
+    from orchestrator.core.stages import Problem
     from orchestrator.spaces import registry as spaces
 
     owner, _, name = args.space.partition("/")
@@ -39,8 +40,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             print(f"spaceport: no Space {args.space} with a pushed commit", file=sys.stderr)
             return 1
         build = deploy_commit(session, space, space.head_sha, no_cache=args.no_cache)
-        if build is None:
-            print(f"spaceport: {space.stage}: {space.error_message}", file=sys.stderr)
+        if build is None:  # the commit can't be built: the pipeline wrote why
+            problem = Problem.load(space.head_problem)
+            why = f"{problem.stage}: {problem.message}" if problem else "it can't be built"
+            print(f"spaceport: {args.space}: {why}", file=sys.stderr)
             return 1
         print(build.id)
     return 0
@@ -52,6 +55,7 @@ def cmd_duplicate(args: argparse.Namespace) -> int:
     from sqlmodel import select
 
     from orchestrator.core import db
+    from orchestrator.core.events import ACTOR_SYSTEM
     from orchestrator.core.models import User, Visibility
     from orchestrator.spaces import lifecycle
     from orchestrator.spaces import registry as spaces
@@ -79,6 +83,7 @@ def cmd_duplicate(args: argparse.Namespace) -> int:
                 owner,
                 target_name or source.name,
                 visibility=Visibility.PRIVATE if args.private else None,
+                actor=ACTOR_SYSTEM,
                 hardware=args.hardware,
                 sleep_time=args.sleep_time,
             )
@@ -129,8 +134,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from orchestrator.builds.tasks import celery_app
     from orchestrator.core.settings import get_settings
+    from orchestrator.processes.celery_logs import quiet_housekeeping
 
     concurrency = args.concurrency or get_settings().worker_concurrency
+    quiet_housekeeping(celery_app.conf.beat_schedule)
     # Threads: builds wait on Docker and git, not on Python, and a thread pool keeps the
     # worker one process that is easy to stop.
     celery_app.worker_main(
@@ -155,9 +162,11 @@ def cmd_beat(_args: argparse.Namespace) -> int:
     """Celery beat: sends the periodic housekeeping tasks (orchestrator/builds/tasks.py)."""
     from orchestrator.builds.tasks import celery_app
     from orchestrator.core.settings import get_settings
+    from orchestrator.processes.celery_logs import BEAT_LOG_LEVEL
 
     schedule = get_settings().home / "celerybeat-schedule"
-    celery_app.start(["beat", "--loglevel", "INFO", "--schedule", str(schedule)])
+    # Beat's INFO lines are one per tick ("Sending due task"): warnings and errors only.
+    celery_app.start(["beat", "--loglevel", BEAT_LOG_LEVEL, "--schedule", str(schedule)])
     return 0
 
 

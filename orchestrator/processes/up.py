@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import docker
 import httpx
 
 from builder import logstyle
@@ -30,6 +29,7 @@ from orchestrator.core import auth, db, home, installation
 from orchestrator.core.models import ApiToken, TokenRole
 from orchestrator.core.settings import Settings, get_settings
 from orchestrator.processes import lifeline
+from sandbox import docker_engine
 from sandbox.hardware import SMALL_HOST_CPU_ALLOCATION_RATIO, SMALL_HOST_OVERRIDES
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_spaces"
@@ -42,55 +42,13 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def docker_answers() -> bool:
-    try:
-        docker.from_env(timeout=5).ping()
-        return True
-    except Exception:  # noqa: BLE001 - any failure means "not usable"
-        return False
-
-
 def ensure_docker() -> None:
-    """Start (and on Debian as root, install) a Docker Engine, or say exactly what to do."""
-    if docker_answers():
-        return
-    is_root = os.geteuid() == 0
-    if shutil.which("dockerd") is None:
-        if not (is_root and shutil.which("apt-get")):
-            raise SystemExit(
-                logstyle.error(
-                    "No Docker Engine found. Install one "
-                    "(Debian: `sudo apt-get install docker.io`), "
-                    "start it (`sudo dockerd &` or `sudo systemctl start docker`), then run "
-                    "`spaceport up` again."
-                )
-            )
-        say(logstyle.step("Installing Docker Engine (Debian package docker.io)"))
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "docker.io"],
-            check=True,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    if not is_root:
-        raise SystemExit(
-            logstyle.error(
-                "The Docker Engine is installed but not answering. Start it as root "
-                "(`sudo systemctl start docker` or `sudo dockerd &`) or add yourself to the "
-                "docker group, then run `spaceport up` again."
-            )
-        )
-    say(logstyle.step("Starting the Docker Engine"))
-    log = open("/var/log/spaceport-dockerd.log", "ab")  # noqa: SIM115 - handed to dockerd
-    subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if docker_answers():
-            return
-        time.sleep(1)
-    raise SystemExit(
-        logstyle.error("dockerd did not answer within 60 s: see /var/log/spaceport-dockerd.log")
-    )
+    """A Docker Engine that answers (sandbox/docker_engine.py starts or installs one where
+    it can), or exit saying exactly what to do."""
+    try:
+        docker_engine.ensure_engine(lambda line: say(logstyle.step(line)))
+    except docker_engine.EngineUnavailable as exc:
+        raise SystemExit(logstyle.error(str(exc))) from None
 
 
 def first_start_token() -> str | None:
