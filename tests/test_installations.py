@@ -4,8 +4,6 @@ Before, both used the label 'spaceport' and each stopped the other's Spaces as o
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import stat
@@ -17,8 +15,7 @@ import docker
 import httpx
 import pytest
 
-from sandbox.hardware import SMALL_HOST_CPU_ALLOCATION_RATIO, SMALL_HOST_OVERRIDES
-from tests import services
+from tests import services, stacks
 from tests.platform import Platform
 from tests.test_identity import deploy_marker, info
 
@@ -26,17 +23,13 @@ from tests.test_identity import deploy_marker, info
 def default_platform(home: Path) -> Platform:
     """A platform as a user starts one: only its home and port are its own."""
     port = services.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEPORT_")}
-    env.update(
-        SPACEPORT_HOME=str(home),
-        SPACEPORT_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        SPACEPORT_SPACES_DOMAIN=f"localhost:{port}",
+    env = stacks.platform_env(
+        home,
+        port,
         # Shared with the suite's SQLite stack: the marker image is built once.
         SPACEPORT_IMAGE_PREFIX="spaceport-test-sqlite-embedded",
         # Sizes only (as conftest.py), so both fit a small host beside other test runs.
-        SPACEPORT_HARDWARE_OVERRIDES=json.dumps(SMALL_HOST_OVERRIDES),
-        SPACEPORT_CPU_ALLOCATION_RATIO=str(4 * SMALL_HOST_CPU_ALLOCATION_RATIO),
-        SPACEPORT_ADMISSION_COUNTS_OTHER_INSTALLATIONS="false",
+        **stacks.SMALL_SIZES,
     )
     return Platform(home=home, env=env, port=port)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import services
+from tests import services, stacks
 from tests.platform import Platform
 from tests.test_push_to_build import SLOW_DOCKERFILE, docker_space, start_push
 
@@ -55,14 +55,9 @@ def alive(pid: int) -> bool:
 
 
 def platform_env(home: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEPORT_")}
-    env.update(
-        SPACEPORT_HOME=str(home),
-        SPACEPORT_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        SPACEPORT_SPACES_DOMAIN=f"localhost:{port}",
-        SPACEPORT_INSTANCE=f"spaceport-test-procs-{uuid.uuid4().hex[:6]}",
+    return stacks.platform_env(
+        home, port, SPACEPORT_INSTANCE=f"spaceport-test-procs-{uuid.uuid4().hex[:6]}"
     )
-    return env
 
 
 @pytest.fixture

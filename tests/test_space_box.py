@@ -9,7 +9,6 @@ Every address a Space is sent to here belongs to a network namespace this test c
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -24,9 +23,9 @@ import pytest
 
 from sandbox import security
 from sandbox.docker_backend import DockerBackend, forget_egress_allow, host_nameservers
-from tests import services
-from tests.conftest import STACKS
+from tests import services, stacks
 from tests.platform import Platform, git, push, sample_checkout
+from tests.stacks import STACKS
 
 LISTEN_PORT = 8089
 BLOCKED_PRIVATE = "10.213.77.2"  # a private address: refused
@@ -44,13 +43,11 @@ def boxed(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Platf
     """A platform with small tiers, a budget of one Space, and one allow-listed address."""
     stack = request.param
     home = Path(tempfile.mkdtemp(prefix=f"spaceport-box-{stack}-"))
-    stops = []
     port = services.free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEPORT_")}
-    env.update(
-        SPACEPORT_HOME=str(home),
-        SPACEPORT_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        SPACEPORT_SPACES_DOMAIN=f"localhost:{port}",
+    servers, stops = stacks.start_stack(stack, home)
+    env = stacks.platform_env(
+        home,
+        port,
         SPACEPORT_IMAGE_PREFIX=f"spaceport-test-{stack}",
         SPACEPORT_INSTANCE=f"spaceport-test-box-{stack}-{uuid.uuid4().hex[:6]}",
         SPACEPORT_HARDWARE_OVERRIDES=json.dumps(TIERS),
@@ -60,15 +57,8 @@ def boxed(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Platf
         SPACEPORT_CPU_ALLOCATION_RATIO="64",
         SPACEPORT_SPACES_EGRESS_ALLOW=json.dumps([f"{ALLOWED}:{LISTEN_PORT}"]),
         SPACEPORT_SPACES_DISK_CHECK_SECONDS="1",
+        **servers,
     )
-    if stack == "postgres-redis":
-        services.require("PostgreSQL", services.postgres_installed(), "scripts/bootstrap.sh --test")
-        services.require("Redis", services.redis_installed(), "scripts/bootstrap.sh --test")
-        database_url, stop_pg = services.start_postgres(home / "pg")
-        stops.append(stop_pg)
-        broker_url, stop_redis = services.start_redis(home / "redis")
-        stops.append(stop_redis)
-        env.update(SPACEPORT_DATABASE_URL=database_url, SPACEPORT_BROKER_URL=broker_url)
     platform = Platform(home=home, env=env, port=port)
     try:
         platform.start()
