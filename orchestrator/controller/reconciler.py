@@ -66,6 +66,7 @@ class Plan:
     start: Revision | None = None
     deadline: float | None = None  # time.monotonic() at which to look again
     waiting: bool = False  # for room on the host
+    exited: Instance | None = None  # seen exited just now: its end is an event
 
 
 @dataclass(frozen=True)
@@ -218,8 +219,17 @@ class Reconciler:
                     log.info("%s changed while it was looked at: again", space.full_name)
                     self.on_change(space_id)
                     return
-                session.commit()
                 ref = SpaceRef(space_id, space.uid, space.owner, space.name)
+                if plan.exited is not None:
+                    # It stopped by itself: the event goes with the status that says so.
+                    events.record(
+                        session,
+                        events.EventKind.INSTANCE_STOPPED,
+                        events.ACTOR_CONTROLLER,
+                        space,
+                        **self._stopped_data(plan.exited, "the app exited"),
+                    )
+                session.commit()
             except Exception:  # noqa: BLE001 - one broken Space must not stop the rest
                 session.rollback()
                 log.exception("reconciling Space %s failed; rolled back", space_id)
@@ -308,7 +318,7 @@ class Reconciler:
                     # Old instances keep answering until every gateway has seen the switch
                     # and their requests in flight are done (zero downtime).
                     for old in older:
-                        if drained:
+                        if drained or old.state == InstanceState.EXITED:
                             plan.stops.append((old, f"replaced by revision {desired.key}"))
                         else:
                             self._deadline(plan, switched + DRAIN_SECONDS)
@@ -390,6 +400,7 @@ class Reconciler:
                 "(keep large data in a dataset or the Hub cache of a bigger tier)",
             )
         if instance.state == InstanceState.EXITED:
+            plan.exited = instance
             return RunState.FAILED, self._failure(
                 space, instance, f"the app exited with code {instance.exit_code}"
             )
@@ -549,18 +560,24 @@ class Reconciler:
         )
         self.backend.stop(instance.id)
         self.switched_at.pop(instance.id, None)
-        self._record(
-            ref,
-            events.EventKind.INSTANCE_STOPPED,
-            instance=instance.id,
-            space_name=instance.space if ref is None else None,
-            revision=instance.revision,
-            commit=instance.sha,
-            hardware=instance.hardware or None,
-            reason=reason,
-            started_at=instance.started_at,
-            exit_code=instance.exit_code,
-        )
+        if instance.state == InstanceState.EXITED:
+            return  # its end was recorded when it was seen exited (or it never ran here)
+        data = self._stopped_data(instance, reason)
+        if ref is None:
+            data["space_name"] = instance.space
+        self._record(ref, events.EventKind.INSTANCE_STOPPED, **data)
+
+    @staticmethod
+    def _stopped_data(instance: Instance, reason: str) -> dict[str, Any]:
+        return {
+            "instance": instance.id,
+            "revision": instance.revision,
+            "commit": instance.sha,
+            "hardware": instance.hardware or None,
+            "reason": reason,
+            "started_at": instance.started_at,
+            "exit_code": instance.exit_code,
+        }
 
     def _record(self, ref: SpaceRef | None, kind: events.EventKind, **data: Any) -> None:
         try:

@@ -288,10 +288,17 @@ def test_an_app_that_exits_is_a_runtime_error_until_restarted(
     assert "exited with code 3" in str(crashed.error_message)
     assert "Traceback: boom" in str(crashed.error_message)
     assert len(backend.started) == 1  # not retried by itself
+    ended = [d for kind, d in kinds(space) if kind == "instance.stopped"]
+    assert [(d["instance"], d["exit_code"]) for d in ended] == [(instance.id, 3)]
     change(space, events.EventKind.RESTARTED, restart_count=1)
     controller.settle()
     assert len(backend.started) == 2
     assert stage(space) == Stage.APP_STARTING
+    ready_all(backend, space)
+    controller.settle()
+    assert stage(space) == Stage.RUNNING
+    assert [i.state for i in backend.instances()] == ["running"]  # the exited one removed
+    assert len([k for k, _ in kinds(space) if k == "instance.stopped"]) == 1  # once only
 
 
 def test_an_app_that_never_answers_times_out(
