@@ -88,10 +88,14 @@ def stage_of(facts: Facts) -> tuple[Stage, str | None]:
 
 
 def shown_stage(space: Space) -> Stage:
-    """The stage the API shows. Until the controller has observed the newest spec (a
-    rename, a hardware change: `observed_spec_version` behind `spec_version`), a RUNNING
-    Space is shown as RUNNING_APP_STARTING: it may not answer as asked yet, and a client
-    that waits for RUNNING after a change must not be told it is done."""
+    """The stage the API shows. A paused Space is PAUSED at once (the owner's pause is spec,
+    and the first rule of `stage_of`: pause_space's answer says PAUSED, as on the Hub).
+    Until the controller has observed the newest spec (a rename, a hardware change:
+    `observed_spec_version` behind `spec_version`), a RUNNING Space is shown as
+    RUNNING_APP_STARTING: it may not answer as asked yet, and a client that waits for
+    RUNNING after a change must not be told it is done."""
+    if space.paused:
+        return Stage.PAUSED
     if space.stage == Stage.RUNNING and space.observed_spec_version < space.spec_version:
         return Stage.RUNNING_APP_STARTING
     return space.stage
