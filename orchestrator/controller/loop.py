@@ -140,7 +140,7 @@ class Controller:
                 ids |= self._catch_up_events()
             if uids:
                 ids |= self._spaces_of(uids)
-                ids |= self.reconciler.waiting  # an instance ended: room may have freed
+                ids |= self.reconciler.waiting_now()  # an instance ended: room may be free
             ids |= self.reconciler.due(now)
             self.reconciler.reconcile(ids)
         if self._disk_check_due(time.monotonic()):
@@ -221,3 +221,4 @@ def run_forever(backend: Backend) -> None:
         controller = Controller(backend)
         controller.run(lease)
         log.error("controller lock lost: exiting so that a standby takes over")
+        raise SystemExit(1)

@@ -156,6 +156,11 @@ class Reconciler:
                 except Exception:  # noqa: BLE001 - logged by the action itself
                     pass
 
+    def waiting_now(self) -> set[int]:
+        """The Spaces waiting for room on the host."""
+        with self._lock:
+            return set(self.waiting)
+
     def busy(self) -> bool:
         with self._lock:
             return bool(self._busy or self._orphan_jobs)
@@ -163,12 +168,14 @@ class Reconciler:
     def due(self, now: float) -> set[int]:
         """The Spaces whose timer has come (and drops those timers)."""
         ready = set()
-        while self._deadlines and self._deadlines[0][0] <= now:
-            ready.add(heapq.heappop(self._deadlines)[1])
+        with self._lock:
+            while self._deadlines and self._deadlines[0][0] <= now:
+                ready.add(heapq.heappop(self._deadlines)[1])
         return ready
 
     def next_deadline(self) -> float | None:
-        return self._deadlines[0][0] if self._deadlines else None
+        with self._lock:
+            return self._deadlines[0][0] if self._deadlines else None
 
     def over_quota(self) -> set[str]:
         """Ask the backend what each instance wrote; the uids of Spaces over their tier's
@@ -461,7 +468,8 @@ class Reconciler:
         plan.deadline = when if plan.deadline is None else min(plan.deadline, when)
 
     def _at(self, when: float, space_id: int) -> None:
-        heapq.heappush(self._deadlines, (when, space_id))
+        with self._lock:  # action threads set retry timers too
+            heapq.heappush(self._deadlines, (when, space_id))
 
     def _is_busy(self, space_id: int) -> bool:
         with self._lock:
@@ -470,10 +478,11 @@ class Reconciler:
     def _carry_out(self, ref: SpaceRef, plan: Plan) -> None:
         if plan.deadline is not None:
             self._at(plan.deadline, ref.id)
-        if plan.waiting:
-            self.waiting.add(ref.id)
-        else:
-            self.waiting.discard(ref.id)
+        with self._lock:
+            if plan.waiting:
+                self.waiting.add(ref.id)
+            else:
+                self.waiting.discard(ref.id)
         if not plan.stops and plan.start is None:
             return
         with self._lock:

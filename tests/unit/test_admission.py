@@ -161,16 +161,16 @@ def runtime(space_id: int) -> tuple[str, str | None]:
 
 
 def test_a_space_waits_for_hardware_and_starts_when_room_frees(database: None) -> None:
-    from orchestrator.controller.reconciler import Reconciler
+    from orchestrator.controller.loop import Controller
+    from orchestrator.core import events
     from orchestrator.core.db import session_scope
     from orchestrator.core.models import Space
     from orchestrator.core.status import change_spec
 
     backend = memory_backend(cpus=4, memory_gib=5)  # 4 GiB after the reserve: two Spaces
-    reconciler = Reconciler(backend)
+    controller = Controller(backend)
     first, second, third = built_space("one"), built_space("two"), built_space("three")
-    reconciler.reconcile_once()
-    reconciler.reconcile_once()
+    controller.settle()
     assert runtime(first)[0] == runtime(second)[0] == "RUNNING"
     stage, message = runtime(third)
     assert stage == "APP_STARTING"
@@ -181,11 +181,13 @@ def test_a_space_waits_for_hardware_and_starts_when_room_frees(database: None) -
         space = session.get(Space, first)
         assert space is not None
         change_spec(session, space, paused=True)  # the owner's pause: spec, not stage
+        events.record(session, events.EventKind.PAUSED, "alice", space)
         session.commit()
-    reconciler.reconcile_once()  # stops the paused one; the waiting one takes its room
-    reconciler.reconcile_once()
+    controller.settle()  # stops the paused one; the waiting one takes its room
     assert runtime(third) == ("RUNNING", None)
     assert len(backend.running) == 2
+    controller.stop()
+    controller.reconciler.close()
 
 
 def test_a_space_over_its_disk_quota_is_stopped(database: None) -> None:
