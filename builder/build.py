@@ -24,20 +24,33 @@ from builder.docker_build import (
 )
 from builder.dockerfile_checks import DockerfileRefused, check_dockerfile
 from builder.logstyle import LogSink, detail, step
-from orchestrator.core.settings import Settings
-from orchestrator.spaces.config import SpaceConfig
+from builder.spec import BuildOptions, BuildSpec
 from sandbox import build_network
 
-__all__ = ["BuildFailed", "BuildInput", "BuildStopped", "build_image"]
+__all__ = [
+    "BuildFailed",
+    "BuildInput",
+    "BuildOptions",
+    "BuildSpec",
+    "BuildStopped",
+    "build_image",
+    "engine_client",
+]
+ENGINE_TIMEOUT_SECONDS = 600  # one Engine call (a base image's pull, a build's start)
+
+
+def engine_client() -> docker.DockerClient:
+    """The builder's own client of the Docker Engine (DOCKER_HOST and friends apply)."""
+    return docker.from_env(timeout=ENGINE_TIMEOUT_SECONDS)
 
 
 @dataclass(frozen=True)
 class BuildInput:
     space_hint: str  # owner/name, for comments and logs only: never part of the image
-    repo_tar: bytes
+    repo_tar: bytes  # the commit's files, read once (context.scan gives `files` and `tree`)
     files: frozenset[str]
-    tree: str
-    config: SpaceConfig
+    tree: str  # names the content in the image tag: same files, same tag
+    spec: BuildSpec
     variables: dict[str, str]
     no_cache: bool = False
 
@@ -49,35 +62,33 @@ class BuildOutput:
 
 
 def _recipe(
-    client: docker.DockerClient, item: BuildInput, settings: Settings, log: LogSink
+    client: docker.DockerClient, item: BuildInput, options: BuildOptions, log: LogSink
 ) -> recipe.Recipe:
-    config = item.config
+    config = item.spec
     if config.sdk == "docker":
         dockerfile = _read(item, "Dockerfile").decode(errors="replace")
         try:  # before any pull: a FROM naming a local registry is refused too
-            check_dockerfile(dockerfile, build_network.egress_policy(settings))
+            check_dockerfile(dockerfile, build_network.egress_policy(options))
         except DockerfileRefused as exc:
             raise recipe.RecipeError(str(exc)) from exc
         except build_network.BuildNetworkError as exc:
             raise BuildFailed(str(exc)) from exc
         refs = [
-            base_image.ensure_image(client, image, log, settings)
+            base_image.ensure_image(client, image, log, options)
             for image in recipe.dockerfile_base_images(dockerfile)
         ]
         for ref in refs:
-            _check_onbuild(client, ref, settings)
+            _check_onbuild(client, ref, options)
         bases = [_image_id(client, ref) for ref in refs]
         # Variables are the build args of docker Spaces (secrets never are: see docs). The
         # proxy args are Spaceport's: a variable may not point the build elsewhere.
         reserved = set(build_network.PROXY_ARGS + build_network.NO_PROXY_ARGS)
         args = {k: v for k, v in item.variables.items() if k not in reserved}
-        tag = recipe.image_tag(
-            settings.image_prefix, item.tree, config.build_key(), ",".join(bases), args
-        )
+        tag = recipe.image_tag(options.image_prefix, item.tree, config.key(), ",".join(bases), args)
         context = build_context(item.repo_tar, "Dockerfile")
         return recipe.Recipe("Dockerfile", context, tag, args)
 
-    base = base_image.ensure_python_base(client, config.python_version, log, settings)
+    base = base_image.ensure_python_base(client, config.python_version, log, options)
     if config.sdk == "static":
         text = recipe.render_static(
             base_image=base, app_file=config.app_file or "index.html", space_hint=item.space_hint
@@ -91,29 +102,27 @@ def _recipe(
         text = recipe.render_gradio(
             base_image=base,
             python_version=config.python_version,
-            sdk_version=config.sdk_version or settings.default_gradio_version,
+            sdk_version=config.sdk_version or options.default_gradio_version,
             app_file=config.app_file or "app.py",
             apt_packages=packages,
             has_pre_requirements=_has_requirements(item, "pre-requirements.txt"),
             has_requirements=_has_requirements(item, "requirements.txt"),
             space_hint=item.space_hint,
         )
-    key = dict(
-        config.build_key(), sdk_version=config.sdk_version or settings.default_gradio_version
-    )
-    tag = recipe.image_tag(settings.image_prefix, item.tree, key, _image_id(client, base), {})
+    key = dict(config.key(), sdk_version=config.sdk_version or options.default_gradio_version)
+    tag = recipe.image_tag(options.image_prefix, item.tree, key, _image_id(client, base), {})
     context = build_context(item.repo_tar, recipe.DOCKERFILE_PATH, text.encode())
     return recipe.Recipe(recipe.DOCKERFILE_PATH, context, tag, {}, text)
 
 
-def _check_onbuild(client: docker.DockerClient, ref: str, settings: Settings) -> None:
+def _check_onbuild(client: docker.DockerClient, ref: str, options: BuildOptions) -> None:
     """A base image's ONBUILD triggers run in this build as if written in its Dockerfile, so
     an `ONBUILD ADD http://127.0.0.1/...` baked into a pushed image gets the same check."""
     triggers = (client.images.get(ref).attrs.get("Config") or {}).get("OnBuild") or []
     if not triggers:
         return
     try:
-        check_dockerfile("\n".join(triggers) + "\n", build_network.egress_policy(settings))
+        check_dockerfile("\n".join(triggers) + "\n", build_network.egress_policy(options))
     except DockerfileRefused as exc:
         reason = str(exc).split(": ", 1)[-1]
         raise recipe.RecipeError(f"the base image {ref} has an ONBUILD trigger: {reason}") from exc
@@ -148,12 +157,12 @@ def _image_exists(client: docker.DockerClient, tag: str) -> bool:
 
 
 def _build_network(
-    client: docker.DockerClient, settings: Settings, log: LogSink
+    client: docker.DockerClient, options: BuildOptions, log: LogSink
 ) -> build_network.BuildNetwork:
     # The proxy runs on Spaceport's own Python base (3.11), made like any Space's base.
-    base = base_image.ensure_python_base(client, "3.11", log, settings)
+    base = base_image.ensure_python_base(client, "3.11", log, options)
     try:
-        return build_network.ensure_build_network(client, settings, base, lambda m: log(detail(m)))
+        return build_network.ensure_build_network(client, options, base, lambda m: log(detail(m)))
     except build_network.BuildNetworkError as exc:
         raise BuildFailed(f"the build network is not available: {exc}") from exc
 
@@ -161,29 +170,29 @@ def _build_network(
 def build_image(
     client: docker.DockerClient,
     item: BuildInput,
-    settings: Settings,
+    options: BuildOptions,
     log: LogSink,
     stop_reason: Callable[[], str | None],
 ) -> BuildOutput:
-    log(step(f"Preparing the {item.config.sdk} build"))
-    plan = _recipe(client, item, settings, log)
+    log(step(f"Preparing the {item.spec.sdk} build"))
+    plan = _recipe(client, item, options, log)
     if not item.no_cache and _image_exists(client, plan.tag):
         log(step(f"Image {plan.tag} already exists for this content: nothing to build"))
         return BuildOutput(plan.tag, reused=True)
-    network = _build_network(client, settings, log)
+    network = _build_network(client, options, log)
     log(step(f"Building image {plan.tag}" + (" from scratch (no cache)" if item.no_cache else "")))
     log(
         detail(
-            f"limits: {settings.build_memory_mb} MiB memory, {settings.build_cpus:g} CPUs, "
-            f"{settings.build_pids_limit or 'no'} pids limit; network: {network.name} "
+            f"limits: {options.build_memory_mb} MiB memory, {options.build_cpus:g} CPUs, "
+            f"{options.build_pids_limit or 'no'} pids limit; network: {network.name} "
             "(package hosts only, through the build proxy)"
         )
     )
     try:
-        instance = build_network.instance_of(settings)
-        sweep_stale(f"{instance}-", settings.build_timeout_seconds + 600)
+        instance = options.instance
+        sweep_stale(f"{instance}-", options.build_timeout_seconds + 600)
         name = f"{instance}-{uuid.uuid4().hex[:12]}"
-        cgroup = build_cgroup(name, settings.build_pids_limit)
+        cgroup = build_cgroup(name, options.build_pids_limit)
         with cgroup as cgroup_parent:
             request = BuildRequest(
                 context=plan.context,
@@ -196,8 +205,8 @@ def build_image(
                 labels={},
                 no_cache=item.no_cache,
                 limits=BuildLimits(
-                    memory_bytes=settings.build_memory_mb << 20,
-                    cpus=settings.build_cpus,
+                    memory_bytes=options.build_memory_mb << 20,
+                    cpus=options.build_cpus,
                     cgroup_parent=cgroup_parent,
                 ),
                 network=network.name,

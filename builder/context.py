@@ -16,6 +16,7 @@ its own recipe.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import posixpath
 import tarfile
@@ -47,6 +48,34 @@ def dockerignore_patterns(text: str) -> list[str]:
 def _name(member: tarfile.TarInfo) -> str:
     name = posixpath.normpath(member.name)
     return name[2:] if name.startswith("./") else name.lstrip("/")
+
+
+def scan(repo_tar: bytes) -> tuple[frozenset[str], str]:
+    """The files of a commit's tar and a digest of its content, in one pass over the tar
+    (the commit is read once per build: its archive). The digest covers each entry's path,
+    kind, executable bit, link target and bytes, not git's timestamps, so the same files
+    make the same digest whatever commit holds them, and an LFS object filled in since
+    makes a new one."""
+    files: set[str] = set()
+    digest = hashlib.sha256()
+    with tarfile.open(fileobj=io.BytesIO(repo_tar), mode="r:") as tar:
+        for member in sorted(tar.getmembers(), key=_name):
+            name = _name(member)
+            if name in ("", "."):
+                continue
+            executable = "x" if member.mode & 0o100 else "-"
+            digest.update(
+                f"{name}\0{member.type.decode()}{executable}\0{member.linkname}\0".encode()
+            )
+            if member.isfile():
+                files.add(name)
+                handle = tar.extractfile(member)
+                data = handle.read() if handle else b""
+                digest.update(f"{len(data)}\0".encode())
+                digest.update(data)
+            elif member.issym():
+                files.add(name)
+    return frozenset(files), digest.hexdigest()
 
 
 def build_context(repo_tar: bytes, dockerfile: str, generated: bytes | None = None) -> bytes:

@@ -61,7 +61,9 @@ class BuildNetwork:
 
 
 class _Settings:
-    """What this module reads of orchestrator.core.settings.Settings (documentation only)."""
+    """What this module reads of its options (builder.spec.BuildOptions; documentation only).
+    `instance` is the installation's name, given by the caller: sandbox/ knows nothing of
+    where it is kept."""
 
     instance: str | None
     image_prefix: str
@@ -72,12 +74,10 @@ class _Settings:
 
 
 def instance_of(settings: _Settings) -> str:
-    """The installation's name: the setting, else the id kept in its home."""
-    if settings.instance:
-        return settings.instance
-    from orchestrator.core.installation import installation_id  # only where the setting is unset
-
-    return installation_id(Path(settings.home))
+    """The installation's name, which the caller must give."""
+    if not settings.instance:
+        raise BuildNetworkError("no installation name given for the build network's proxy")
+    return settings.instance
 
 
 def allowed_hosts(settings: _Settings) -> list[str]:

@@ -25,6 +25,8 @@ import pytest
 
 from builder.build import BuildFailed, BuildInput, build_image
 from builder.recipe import RecipeError
+from builder.spec import BuildOptions
+from orchestrator.builds.options import build_options, build_spec
 from orchestrator.core.settings import Settings
 from orchestrator.spaces.config import parse_readme
 from sandbox import build_network
@@ -106,14 +108,15 @@ def home(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
         container.remove(force=True)
 
 
-def settings_for(home: Path, **changes: object) -> Settings:
+def settings_for(home: Path, **changes: object) -> BuildOptions:
+    """What the worker gives the builder for an installation with these settings."""
     values: dict[str, object] = dict(home=home, instance=INSTANCE, image_prefix="spaceport-test")
     values.update(changes)
-    return Settings(**values)  # type: ignore[arg-type]
+    return build_options(Settings(**values))  # type: ignore[arg-type]
 
 
 def build(
-    settings: Settings, files: dict[str, str | bytes], variables: dict[str, str] | None = None
+    settings: BuildOptions, files: dict[str, str | bytes], variables: dict[str, str] | None = None
 ) -> tuple[str | Exception, list[str]]:
     files = {"README.md": DOCKER_README, **files}
     lines: list[str] = []
@@ -122,7 +125,7 @@ def build(
         repo_tar=tar_of(files),
         files=frozenset(files),
         tree=uuid.uuid4().hex,  # never reuse an image: every test builds
-        config=parse_readme(str(files["README.md"])),
+        spec=build_spec(parse_readme(str(files["README.md"]))),
         variables=variables or {},
         no_cache=True,
     )
@@ -389,7 +392,7 @@ def test_a_static_space_serves_nothing_of_spaceports(home: Path) -> None:
         repo_tar=tar_of(files),
         files=frozenset(files),
         tree=uuid.uuid4().hex,
-        config=parse_readme(str(files["README.md"])),
+        spec=build_spec(parse_readme(str(files["README.md"]))),
         variables={},
         no_cache=True,
     )
@@ -411,7 +414,7 @@ def test_the_gradio_recipe_runs_pip_as_uid_1000_and_apt_as_root(home: Path) -> N
         repo_tar=tar_of(files),
         files=frozenset(files),
         tree=uuid.uuid4().hex,
-        config=parse_readme(str(files["README.md"])),
+        spec=build_spec(parse_readme(str(files["README.md"]))),
         variables={},
     )
     image = build_image(docker.from_env(), item, settings_for(home), lines.append, lambda: None)

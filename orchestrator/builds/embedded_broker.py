@@ -98,7 +98,7 @@ def delete_delivered(path: Path) -> int:
     """Drop messages already handed to a worker. kombu only marks them invisible, so
     without this the file grows with every build and housekeeping tick. A message a
     worker took but never finished is not lost by this: its build stays QUEUED and is
-    re-sent (orchestrator.builds.runner.resend_lost_builds)."""
+    re-sent (orchestrator.builds.state.resend_lost_builds)."""
     if not path.exists():
         return 0
     engine = _engine(url(path))

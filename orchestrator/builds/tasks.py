@@ -24,7 +24,7 @@ def make_celery(settings: Settings) -> Celery:
         app.conf.broker_url = embedded_broker.url(settings.broker_db)
         app.conf.broker_transport = embedded_broker.TRANSPORT
         # Remote control needs broadcast (fanout), which the SQLAlchemy transport does not
-        # carry; cancellation goes through the database instead (see orchestrator.builds.runner).
+        # carry; cancellation goes through the database instead (see orchestrator.builds.state).
         app.conf.worker_enable_remote_control = False
     app.conf.update(
         task_ignore_result=True,
@@ -63,14 +63,14 @@ def build_task(build_id: int) -> None:
 
 @celery_app.task(name="spaceport.reap_stale_builds")
 def reap_stale_builds_task() -> int:
-    from orchestrator.builds.runner import reap_stale_builds
+    from orchestrator.builds.state import reap_stale_builds
 
     return reap_stale_builds()
 
 
 @celery_app.task(name="spaceport.resend_lost_builds")
 def resend_lost_builds_task() -> int:
-    from orchestrator.builds.runner import resend_lost_builds
+    from orchestrator.builds.state import resend_lost_builds
 
     settings = get_settings()
     if not settings.broker_url:
@@ -82,6 +82,6 @@ def resend_lost_builds_task() -> int:
 def _fail_builds_of_dead_workers(**_: object) -> None:
     """A worker that starts on a host where an earlier one died (kill -9, OOM) fails the
     builds that one left `running` at once, instead of after the heartbeat timeout."""
-    from orchestrator.builds.runner import reap_stale_builds
+    from orchestrator.builds.state import reap_stale_builds
 
     reap_stale_builds(only_dead_local_workers=True)

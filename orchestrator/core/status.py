@@ -74,6 +74,28 @@ def change_spec(session: Session, space: Space, **fields: Any) -> None:
     session.add(space)
 
 
+def change_spec_if(session: Session, space: Space, expect: dict[str, Any], **fields: Any) -> bool:
+    """`change_spec`, only while the row still holds ``expect`` (one ``UPDATE ... WHERE``):
+    a finished build records its image only if its commit is still the head, whatever
+    was pushed meanwhile. True when written (not committed here)."""
+    wrong = (set(fields) | set(expect)) - SPEC_FIELDS
+    if wrong:
+        raise SpecFieldError(f"not spec fields: {sorted(wrong)}")
+    result = session.execute(
+        update(Space)
+        .where(
+            Space.id == space.id,  # type: ignore[arg-type]
+            *(getattr(Space, name) == value for name, value in expect.items()),
+        )
+        .values(**fields, spec_version=Space.spec_version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.expire(space, [*fields, "spec_version", "updated_at"])
+    return True
+
+
 def write_status(
     session: Session,
     space: Space,
@@ -155,4 +177,12 @@ def mark_observed(session: Session, space: Space) -> bool:
     return True
 
 
-__all__ = ["SPEC_FIELDS", "STATUS_FIELDS", "Stage", "change_spec", "mark_observed", "write_status"]
+__all__ = [
+    "SPEC_FIELDS",
+    "STATUS_FIELDS",
+    "Stage",
+    "change_spec",
+    "change_spec_if",
+    "mark_observed",
+    "write_status",
+]

@@ -13,10 +13,12 @@ import time
 
 from builder import logstyle
 from orchestrator.builds.deploy import deploy_commit
-from orchestrator.builds.runner import follow_log
+from orchestrator.builds.logs import follow_log
+from orchestrator.core import events
 from orchestrator.core.db import session_scope
 from orchestrator.core.models import Build, BuildStatus, Space
 from orchestrator.core.settings import get_settings
+from orchestrator.core.stages import Problem
 from orchestrator.processes import lifeline
 from orchestrator.repos.store import DEPLOY_REF, ZERO_SHA
 from orchestrator.spaces import registry as spaces
@@ -44,10 +46,12 @@ def post_receive(lines: list[str]) -> int:
             return 0
         sha = deploy[-1]
         say(logstyle.step(f"Deploying commit {sha[:7]}"))
-        build = deploy_commit(session, space, sha)
-        session.refresh(space)
+        pusher = os.environ.get("SPACEPORT_PUSHER") or events.ACTOR_SYSTEM
+        build = deploy_commit(session, space, sha, actor=pusher)
         if build is None:
-            say(logstyle.error(f"{space.stage}: {space.error_message}"))
+            problem = Problem.load(space.head_problem)
+            assert problem is not None
+            say(logstyle.error(f"{problem.stage}: {problem.message}"))
             say(logstyle.error("Fix it and push again."))
             return 0
         build_id = build.id

@@ -248,6 +248,16 @@ class SpaceConfig(BaseModel):
             "app_port": self.app_port,
         }
 
+    def to_json(self) -> str:
+        """The config as stored with a build (Build.config): only the keys the README set,
+        so `from_json` gives back the same config, down to which keys were set (what
+        `to_card_data` and `app_file_problem` read)."""
+        return self.model_dump_json(exclude_unset=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SpaceConfig:
+        return cls.model_validate_json(text)
+
     def to_card_data(self) -> dict[str, Any]:
         """``cardData`` for the Hub API: the README keys that were set (plus ``sdk``),
         under their README names, with normalised JSON values; then the unknown keys."""

@@ -1,13 +1,12 @@
 """A build runs exactly once however its task is delivered: claimed with one conditional
-UPDATE, and re-sent by the housekeeping when its message never reached a worker."""
+UPDATE, and re-sent by the housekeeping when its message never reached a worker; on both
+stacks."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -21,20 +20,12 @@ from orchestrator.spaces import registry as spaces
 
 
 @pytest.fixture
-def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session]:
-    for key in list(os.environ):
-        if key.startswith("SPACEPORT_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SPACEPORT_HOME", str(tmp_path))
+def session(database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Session]:
+    """On each stack (tests/unit/conftest.py's `database`)."""
     monkeypatch.setenv("SPACEPORT_BUILD_RESEND_AFTER_SECONDS", "30")
     get_settings.cache_clear()
-    db.get_engine.cache_clear()
-    db.migrate()
     with Session(db.get_engine()) as session:
         yield session
-    db.get_engine().dispose()
-    get_settings.cache_clear()
-    db.get_engine.cache_clear()
 
 
 @pytest.fixture

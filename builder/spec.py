@@ -1,0 +1,52 @@
+"""What the builder is told: the build's config and the installation's options, as plain data.
+
+The builder knows nothing of the control plane (it imports nothing from `orchestrator/`,
+tests/unit/test_layering.py checks): `orchestrator/builds/options.py` maps a Space's README
+config and Spaceport's settings onto these, so the builder can be run, and tested, with
+nothing but an Engine and a tar of the commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """The README keys that decide how the image is made."""
+
+    sdk: str  # gradio, docker, static (streamlit builds like gradio)
+    python_version: str = "3.10"
+    sdk_version: str | None = None
+    app_file: str | None = None
+    app_port: int = 7860
+
+    def key(self) -> dict[str, Any]:
+        """The fields that change the built image; hashed into its tag."""
+        return {
+            "sdk": self.sdk,
+            "sdk_version": self.sdk_version,
+            "python_version": self.python_version,
+            "app_file": self.app_file,
+            "app_port": self.app_port,
+        }
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """The installation's choices for every build (Spaceport's settings of the same names)."""
+
+    home: Path  # locks and scratch space (offline base images, the build network's lock)
+    instance: str  # the installation's name, on its build cgroups and its build proxy
+    image_prefix: str
+    base_image: str  # "{python_version}" in it is replaced
+    debian_mirror: str
+    default_gradio_version: str
+    build_memory_mb: int
+    build_cpus: float
+    build_pids_limit: int  # 0: no limit
+    build_timeout_seconds: int
+    build_egress_allow: list[str] = field(default_factory=list)
+    build_blocked_networks: list[str] = field(default_factory=list)
