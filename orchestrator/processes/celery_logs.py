@@ -35,7 +35,9 @@ def periodic_task_names(beat_schedule: dict[str, dict[str, object]]) -> set[str]
 
 
 def quiet_housekeeping(beat_schedule: dict[str, dict[str, object]]) -> None:
-    """Install the filter on the worker's task loggers (before the worker starts)."""
+    """Install the filter on the worker's task loggers (before the worker starts). Alembic's
+    INFO lines (a "setup plugin" line per plugin when the worker checks the schema) go too."""
     quiet = HousekeepingFilter(periodic_task_names(beat_schedule))
     for name in TASK_LOGGERS:
         logging.getLogger(name).addFilter(quiet)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
