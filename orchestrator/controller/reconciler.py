@@ -95,6 +95,7 @@ class Reconciler:
         self._listed_at = float("-inf")  # when the instances were last listed
         self._stopping: set[str] = set()  # orphans being stopped
         self._orphan_jobs: set[Future[None]] = set()
+        self._adopted: set[str] = set()  # instances whose instance.started is known
         # When each instance started serving, to drain the ones it replaced; a restarted
         # controller drains again from scratch, which errs on the safe side.
         self.switched_at: dict[str, float] = {}
@@ -236,6 +237,8 @@ class Reconciler:
                         space,
                         **self._stopped_data(plan.exited, "the app exited"),
                     )
+                if not self._is_busy(space_id):
+                    self._adopt(session, space, instances)
                 session.commit()
             except Exception:  # noqa: BLE001 - one broken Space must not stop the rest
                 session.rollback()
@@ -243,6 +246,37 @@ class Reconciler:
                 self._at(time.monotonic() + RETRY_SECONDS, space_id)
                 return
         self._carry_out(ref, plan)
+
+    def _adopt(self, session: Session, space: Space, instances: list[Instance]) -> None:
+        """Instances this process did not start (a controller killed between a start and
+        its event, or one from before the event log) get their instance.started event
+        once, so that what reads the log (billing) sees every instance that ran."""
+        for instance in instances:
+            if instance.id in self._adopted or instance.state == InstanceState.EXITED:
+                continue
+            self._adopted.add(instance.id)
+            recorded = session.exec(
+                select(Event.id)
+                .where(
+                    Event.space_id == space.id,
+                    Event.kind == events.EventKind.INSTANCE_STARTED.value,
+                    col(Event.data).contains(f'"instance": "{instance.id}"'),
+                )
+                .limit(1)
+            ).first()
+            if recorded is None:
+                events.record(
+                    session,
+                    events.EventKind.INSTANCE_STARTED,
+                    events.ACTOR_CONTROLLER,
+                    space,
+                    instance=instance.id,
+                    revision=instance.revision,
+                    commit=instance.sha,
+                    hardware=instance.hardware or None,
+                    started_at=instance.started_at,
+                    adopted=True,
+                )
 
     def _write(self, session: Session, space: Space, fields: dict[str, Any]) -> bool:
         if any(getattr(space, name) != value for name, value in fields.items()):
@@ -505,6 +539,7 @@ class Reconciler:
                 except BackendError as exc:  # e.g. a GPU tier on a machine without GPUs
                     self._start_failed[start.key] = str(exc)
                 else:
+                    self._adopted.add(instance.id)
                     self._record(
                         ref,
                         events.EventKind.INSTANCE_STARTED,

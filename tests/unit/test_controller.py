@@ -579,3 +579,27 @@ def test_the_running_loop_wakes_on_the_change_feed(
     finally:
         controller.stop()
         runner.join(10)
+
+
+def test_a_restarted_controller_adopts_what_runs_and_records_what_it_never_saw_start(
+    stack: str, backend: MemoryBackend, controller: Controller
+) -> None:
+    """Killed between a start and its event: the next controller starts no duplicate, and
+    the instance gets its instance.started once."""
+    space = new_space("adopted")
+    controller.settle()
+    (instance,) = backend.of_space(uid(space))
+    with session_scope() as session:  # as if the event had never been written
+        for entry in session.exec(select(Event).where(Event.kind == "instance.started")):
+            session.delete(entry)
+        session.commit()
+    successor = Controller(backend)
+    try:
+        successor.settle()
+        successor.settle()
+        assert [i.id for i in backend.of_space(uid(space))] == [instance.id]
+        started = [d for kind, d in kinds(space) if kind == "instance.started"]
+        assert [(d["instance"], d.get("adopted")) for d in started] == [(instance.id, True)]
+    finally:
+        successor.stop()
+        successor.reconciler.close()
