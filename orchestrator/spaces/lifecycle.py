@@ -80,7 +80,7 @@ def restart(session: Session, space: Space, *, actor: str, factory: bool = False
     events.record(session, EventKind.RESTARTED, actor, space, factory_reboot=factory or None)
     if rebuild:
         assert space.head_sha is not None
-        deploy_commit(session, space, space.head_sha, no_cache=factory)  # commits
+        deploy_commit(session, space, space.head_sha, no_cache=factory, actor=actor)  # commits
         return
     session.commit()
 
@@ -152,13 +152,13 @@ def set_visibility(session: Session, space: Space, visibility: Visibility, *, ac
     session.commit()
 
 
-def _env_changed(session: Session, space: Space) -> None:
+def _env_changed(session: Session, space: Space, actor: str) -> None:
     """Variables are docker Spaces' build args: those need a new image; every other
     Space just restarts with the new environment (its revision changes). Either way the
     spec moved on, so the Space is not shown RUNNING until the controller caught up."""
     _spec(session, space)
     if space.sdk == "docker" and space.head_sha:
-        deploy_commit(session, space, space.head_sha)  # commits
+        deploy_commit(session, space, space.head_sha, actor=actor)  # commits
     else:
         session.commit()
 
@@ -182,7 +182,7 @@ def upsert(
 ) -> None:
     _check_key(key)
     _put_row(session, space, kind, key, value, description, actor)
-    _env_changed(session, space)
+    _env_changed(session, space, actor)
 
 
 def _put_row(
@@ -212,7 +212,7 @@ def remove(session: Session, space: Space, kind: EnvKind, key: str, *, actor: st
     if row is not None:
         session.delete(row)
         events.record(session, _DELETED[kind], actor, space, key=key)
-        _env_changed(session, space)
+        _env_changed(session, space, actor)
 
 
 def fill_new_space(
@@ -386,4 +386,4 @@ def _fill_duplicate(
     session.commit()
     head = repos.resolve(target, repos.DEPLOY_REF)
     if head:
-        deploy_commit(session, copy, head)
+        deploy_commit(session, copy, head, actor=actor)

@@ -5,12 +5,17 @@ neither), never the observed status, and two concurrent actions both land."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import Session, select
 
+from orchestrator.builds import tasks
+from orchestrator.builds.deploy import deploy_commit
 from orchestrator.core import auth, db, events
 from orchestrator.core.models import Event, Secret, Space, Stage, User, Variable, Visibility
 from orchestrator.core.status import change_spec
@@ -19,6 +24,7 @@ from orchestrator.spaces import lifecycle
 from orchestrator.spaces import registry as spaces
 
 SECRET_VALUE = "hunter2-very-secret"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_spaces" / "hello"
 Action = Callable[[Session, Space], None]
 
 
@@ -148,16 +154,18 @@ def test_a_restart_unpauses_and_a_push_does_not(session: Session) -> None:
 def test_a_factory_reboot_rebuilds_without_the_cache(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    deployed: list[tuple[str, bool]] = []
+    deployed: list[tuple[str, bool, str]] = []
 
-    def deploy(session: Session, space: Space, sha: str, *, no_cache: bool = False) -> None:
-        deployed.append((sha, no_cache))
+    def deploy(
+        session: Session, space: Space, sha: str, *, no_cache: bool = False, actor: str
+    ) -> None:
+        deployed.append((sha, no_cache, actor))
         session.commit()
 
     monkeypatch.setattr(lifecycle, "deploy_commit", deploy)
     space = _space(session)
     lifecycle.restart(session, space, actor="alice", factory=True)
-    assert deployed == [("a" * 40, True)]
+    assert deployed == [("a" * 40, True, "alice")]
     last = _events(session, space.id)[-1]
     assert (last.kind, json.loads(last.data)) == ("restarted", {"factory_reboot": True})
 
@@ -265,3 +273,56 @@ def test_a_duplicate_is_created_with_its_origin_and_its_variables(session: Sessi
     ]
     assert copy.sleep_time_seconds == 600 and copy.duplicated_from == "alice/demo"
     assert not any(SECRET_VALUE in e.data for e in _events(session))
+
+
+def _push_sample(space: Space, workdir: Path) -> str:
+    """The hello sample committed straight into the Space's bare repo; its sha."""
+    work = workdir / "checkout"
+    shutil.copytree(SAMPLE, work)
+    identity = ["-c", "user.name=t", "-c", "user.email=t@localhost"]
+    for command in (
+        ["init", "-q", "--initial-branch=main"],
+        ["add", "-A"],
+        [*identity, "commit", "-q", "-m", "hello"],
+        ["push", "-q", str(repos.repo_path(space.owner, space.name)), "main"],
+    ):
+        subprocess.run(["git", *command], cwd=work, check=True)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=work, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_a_push_builds_a_paused_space_but_does_not_wake_it(
+    session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.build_task, "delay", lambda build_id: sent.append(build_id))
+    space = _space(session)
+    lifecycle.pause(session, space, actor="alice")
+    sha = _push_sample(space, tmp_path)
+    build = deploy_commit(session, space, sha, actor="alice")
+    assert build is not None and sent == [build.id]
+    session.expire_all()
+    row = session.get(Space, space.id)
+    assert row is not None and row.paused and row.head_sha == sha
+    lifecycle.restart(session, row, actor="alice")  # only the owner wakes it
+    assert not row.paused
+
+
+@pytest.mark.parametrize(("sdk", "rebuilds"), [("docker", True), ("gradio", False)])
+def test_a_variable_rebuilds_a_docker_space_and_restarts_the_others(
+    session: Session, monkeypatch: pytest.MonkeyPatch, sdk: str, rebuilds: bool
+) -> None:
+    """Variables are a docker Space's build args; elsewhere only its environment."""
+    deployed: list[str] = []
+
+    def deploy(session: Session, space: Space, sha: str, *, actor: str) -> None:
+        deployed.append(actor)
+        session.commit()
+
+    monkeypatch.setattr(lifecycle, "deploy_commit", deploy)
+    space = _space(session, sdk=sdk)
+    version = space.spec_version
+    lifecycle.upsert(session, space, Variable, "MODE", "fast", actor="alice")
+    assert deployed == (["alice"] if rebuilds else [])
+    assert space.spec_version == version + 1
