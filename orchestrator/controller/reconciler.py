@@ -100,6 +100,7 @@ class Reconciler:
         # controller drains again from scratch, which errs on the safe side.
         self.switched_at: dict[str, float] = {}
         self._deadlines: list[tuple[float, int]] = []
+        self._next_of: dict[int, float] = {}  # each Space's earliest timer in the heap
         self.waiting: set[int] = set()
         self.uids: dict[int, str] = {}  # Space id -> uid, of the Spaces seen
         self.instance_owner: dict[str, tuple[str, str]] = {}  # instance id -> (uid, tier)
@@ -171,7 +172,10 @@ class Reconciler:
         ready = set()
         with self._lock:
             while self._deadlines and self._deadlines[0][0] <= now:
-                ready.add(heapq.heappop(self._deadlines)[1])
+                when, space_id = heapq.heappop(self._deadlines)
+                if self._next_of.get(space_id) == when:
+                    del self._next_of[space_id]
+                ready.add(space_id)
         return ready
 
     def next_deadline(self) -> float | None:
@@ -503,6 +507,9 @@ class Reconciler:
 
     def _at(self, when: float, space_id: int) -> None:
         with self._lock:  # action threads set retry timers too
+            if self._next_of.get(space_id, float("inf")) <= when:
+                return  # an earlier timer looks at it anyway (and sets the next one)
+            self._next_of[space_id] = when
             heapq.heappush(self._deadlines, (when, space_id))
 
     def _is_busy(self, space_id: int) -> bool:
