@@ -9,8 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -20,44 +18,6 @@ from orchestrator.core.changes import Channel, Feed
 from orchestrator.core.models import Event, Space, Stage
 from orchestrator.core.settings import get_settings
 from orchestrator.spaces import registry as spaces
-from tests import services
-
-
-@pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    services.require(
-        "PostgreSQL",
-        services.postgres_bindir() is not None,
-        "apt-get install postgresql (scripts/bootstrap.sh --test)",
-    )
-    url, stop = services.start_postgres(tmp_path_factory.mktemp("pg"))
-    yield url
-    stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    for key in list(os.environ):
-        if key.startswith("SPACEPORT_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SPACEPORT_HOME", str(tmp_path))
-    if request.param == "postgresql":
-        url = request.getfixturevalue("postgres_url")
-        monkeypatch.setenv("SPACEPORT_DATABASE_URL", url)
-    get_settings.cache_clear()
-    db.get_engine.cache_clear()
-    db.migrate()
-    if request.param == "postgresql":  # one server for the module: start each test empty
-        with db.get_engine().begin() as connection:
-            connection.exec_driver_sql(
-                'TRUNCATE event, space, apitoken, "user" RESTART IDENTITY CASCADE'
-            )
-    yield get_settings().sqlalchemy_url
-    db.get_engine().dispose()
-    get_settings.cache_clear()
-    db.get_engine.cache_clear()
 
 
 def _open() -> Session:

@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,26 +15,15 @@ from sqlmodel import Session
 
 from orchestrator.core import db
 from orchestrator.core.models import Space, User
-from orchestrator.core.settings import get_settings
 from orchestrator.repos import commit as repo_commit
 from orchestrator.repos import lfs
 from orchestrator.repos import store as repos
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh SPACEPORT_HOME with a migrated SQLite database."""
-    for key in list(os.environ):
-        if key.startswith("SPACEPORT_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("SPACEPORT_HOME", str(tmp_path))
-    get_settings.cache_clear()
-    db.get_engine.cache_clear()
-    db.migrate()
-    yield tmp_path
-    db.get_engine().dispose()
-    get_settings.cache_clear()
-    db.get_engine.cache_clear()
+def home(migrated_home: Path) -> Path:
+    """A fresh SPACEPORT_HOME with a migrated SQLite database (tests/unit/conftest.py)."""
+    return migrated_home
 
 
 def make_spaces(*names: str) -> list[int]:
