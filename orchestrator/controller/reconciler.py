@@ -311,7 +311,7 @@ class Reconciler:
         now = time.monotonic()
         head_is_built = bool(space.built_sha) and space.head_sha == space.built_sha
         build = None
-        if space.head_sha and not head_is_built:
+        if space.head_sha:  # even when built: a rebuild of it shows as BUILDING
             build = session.exec(
                 select(Build)
                 .where(Build.space_id == space.id, Build.commit_sha == space.head_sha)

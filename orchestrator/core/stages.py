@@ -70,9 +70,11 @@ def stage_of(facts: Facts) -> tuple[Stage, str | None]:
         return Stage.PAUSED, None
     if facts.head_problem is not None:
         return facts.head_problem.stage, facts.head_problem.message
+    if facts.head_build in (BuildStatus.QUEUED, BuildStatus.RUNNING):
+        # Also when the head commit is built already: a factory rebuild, or a docker
+        # Space's variable (a build argument) changed.
+        return (Stage.RUNNING_BUILDING if serving else Stage.BUILDING), None
     if not facts.head_is_built:
-        if facts.head_build in (BuildStatus.QUEUED, BuildStatus.RUNNING):
-            return (Stage.RUNNING_BUILDING if serving else Stage.BUILDING), None
         if facts.head_build == BuildStatus.FAILED:
             return Stage.BUILD_ERROR, facts.head_build_error
         if facts.head_build == BuildStatus.CANCELLED:

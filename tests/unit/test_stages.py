@@ -37,6 +37,12 @@ BUILT = dict(has_image=True, head_is_built=True)
             Facts(head_build=BuildStatus.FAILED, head_build_error="boom"),
             (Stage.BUILD_ERROR, "boom"),
         ),
+        # A rebuild of the commit that runs (factory reboot): building, while it serves.
+        (
+            Facts(head_build=BuildStatus.QUEUED, run=RunState.READY, **BUILT),
+            (Stage.RUNNING_BUILDING, None),
+        ),
+        (Facts(head_build=BuildStatus.FAILED, run=RunState.READY, **BUILT), (Stage.RUNNING, None)),
         (
             Facts(head_build=BuildStatus.CANCELLED),
             (Stage.BUILD_ERROR, "Build failed: it was cancelled"),
