@@ -1,7 +1,8 @@
 """Processes that behave: `spaceport up`'s children die with it, even on kill -9; a second
 `up` on the same home or port refuses at once; a build whose worker is killed fails within
-a minute and its Space leaves BUILDING (orchestrator/processes/up.py and lifeline.py,
-orchestrator/core/home.py, orchestrator/builds/runner.py).
+a minute and its Space leaves BUILDING; a Space that was starting when `up` was killed runs
+in one container once `up` is back, on both stacks (orchestrator/processes/up.py and
+lifeline.py, orchestrator/core/home.py, orchestrator/builds/, orchestrator/controller/).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 
+from sandbox.backend import LABEL_INSTANCE, LABEL_SPACE
 from tests import services, stacks
-from tests.platform import Platform
+from tests.platform import Platform, push
 from tests.test_push_to_build import SLOW_DOCKERFILE, docker_space, start_push
 
 EXIT_BUSY = 75
@@ -210,3 +213,67 @@ def test_a_build_left_running_by_a_killed_up_fails_when_up_starts_again(
     assert "worker running this build stopped" in build["errorMessage"]
     assert own_platform.runtime("rita", "restart", token)["stage"] == "BUILD_ERROR"
     assert time.monotonic() - started < 60
+
+
+# Built at once (no RUN line), then a start window long enough to kill `up` in.
+SLOW_START_DOCKERFILE = """FROM python:3.11-slim
+CMD ["sh", "-c", "sleep 12 && exec python3 -m http.server 7860"]
+"""
+
+
+@pytest.fixture(params=stacks.STACKS)
+def killable(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Platform]:
+    """A platform of this test's own on each stack; its database servers outlive `up`."""
+    home = Path(tempfile.mkdtemp(prefix=f"spaceport-kill-{request.param}-"))
+    port = services.free_port()
+    servers, stops = stacks.start_stack(request.param, home)
+    env = stacks.platform_env(
+        home,
+        port,
+        SPACEPORT_INSTANCE=f"spaceport-test-kill-{uuid.uuid4().hex[:6]}",
+        **stacks.SMALL_SIZES,
+        **servers,
+    )
+    platform = Platform(home=home, env=env, port=port)
+    try:
+        platform.start()
+        yield platform
+    finally:
+        platform.stop()
+        for stop in reversed(stops):
+            stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def space_containers(platform: Platform, space: str) -> list:
+    client = docker.from_env()
+    labels = [f"{LABEL_INSTANCE}={platform.instance}", f"{LABEL_SPACE}={space}"]
+    try:
+        return client.containers.list(all=True, filters={"label": labels})
+    finally:
+        client.close()
+
+
+def test_a_space_starting_when_up_is_killed_runs_once_when_up_is_back(
+    killable: Platform, workdir: Path
+) -> None:
+    token = killable.token("sam")
+    push(docker_space(workdir, SLOW_START_DOCKERFILE), killable.git_url("sam", "slow", token))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if killable.runtime("sam", "slow", token)["stage"] == "APP_STARTING" and (
+            space_containers(killable, "sam/slow")
+        ):
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError(f"never started:\n{killable.log_tail()}")
+    killable.kill()  # every process of the platform at once, mid-start
+
+    killable.start()
+    runtime = killable.wait_for_stage("sam", "slow", token, timeout=300)
+    assert runtime["stage"] == "RUNNING", f"{runtime}\n{killable.log_tail()}"
+    running = [c for c in space_containers(killable, "sam/slow") if c.status == "running"]
+    assert len(running) == 1, [c.name for c in running]
+    assert len(space_containers(killable, "sam/slow")) == 1, "a stale container was left"
+    assert len(killable.builds("sam", "slow", token)) == 1, "built again after the restart"
