@@ -594,9 +594,9 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20.0, help="CPU window, seconds")
     parser.add_argument("--changes", type=int, default=5, help="changes of each kind")
     parser.add_argument("--gateway-counts", default="5,1000")
-    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2, help="gateway runs per case (best kept)")
+    parser.add_argument("--rounds", type=int, default=3, help="gateway runs per case (best kept)")
     parser.add_argument("--old-ref", default=OLD_REF)
     args = parser.parse_args()
 
