@@ -16,7 +16,7 @@ from orchestrator.core.db import get_session
 from orchestrator.core.events import ACTOR_SYSTEM
 from orchestrator.core.models import Build, BuildLogLine, Space, Visibility
 from orchestrator.core.settings import get_settings
-from orchestrator.core.stages import shown_stage
+from orchestrator.core.stages import shown_error, shown_stage
 from orchestrator.spaces import lifecycle
 from orchestrator.spaces import registry as spaces
 from sandbox.hardware import get_tier
@@ -33,7 +33,7 @@ def runtime_json(space: Space) -> wire.SpaceRuntime:
         hardware=wire.RuntimeHardware(
             current=space.current_hardware, requested=space.requested_hardware
         ),
-        error_message=space.error_message,
+        error_message=shown_error(space),
         sha=space.serving_sha,
         gc_timeout=space.sleep_time_seconds
         if space.sleep_time_seconds is not None

@@ -98,6 +98,27 @@ def shown_stage(space: Space) -> Stage:
     RUNNING after a change must not be told it is done."""
     if space.paused:
         return Stage.PAUSED
-    if space.stage == Stage.RUNNING and space.observed_spec_version < space.spec_version:
-        return Stage.RUNNING_APP_STARTING
+    if space.observed_spec_version < space.spec_version:
+        # The pipeline's verdict on a new head commit is known before the controller's
+        # pass: a push's answer and the next runtime read say CONFIG_ERROR, NO_APP_FILE or
+        # BUILDING at once, never the stage of the commit before.
+        problem = Problem.load(space.head_problem)
+        if problem is not None:
+            return problem.stage
+        if space.head_sha and space.head_sha != space.built_sha:
+            if space.stage in (Stage.BUILDING, Stage.RUNNING_BUILDING):
+                return space.stage
+            return Stage.RUNNING_BUILDING if space.serving_address else Stage.BUILDING
+        if space.stage == Stage.RUNNING:
+            return Stage.RUNNING_APP_STARTING
     return space.stage
+
+
+def shown_error(space: Space) -> str | None:
+    """The message shown with `shown_stage`: the head commit's problem until the
+    controller has observed it."""
+    if not space.paused and space.observed_spec_version < space.spec_version:
+        problem = Problem.load(space.head_problem)
+        if problem is not None:
+            return problem.message
+    return space.error_message

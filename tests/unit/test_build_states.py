@@ -20,7 +20,7 @@ from builder.build import BuildInput, BuildOutput, BuildStopped
 from orchestrator.builds import deploy, runner, state, tasks
 from orchestrator.core import auth, db, events
 from orchestrator.core.models import Build, BuildLogLine, BuildStatus, Event, Space, Stage
-from orchestrator.core.stages import Problem
+from orchestrator.core.stages import Problem, shown_error, shown_stage
 from orchestrator.repos import store as repos
 from orchestrator.spaces import registry as spaces
 from orchestrator.spaces.config import SpaceConfig
@@ -124,6 +124,9 @@ def test_deploy_writes_the_spec_and_a_build_that_carries_its_config(
         assert (row.sdk, row.app_port) == ("gradio", 7860)
         assert row.stage == Stage.NO_APP_FILE  # the stage is the controller's to write
         assert row.spec_version > space.spec_version
+        # ...but the API shows the pipeline's verdict before the controller's pass: a
+        # runtime read right after the push says BUILDING, not the stage from before.
+        assert shown_stage(row) == Stage.BUILDING
         config = SpaceConfig.from_json(build.config or "")
         assert (config.app_file, config.python_version) == ("main.py", "3.11")
         assert "app_file" in config.model_fields_set
@@ -151,6 +154,7 @@ def test_a_commit_that_cannot_be_built_records_why_and_queues_nothing(
         problem = Problem.load(row.head_problem)
         assert problem is not None and problem.stage == stage and says in problem.message
         assert row.head_sha == sha and row.stage == Stage.NO_APP_FILE  # not written here
+        assert (shown_stage(row), shown_error(row)) == (stage, problem.message)
         assert not session.exec(select(Build)).all() and sent == []
 
 
