@@ -344,12 +344,26 @@ def old_tree(ref: str) -> Path:
 
 
 class Side:
-    """One tree and a fresh home for one scenario."""
+    """One tree and a fresh home (and, on PostgreSQL, a fresh database) for one scenario."""
 
-    def __init__(self, name: str, tree: Path) -> None:
+    def __init__(self, name: str, tree: Path, server_url: str | None = None) -> None:
         self.name, self.tree = name, tree
         self.home = Path(tempfile.mkdtemp(prefix=f"spaceport-scale-{name}-"))
         self.children: list[subprocess.Popen[str]] = []
+        self.database_url: str | None = None
+        if server_url:
+            database = f"scale_{name}_{secrets.token_hex(4)}"
+            self._admin(server_url, f"CREATE DATABASE {database}")
+            self.server_url = server_url
+            self.database_url = server_url.rsplit("/", 1)[0] + "/" + database
+
+    @staticmethod
+    def _admin(url: str, sql: str) -> None:
+        import psycopg
+
+        plain = url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(plain, autocommit=True) as connection:
+            connection.execute(sql)
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEPORT_")}
@@ -362,6 +376,8 @@ class Side:
             SPACEPORT_SPACES_DISK_CHECK_SECONDS="3600",
             **extra,
         )
+        if self.database_url:
+            env["SPACEPORT_DATABASE_URL"] = self.database_url
         return env
 
     def spawn(self, *args: str, stdin: bool = False, quiet: bool = False) -> subprocess.Popen[str]:
@@ -391,8 +407,20 @@ class Side:
                     os.killpg(child.pid, signal.SIGKILL)
                 child.wait()
         subprocess.run(["rm", "-rf", str(self.home)], check=False)
+        if self.database_url:
+            database = self.database_url.rsplit("/", 1)[1]
+            self._admin(self.server_url, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
     def db_count(self, sql: str) -> int:
+        if self.database_url:
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(self.database_url)
+            try:
+                with engine.connect() as connection:
+                    return int(connection.execute(sqlalchemy.text(sql)).scalar_one())
+            finally:
+                engine.dispose()
         with contextlib.closing(sqlite3.connect(self.home / "spaceport.db", timeout=30)) as conn:
             return int(conn.execute(sql).fetchone()[0])
 
@@ -574,7 +602,7 @@ def gateway_scenario(
 
 
 def ratio(new: float | None, old: float | None) -> str:
-    if not new or not old:
+    if new is None or not old:
         return "-"
     return f"{new / old:.2f}x"
 
@@ -598,11 +626,31 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="gateway runs per case (best kept)")
     parser.add_argument("--old-ref", default=OLD_REF)
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="postgresql: a throwaway server (tests.services), a fresh database per case",
+    )
     args = parser.parse_args()
+    with contextlib.ExitStack() as cleanup:
+        server_url = None
+        if args.database == "postgresql":
+            from tests.services import start_postgres
+
+            server_url, stop = start_postgres(Path(tempfile.mkdtemp(prefix="scale-pg-")))
+            cleanup.callback(stop)
+        report(args, server_url)
+
+
+def report(args: argparse.Namespace, server_url: str | None) -> None:
 
     trees = {"old": old_tree(args.old_ref), "new": NEW_TREE}
     print(f"old: {args.old_ref} ({trees['old']}); new: this tree ({NEW_TREE})")
-    print(f"machine: {os.cpu_count()} CPUs; {sys.version.split()[0]}; SQLite, in-memory backend")
+    database = "PostgreSQL" if server_url else "SQLite"
+    print(
+        f"machine: {os.cpu_count()} CPUs; {sys.version.split()[0]}; {database}, in-memory backend"
+    )
     if args.only in (None, "controller"):
         rows = []
         for count in [int(c) for c in args.counts.split(",")]:
@@ -610,7 +658,7 @@ def main() -> None:
             for name in ("old", "new"):
                 print(f"... controller, {count} Spaces, {name}", flush=True)
                 figures[name] = controller_scenario(
-                    Side(name, trees[name]), count, args.window, args.changes
+                    Side(name, trees[name], server_url), count, args.window, args.changes
                 )
                 if "error" in figures[name]:
                     print(f"    {name}: {figures[name]['error']}")
@@ -637,7 +685,7 @@ def main() -> None:
                 for name in ("old", "new"):
                     print(f"... gateway, {count} Spaces, {name}", flush=True)
                     rps, p99 = gateway_scenario(
-                        Side(name, trees[name]), count, args.requests, args.concurrency
+                        Side(name, trees[name], server_url), count, args.requests, args.concurrency
                     )
                     kept = best.get((name, count))
                     if kept is None or rps > kept[0]:
