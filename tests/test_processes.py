@@ -176,24 +176,24 @@ def test_a_build_whose_worker_is_killed_fails_within_a_minute(
 
 
 def test_a_build_left_running_by_a_killed_up_fails_when_up_starts_again(
-    own_platform: Platform, workdir: Path
+    killable: Platform, workdir: Path
 ) -> None:
-    token = own_platform.token("rita")
+    token = killable.token("rita")
     repo = docker_space(workdir, SLOW_DOCKERFILE)
-    pusher = start_push(repo, own_platform.git_url("rita", "restart", token))
+    pusher = start_push(repo, killable.git_url("rita", "restart", token))
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            response = own_platform.api("/api/spaces/rita/restart/builds", token)
+            response = killable.api("/api/spaces/rita/restart/builds", token)
             builds = response.json() if response.status_code == 200 else []
             log = ""
             if builds:
-                log = own_platform.build_log("rita", "restart", builds[0]["id"], token)
+                log = killable.build_log("rita", "restart", builds[0]["id"], token)
             if "slow step starts" in log:
                 break
             time.sleep(0.3)
-        assert "slow step starts" in log, own_platform.log_tail()
-        (up,) = own_platform.processes
+        assert "slow step starts" in log, killable.log_tail()
+        (up,) = killable.processes
         children = descendants(up.pid)
         os.kill(up.pid, signal.SIGKILL)
         up.wait()
@@ -204,14 +204,14 @@ def test_a_build_left_running_by_a_killed_up_fails_when_up_starts_again(
     finally:
         pusher.kill()
         pusher.wait()
-    own_platform.processes.clear()
+    killable.processes.clear()
     started = time.monotonic()
-    own_platform.start()
+    killable.start()
     # `up` fails it before it says "up": nobody has to wait for the heartbeat timeout.
-    (build,) = own_platform.builds("rita", "restart", token)
+    (build,) = killable.builds("rita", "restart", token)
     assert build["status"] == "failed", build
     assert "worker running this build stopped" in build["errorMessage"]
-    assert own_platform.runtime("rita", "restart", token)["stage"] == "BUILD_ERROR"
+    assert killable.runtime("rita", "restart", token)["stage"] == "BUILD_ERROR"
     assert time.monotonic() - started < 60
 
 
@@ -221,9 +221,10 @@ CMD ["sh", "-c", "sleep 12 && exec python3 -m http.server 7860"]
 """
 
 
-@pytest.fixture(params=stacks.STACKS)
+@pytest.fixture(scope="module", params=stacks.STACKS)
 def killable(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Platform]:
-    """A platform of this test's own on each stack; its database servers outlive `up`."""
+    """A platform of these tests' own on each stack, which they kill and start again (each
+    leaves it running); its database servers outlive `up`."""
     home = Path(tempfile.mkdtemp(prefix=f"spaceport-kill-{request.param}-"))
     port = services.free_port()
     servers, stops = stacks.start_stack(request.param, home)
