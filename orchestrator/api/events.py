@@ -69,28 +69,38 @@ class Scope:
         self.space_id = space_id
         self.space_uid = space_uid
 
-    def read(self, after: int, kinds: list[str], limit: int) -> list[Event]:
+    def read(
+        self, after: int, kinds: list[str], limit: int
+    ) -> tuple[list[Event], int, float | None]:
         with session_scope() as session:
             return self.read_in(session, after, kinds, limit)
 
-    def read_in(self, session: Session, after: int, kinds: list[str], limit: int) -> list[Event]:
-        return events.after(
+    def read_in(
+        self, session: Session, after: int, kinds: list[str], limit: int
+    ) -> tuple[list[Event], int, float | None]:
+        """The events after `after` up to the settled horizon (events.settled: none that
+        commits later is skipped), the cursor to go on from, and when to look again
+        without a ring (a gap that may be a rolled-back transaction)."""
+        horizon, recheck = events.settled(session, after)
+        rows = events.after(
             session,
             after,
             space_id=self.space_id,
             space_uid=self.space_uid,
             kinds=kinds,
+            through=horizon,
             limit=limit,
         )
+        # A full page goes on after its last row; a short one has read all up to the horizon.
+        cursor = (rows[-1].id or after) if len(rows) >= limit else horizon
+        return rows, cursor, recheck
 
 
 def _page(
     session: Session, scope: Scope, after: int, kinds: list[str], limit: int
 ) -> wire.EventPage:
-    rows = scope.read_in(session, after, kinds, limit)
-    return wire.EventPage(
-        events=[event_model(e) for e in rows], cursor=rows[-1].id if rows else after
-    )
+    rows, cursor, _ = scope.read_in(session, after, kinds, limit)
+    return wire.EventPage(events=[event_model(e) for e in rows], cursor=cursor)
 
 
 def _frame(event: wire.Event) -> str:
@@ -104,16 +114,15 @@ async def follow(scope: Scope, after: int, kinds: list[str]) -> AsyncIterator[st
     cursor = after
     while True:
         seen = changes.count(Channel.EVENTS)  # before reading: a ring meanwhile wakes us
-        # Unfiltered, so the cursor passes events of other kinds too.
-        rows = await run_in_threadpool(scope.read, cursor, [], events.PAGE_LIMIT)
+        rows, cursor, recheck = await run_in_threadpool(
+            scope.read, cursor, kinds, events.PAGE_LIMIT
+        )
         for entry in rows:
-            if not kinds or entry.kind in kinds:
-                yield _frame(event_model(entry))
-        if rows:
-            cursor = rows[-1].id or cursor
-            if len(rows) == events.PAGE_LIMIT:
-                continue  # more are waiting
-        await changes.wait_async(Channel.EVENTS, seen, RESYNC_SECONDS)
+            yield _frame(event_model(entry))
+        if len(rows) == events.PAGE_LIMIT:
+            continue  # more are waiting
+        wait = RESYNC_SECONDS if recheck is None else min(RESYNC_SECONDS, recheck + 0.1)
+        await changes.wait_async(Channel.EVENTS, seen, wait)
 
 
 def _start(session: Session, after: int | None, last_event_id: str | None) -> int:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -44,6 +44,8 @@ ACTOR_CONTROLLER = "spaceport:controller"
 ACTOR_WORKER = "spaceport:worker"
 ACTOR_SYSTEM = "spaceport:system"  # housekeeping, `spaceport` commands, first start
 PAGE_LIMIT = 500  # most events one page holds
+# Longer than any transaction that appends an event stays open (see `settled`).
+GAP_SECONDS = 30.0
 
 
 class EventKind(enum.StrEnum):
@@ -103,10 +105,14 @@ def after(
     space_uid: str | None = None,
     kinds: Sequence[str] = (),
     since: datetime | None = None,
+    through: int | None = None,
     limit: int = PAGE_LIMIT,
 ) -> list[Event]:
-    """Events with an id above ``after_id``, oldest first (one indexed range scan)."""
+    """Events with an id above ``after_id`` (and at most ``through``: `settled`), oldest
+    first (one indexed range scan)."""
     query = select(Event).where(col(Event.id) > after_id)
+    if through is not None:
+        query = query.where(col(Event.id) <= through)
     if space_id is not None:
         query = query.where(Event.space_id == space_id)
     if space_uid is not None:  # with space_id: a reused row number's older events are not its
@@ -116,6 +122,36 @@ def after(
     if since is not None:
         query = query.where(col(Event.at) >= since)
     return list(session.exec(query.order_by(col(Event.id)).limit(min(limit, PAGE_LIMIT))))
+
+
+def settled(session: Session, after_id: int, *, scan: int = 10_000) -> tuple[int, float | None]:
+    """How far past ``after_id`` a reader may move its cursor without skipping an event for
+    good, and in how many seconds that may grow without a ring (None: no gap holds it back).
+
+    PostgreSQL hands out ids at INSERT, not at commit: while the transaction holding id 10
+    is open, id 11 may already be committed, and a reader that moved past 11 would never see
+    10. So the cursor stops before the first missing id, unless the event after it was
+    written more than GAP_SECONDS ago: a transaction open that long has rolled back (events
+    are appended in short transactions). On SQLite writers commit one at a time, in id
+    order: there is never a gap, and this is the newest id. Reads only ids (the primary key).
+    """
+    rows = session.exec(
+        select(Event.id, Event.at)
+        .where(col(Event.id) > after_id)
+        .order_by(col(Event.id))
+        .limit(scan)
+    ).all()
+    now = datetime.now(UTC)
+    expected = after_id + 1
+    horizon = after_id
+    for event_id, at in rows:
+        assert event_id is not None
+        if event_id > expected:
+            age = (now - (at if at.tzinfo else at.replace(tzinfo=UTC))).total_seconds()
+            if age < GAP_SECONDS:
+                return horizon, GAP_SECONDS - age
+        horizon, expected = event_id, event_id + 1
+    return horizon, None
 
 
 def spaces_touched(session: Session, after_id: int, limit: int = 10_000) -> tuple[set[int], int]:
