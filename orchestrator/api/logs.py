@@ -3,39 +3,37 @@ fetch_space_logs reads: `data: {"data": "<line>", "timestamp": "..."}`.
 
 Followed logs never block the event loop and hold no thread of the shared pool: a build's
 log waits on the change feed (Channel.BUILD_LOGS, rung when a batch of lines is stored)
-and reads the new lines in a short thread call; a run log is the backend's own async
-stream (sandbox: Backend.follow_logs). Both send heartbeats while silent and end when the
-client leaves (orchestrator/api/sse.py), within the follower limits (api/followers.py).
+and reads the new lines in a short thread call (builds/logs.py: follow_log_async); a run
+log is the backend's own async stream (sandbox: Backend.follow_logs). Both send heartbeats
+while silent and end when the client leaves (orchestrator/api/sse.py), within the follower
+limits (api/followers.py).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session, col, select
-from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api import followers, sse
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import ERROR_RESPONSES
 from orchestrator.api.timefmt import hub_time
+from orchestrator.builds.logs import follow_log_async
 from orchestrator.builds.runner import now
 from orchestrator.core import redaction
 from orchestrator.core.auth import Principal
-from orchestrator.core.changes import Channel, feed
-from orchestrator.core.db import get_session, session_scope
-from orchestrator.core.models import Build, BuildLogLine, BuildStatus, Space
+from orchestrator.core.db import get_session
+from orchestrator.core.models import Build, Space
 from orchestrator.core.redaction import Redactor
 from sandbox.backend import Backend, Instance
 
 router = APIRouter(prefix="/api/spaces", responses=ERROR_RESPONSES)
 STREAMED = {200: {"content": {"text/event-stream": {}}}}
-# How long a build-log follower waits on the feed before it reads anyway: rings can be
-# missed, and the build's end is seen by this read.
-BUILD_LOG_RESYNC_SECONDS = 1.0
 
 
 def _event(line: str, mask: Redactor) -> str:
@@ -71,35 +69,17 @@ def _followed(
         raise
 
 
-def _read_build_log(build_id: int, after: int) -> tuple[list[BuildLogLine], bool]:
-    """The build's lines after id `after`, and whether the build had finished before they
-    were read (so no line can come after them)."""
-    with session_scope() as session:
-        build = session.get(Build, build_id)
-        finished = build is None or BuildStatus(build.status).finished
-        lines = session.exec(
-            select(BuildLogLine)
-            .where(BuildLogLine.build_id == build_id, col(BuildLogLine.id) > after)
-            .order_by(col(BuildLogLine.id))
-        ).all()
-    return list(lines), finished
-
-
 async def follow_build_log(build_id: int) -> AsyncIterator[str]:
-    """A build's log, old lines and new, until the build has finished: woken by the change
-    feed, never polling the database faster than BUILD_LOG_RESYNC_SECONDS."""
-    changes = feed()
-    last_id = 0
-    while True:
-        seen = changes.count(Channel.BUILD_LOGS)  # before reading: a ring meanwhile wakes us
-        lines, finished = await run_in_threadpool(_read_build_log, build_id, last_id)
-        for line in lines:
-            last_id = line.id or last_id
-            yield line.line
-        if finished:
-            return
-        if not lines:
-            await changes.wait_async(Channel.BUILD_LOGS, seen, BUILD_LOG_RESYNC_SECONDS)
+    """A build's log, old lines and new, until the build has finished: the build pipeline's
+    follower (orchestrator/builds/logs.py), woken by the change feed as batches are stored.
+    Heartbeats are sse.with_heartbeats' business, so it never yields its idle markers."""
+    lines = follow_log_async(build_id, idle_seconds=math.inf)
+    try:
+        async for line in lines:
+            if line is not None:
+                yield line
+    finally:
+        await lines.aclose()
 
 
 @router.get("/{owner}/{name}/logs/build", response_class=StreamingResponse, responses=STREAMED)
