@@ -127,14 +127,19 @@ def test_a_second_up_refuses_clearly_at_once(own_platform: Platform) -> None:
     assert own_platform.processes[0].poll() is None
 
 
-def worker_pid(platform: Platform) -> int:
+def child_pid(platform: Platform, command: str) -> int:
+    """The pid of `spaceport <command>` (worker, controller, ...) under `up`."""
     (up,) = platform.processes
     for pid in descendants(up.pid):
         with contextlib.suppress(OSError):
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"orchestrator.cli" in args and b"worker" in args:
+            if b"orchestrator.cli" in args and command.encode() in args:
                 return pid
-    raise AssertionError("no worker process under spaceport up")
+    raise AssertionError(f"no {command} process under spaceport up")
+
+
+def worker_pid(platform: Platform) -> int:
+    return child_pid(platform, "worker")
 
 
 def test_a_build_whose_worker_is_killed_fails_within_a_minute(
@@ -255,26 +260,34 @@ def space_containers(platform: Platform, space: str) -> list:
         client.close()
 
 
-def test_a_space_starting_when_up_is_killed_runs_once_when_up_is_back(
-    killable: Platform, workdir: Path
+@pytest.mark.parametrize("killed", ["up", "controller"])
+def test_a_space_starting_when_killed_runs_once_when_back(
+    killable: Platform, workdir: Path, killed: str
 ) -> None:
+    """Every process at once (then `up` again), or the controller alone (which `up` starts
+    again): the instance that was starting is the one that serves, or its only successor."""
     token = killable.token("sam")
-    push(docker_space(workdir, SLOW_START_DOCKERFILE), killable.git_url("sam", "slow", token))
+    name = f"slow-{killed}"
+    full = f"sam/{name}"
+    push(docker_space(workdir, SLOW_START_DOCKERFILE), killable.git_url("sam", name, token))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if killable.runtime("sam", "slow", token)["stage"] == "APP_STARTING" and (
-            space_containers(killable, "sam/slow")
+        if killable.runtime("sam", name, token)["stage"] == "APP_STARTING" and (
+            space_containers(killable, full)
         ):
             break
         time.sleep(0.3)
     else:
         raise AssertionError(f"never started:\n{killable.log_tail()}")
-    killable.kill()  # every process of the platform at once, mid-start
+    if killed == "up":
+        killable.kill()  # every process of the platform at once, mid-start
+        killable.start()
+    else:
+        os.kill(child_pid(killable, "controller"), signal.SIGKILL)
 
-    killable.start()
-    runtime = killable.wait_for_stage("sam", "slow", token, timeout=300)
+    runtime = killable.wait_for_stage("sam", name, token, timeout=300)
     assert runtime["stage"] == "RUNNING", f"{runtime}\n{killable.log_tail()}"
-    running = [c for c in space_containers(killable, "sam/slow") if c.status == "running"]
+    running = [c for c in space_containers(killable, full) if c.status == "running"]
     assert len(running) == 1, [c.name for c in running]
-    assert len(space_containers(killable, "sam/slow")) == 1, "a stale container was left"
-    assert len(killable.builds("sam", "slow", token)) == 1, "built again after the restart"
+    assert len(space_containers(killable, full)) == 1, "a stale container was left"
+    assert len(killable.builds("sam", name, token)) == 1, "built again after the restart"
