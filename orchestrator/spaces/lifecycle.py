@@ -241,7 +241,7 @@ def delete(session: Session, space: Space, *, actor: str) -> None:
     """Rows and repo go now; the controller stops the instances of a Space it no longer
     finds. The Space's events stay: its history outlives it."""
     assert space.id is not None
-    cancel_active_builds(session, space.id, "cancelled: the Space was deleted")
+    cancel_active_builds(session, space.id, "cancelled: the Space was deleted", actor=actor)
     build_ids = [b.id for b in session.exec(select(Build).where(Build.space_id == space.id))]
     for model, column in ((Secret, Secret.space_id), (Variable, Variable.space_id)):
         for row in session.exec(select(model).where(column == space.id)):

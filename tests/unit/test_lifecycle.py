@@ -17,7 +17,17 @@ from sqlmodel import Session, select
 from orchestrator.builds import tasks
 from orchestrator.builds.deploy import deploy_commit
 from orchestrator.core import auth, db, events
-from orchestrator.core.models import Event, Secret, Space, Stage, User, Variable, Visibility
+from orchestrator.core.models import (
+    Build,
+    BuildStatus,
+    Event,
+    Secret,
+    Space,
+    Stage,
+    User,
+    Variable,
+    Visibility,
+)
 from orchestrator.core.status import change_spec
 from orchestrator.repos import store as repos
 from orchestrator.spaces import lifecycle
@@ -326,3 +336,14 @@ def test_a_variable_rebuilds_a_docker_space_and_restarts_the_others(
     lifecycle.upsert(session, space, Variable, "MODE", "fast", actor="alice")
     assert deployed == (["alice"] if rebuilds else [])
     assert space.spec_version == version + 1
+
+
+def test_deleting_cancels_its_builds_in_the_name_of_who_deleted(session: Session) -> None:
+    space = _space(session)
+    session.add(Build(space_id=space.id or 0, commit_sha="a" * 40, status=BuildStatus.QUEUED))
+    session.commit()
+    space_id = space.id
+    lifecycle.delete(session, space, actor="alice")
+    got = [(e.kind, e.actor) for e in _events(session, space_id)][-2:]
+    assert got == [("build.cancelled", "alice"), ("space.deleted", "alice")]
+    assert session.exec(select(Build)).first() is None
