@@ -13,6 +13,9 @@ How a ring travels:
 * SQLite (the embedded default, one machine): after commit the writer rewrites a tiny file
   `$SPACEPORT_HOME/changes/<channel>`; the feed thread stats those files every
   `SPACEPORT_CHANGE_POLL_SECONDS` (a stat, not a query).
+* Within the writer's own process, its feeds are woken at commit directly, and
+  `committed_here` counts the commits, so a reader in that process can wait until it has
+  read its own process's writes (the gateway does, after a rename through the API).
 
 A ring says only "something on this channel changed": the waiter then reads what it needs
 (the events after the last id it saw, a build's new log lines) with one indexed query.
@@ -28,6 +31,7 @@ import os
 import select
 import threading
 import time
+import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -61,11 +65,25 @@ def _ring_file(channel: Channel) -> None:
     os.replace(scratch, path)  # atomic: a reader sees the old or the new file, never half
 
 
+# Per channel, how many transactions of this process that rang it have committed.
+_committed_here = dict.fromkeys(Channel, 0)
+_committed_lock = threading.Lock()
+_feeds: weakref.WeakSet[Feed] = weakref.WeakSet()  # this process's feeds, woken at commit
+
+
+def committed_here(channel: Channel) -> int:
+    """How many of this process's transactions that rang ``channel`` have committed: for
+    read-your-writes within a process (the API renames a Space; the next request, at the
+    same process's gateway, must already be redirected), a reader compares it with the
+    count it had when it last read."""
+    return _committed_here[channel]
+
+
 def ring(session: Session, channel: Channel) -> None:
     """Announce a change on ``channel`` once ``session``'s transaction commits."""
     if _is_postgres(session):
         session.execute(text("SELECT pg_notify(:c, :p)"), {"c": PG_CHANNEL, "p": channel.value})
-        return
+        session.info["spaceport_rings_postgres"] = True
     pending: set[Channel] = session.info.setdefault("spaceport_rings", set())
     if not pending:
         event.listen(session, "after_commit", _ring_after_commit, once=True)
@@ -74,7 +92,20 @@ def ring(session: Session, channel: Channel) -> None:
 
 
 def _ring_after_commit(session: Session) -> None:
-    for channel in session.info.pop("spaceport_rings", set()):
+    channels = session.info.pop("spaceport_rings", set())
+    postgres = session.info.pop("spaceport_rings_postgres", False)
+    if not channels:
+        return
+    with _committed_lock:
+        for channel in channels:
+            _committed_here[channel] += 1
+    # This process's own waiters hear it at once, without the file poll or the round trip
+    # through PostgreSQL (which still delivers it to every other process).
+    for listener in list(_feeds):
+        listener._heard(channels)
+    if postgres:
+        return
+    for channel in channels:
         try:
             _ring_file(channel)
         except OSError:  # the change is committed; waiters resync on their timeout
@@ -83,6 +114,7 @@ def _ring_after_commit(session: Session) -> None:
 
 def _forget_rings(session: Session) -> None:
     session.info.pop("spaceport_rings", None)
+    session.info.pop("spaceport_rings_postgres", None)
 
 
 class Feed:
@@ -94,8 +126,15 @@ class Feed:
         self._counts = {channel: 0 for channel in Channel}
         self._changed = threading.Condition()
         self._loops: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+        self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="change-feed", daemon=True)
         self._thread.start()
+        _feeds.add(self)
+
+    def close(self) -> None:
+        """Stop listening (within a second); for feeds made by tests."""
+        self._closed.set()
+        _feeds.discard(self)
 
     def count(self, channel: Channel) -> int:
         """How many rings this process heard on ``channel``: pass it to `wait`."""
@@ -142,16 +181,18 @@ class Feed:
             loop.call_soon_threadsafe(woken.set)
 
     def _run(self) -> None:
-        while True:
+        while not self._closed.is_set():
             try:
                 if self._url.startswith("postgresql"):
                     self._listen_postgres()
                 else:
                     self._watch_files()
             except Exception:  # noqa: BLE001 - the database restarting: listen again
+                if self._closed.is_set():
+                    return
                 log.warning("change feed lost its connection; listening again", exc_info=True)
                 self._heard(set(Channel))  # a ring may have been missed meanwhile
-                time.sleep(1.0)
+                self._closed.wait(1.0)
 
     def _watch_files(self) -> None:
         def stamp(channel: Channel) -> int:
@@ -161,8 +202,7 @@ class Feed:
                 return 0
 
         stamps = {channel: stamp(channel) for channel in Channel}
-        while True:
-            time.sleep(self._poll)
+        while not self._closed.wait(self._poll):
             rung = set()
             for channel in Channel:
                 now = stamp(channel)
@@ -180,10 +220,13 @@ class Feed:
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute(f"LISTEN {PG_CHANNEL}")
             known = {channel.value: channel for channel in Channel}
-            while True:
-                ready, _, _ = select.select([connection.fileno()], [], [], 30.0)
-                if not ready:
+            idle = 0
+            while not self._closed.is_set():
+                ready, _, _ = select.select([connection.fileno()], [], [], 1.0)
+                idle = 0 if ready else idle + 1
+                if idle >= 30:
                     connection.execute("SELECT 1")  # notices a dead connection
+                    idle = 0
                 heard = connection.notifies(timeout=0)
                 rung = {known[n.payload] for n in heard if n.payload in known}
                 if rung:

@@ -37,6 +37,9 @@ IDS_PER_QUERY = 500  # Space ids in one IN (...) list
 # Labels looked up by themselves at once, at most: hosts a visitor makes up cost a query
 # each, and must not take every thread the gateway has.
 MISS_LOOKUPS = 4
+# Longest a request waits for the table to read a change this very process committed
+# (read-your-writes: an owner renames through the API, then visits the old host).
+OWN_WRITES_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,10 @@ class RouteTable:
         self._follower_loop: asyncio.AbstractEventLoop | None = None
         self._loaded = asyncio.Event()
         self._misses = asyncio.Semaphore(MISS_LOOKUPS)
+        # This process's commits (changes.committed_here) the table has read up to, and
+        # what waits for the next read to be applied.
+        self._read_own = 0
+        self._applied = asyncio.Event()
 
     async def start(self) -> None:
         """Read the table and follow changes from now on (else the first lookup does)."""
@@ -113,6 +120,8 @@ class RouteTable:
         if len(subdomain) > MAX_LABEL:
             return None  # no Space has such a label: not worth a query
         await self._follow_changes()
+        if changes.committed_here(changes.Channel.EVENTS) > self._read_own:
+            await self._read_own_writes()
         route = self._routes.get(subdomain)
         if route is None:
             async with self._misses:
@@ -132,6 +141,19 @@ class RouteTable:
             await asyncio.gather(self._follower, return_exceptions=True)
             self._follower = None
 
+    async def _read_own_writes(self) -> None:
+        """Wait (a few milliseconds: the commit woke the follower) until the table has read
+        what this process committed before this request came."""
+        wanted = changes.committed_here(changes.Channel.EVENTS)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OWN_WRITES_WAIT_SECONDS
+        while self._read_own < wanted and (left := deadline - loop.time()) > 0:
+            applied = self._applied
+            try:
+                await asyncio.wait_for(applied.wait(), left)
+            except TimeoutError:
+                return  # serve what the table has; the follower catches up regardless
+
     async def _follow_changes(self) -> None:
         """Start the follower on this event loop (a test's asyncio.run makes a new one),
         and wait for the first full read."""
@@ -139,6 +161,7 @@ class RouteTable:
         if self._follower is None or self._follower.done() or self._follower_loop is not loop:
             self._loaded = asyncio.Event()
             self._misses = asyncio.Semaphore(MISS_LOOKUPS)
+            self._applied = asyncio.Event()
             self._follower_loop = loop
             self._follower = loop.create_task(self._follow(), name="gateway-routes")
         if not self._loaded.is_set():
@@ -168,15 +191,24 @@ class RouteTable:
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _resync(self, first: bool = False) -> None:
+        own = changes.committed_here(changes.Channel.EVENTS)  # all read by what follows
         cursor = self._cursor if first else None
         routes, labels = await asyncio.to_thread(_load_all, cursor)
         self._routes, self._labels = routes, labels
         self._generation += 1
+        self._read_up_to(own)
 
     async def _catch_up(self) -> None:
+        own = changes.committed_here(changes.Channel.EVENTS)
         found = await asyncio.to_thread(_load_touched, self._cursor)
         if found:
             self._apply(found)
+        self._read_up_to(own)
+
+    def _read_up_to(self, own: int) -> None:
+        self._read_own = max(self._read_own, own)
+        applied, self._applied = self._applied, asyncio.Event()
+        applied.set()  # wakes the requests waiting for their own process's writes
 
     def _apply(self, found: Found) -> None:
         """Replace the routes of these Spaces: on the event loop, between two awaits, so no
