@@ -228,7 +228,9 @@ def test_the_hardware_listing_shows_this_installations_sizes(
     )
     get_settings.cache_clear()
     try:
-        listed = {item["name"]: item for item in list_hardware()}
+        # What the route sends: its wire models as JSON.
+        sent = [item.model_dump(mode="json") for item in list_hardware()]
+        listed = {item["name"]: item for item in sent}
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
