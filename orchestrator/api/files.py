@@ -324,7 +324,9 @@ def _revision(
     return wire.SpaceRevision(**(info | {"sha": sha}), siblings=siblings)
 
 
-@router.api_route("/spaces/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
+# One route per method: each gets its own OpenAPI operation id.
+@router.get("/spaces/{owner}/{name}/resolve/{rest:path}")
+@router.head("/spaces/{owner}/{name}/resolve/{rest:path}")
 def resolve_file(
     owner: str,
     name: str,

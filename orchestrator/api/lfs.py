@@ -259,8 +259,11 @@ def download_object(
     return FileResponse(lfs.store_path(oid), media_type="application/octet-stream")
 
 
-@router.api_route("/spaces/{owner}/{repo}/info/lfs/locks", methods=["GET", "POST"])
-@router.api_route("/spaces/{owner}/{repo}/info/lfs/locks/{rest:path}", methods=["GET", "POST"])
+# One route per method: each gets its own OpenAPI operation id.
+@router.get("/spaces/{owner}/{repo}/info/lfs/locks")
+@router.post("/spaces/{owner}/{repo}/info/lfs/locks")
+@router.get("/spaces/{owner}/{repo}/info/lfs/locks/{rest:path}")
+@router.post("/spaces/{owner}/{repo}/info/lfs/locks/{rest:path}")
 def locks(owner: str, repo: str) -> JSONResponse:
     """Spaceport has no file locking. git-lfs takes a 501 as "not implemented" and quietly
     sets `lfs.<url>.locksverify false` for the remote (seen with git-lfs 3.3); an answer
