@@ -21,10 +21,12 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import httpx
+import pytest
 import sqlalchemy
 
 from tests.platform import Platform, git
@@ -55,10 +57,27 @@ def crash_space(workdir: Path) -> tuple[Path, str]:
     return repo, git(repo, "rev-parse", "HEAD").stdout.strip()
 
 
-def start_push(platform: Platform, repo: Path, owner: str, name: str, token: str) -> None:
+@pytest.fixture
+def pushes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The test's background pushes, ended when it ends."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for pusher in started:
+        pusher.kill()
+        pusher.wait()
+
+
+def start_push(
+    pushes: list[subprocess.Popen[bytes]],
+    platform: Platform,
+    repo: Path,
+    owner: str,
+    name: str,
+    token: str,
+) -> None:
     """Push in the background: the hook follows the build through the API, which some
     cases kill, so the push's own outcome is not what is tested."""
-    subprocess.Popen(
+    pusher = subprocess.Popen(
         ["git", "push", "--force", platform.git_url(owner, name, token), "main"],
         cwd=repo,
         stdout=subprocess.DEVNULL,
@@ -66,6 +85,7 @@ def start_push(platform: Platform, repo: Path, owner: str, name: str, token: str
         env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin", "HOME": str(repo)},
         start_new_session=True,
     )
+    pushes.append(pusher)
 
 
 def role_pid(platform: Platform, role: str) -> int:
@@ -190,11 +210,11 @@ def assert_recovered(platform: Platform, owner: str, name: str, token: str, sha:
 
 
 def test_controller_and_api_killed_mid_build_and_mid_start(
-    platform: Platform, workdir: Path
+    platform: Platform, workdir: Path, pushes: list[subprocess.Popen[bytes]]
 ) -> None:
     token = platform.token("crash-c")
     repo, sha = crash_space(workdir)
-    start_push(platform, repo, "crash-c", "space", token)
+    start_push(pushes, platform, repo, "crash-c", "space", token)
     wait_for_log_line(platform, "crash-c", "space", BUILD_LINE)
     # Mid-build: the build runs in the worker, so neither matters to it; the push's hook,
     # which follows the build through the API, loses its stream.
@@ -206,10 +226,12 @@ def test_controller_and_api_killed_mid_build_and_mid_start(
     assert_recovered(platform, "crash-c", "space", token, sha)
 
 
-def test_worker_killed_mid_build_then_rebuilt(platform: Platform, workdir: Path) -> None:
+def test_worker_killed_mid_build_then_rebuilt(
+    platform: Platform, workdir: Path, pushes: list[subprocess.Popen[bytes]]
+) -> None:
     token = platform.token("crash-w")
     repo, sha = crash_space(workdir)
-    start_push(platform, repo, "crash-w", "space", token)
+    start_push(pushes, platform, repo, "crash-w", "space", token)
     wait_for_log_line(platform, "crash-w", "space", BUILD_LINE)
     kill_roles(platform, "worker")
     builds = wait_builds_settled(platform, "crash-w", "space", token)
@@ -224,11 +246,13 @@ def test_worker_killed_mid_build_then_rebuilt(platform: Platform, workdir: Path)
     assert_recovered(platform, "crash-w", "space", token, sha)
 
 
-def test_up_killed_mid_build_and_mid_start_then_up_again(platform: Platform, workdir: Path) -> None:
+def test_up_killed_mid_build_and_mid_start_then_up_again(
+    platform: Platform, workdir: Path, pushes: list[subprocess.Popen[bytes]]
+) -> None:
     token = platform.token("crash-u")
     repo, sha = crash_space(workdir)
     try:
-        start_push(platform, repo, "crash-u", "space", token)
+        start_push(pushes, platform, repo, "crash-u", "space", token)
         wait_for_log_line(platform, "crash-u", "space", BUILD_LINE)
         restart_up(platform)
         # The worker died with `up`: the new `up` ends its build before it says "up".
