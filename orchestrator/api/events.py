@@ -37,6 +37,7 @@ DEFAULT_LIMIT = 100
 # How long a stream waits on the feed before it reads anyway: rings can be missed (a
 # restart, a dropped database connection), so it catches up at least this often.
 RESYNC_SECONDS = 30.0
+START_WINDOW = 1000  # ids before the newest a stream "from now" checks for open gaps
 
 
 def event_model(entry: Event) -> wire.Event:
@@ -132,7 +133,10 @@ def _start(session: Session, after: int | None, last_event_id: str | None) -> in
         return after
     if last_event_id and last_event_id.strip().isdigit():
         return min(int(last_event_id), MAX_INT)
-    return events.newest_id(session)
+    # Now, but not past an event still being committed (a lower id than the newest one:
+    # events.settled); the recent window bounds the scan.
+    newest = events.newest_id(session)
+    return events.settled(session, max(0, newest - START_WINDOW))[0]
 
 
 def _stream(
