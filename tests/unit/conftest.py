@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, SQLModel
 
-from orchestrator.core import db, secret_store
+from orchestrator.core import changes, db, secret_store
 from orchestrator.core.settings import get_settings
 from tests import services
 
@@ -21,6 +21,11 @@ def _reset_caches() -> None:
     get_settings.cache_clear()
     db.get_engine.cache_clear()
     secret_store._fernet.cache_clear()
+    # The process's change feed listens to one home's database: a test's feed must not
+    # outlive it (a feed of a stopped server retries each second and wakes its waiters).
+    if changes.feed.cache_info().currsize:
+        changes.feed().close()
+    changes.feed.cache_clear()
 
 
 @pytest.fixture
