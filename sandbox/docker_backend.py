@@ -59,6 +59,7 @@ class DockerBackend(Backend):
         # Networks a Space may reach despite the private-range block (operator's allow-list).
         self.egress_allow = [security.parse_egress_allow(entry) for entry in egress_allow]
         self._network_ready = False
+        self._network_lock = threading.Lock()
         self._watchers: list[WatchCallback] = []
         self._events_thread: threading.Thread | None = None
         self._closed = threading.Event()
@@ -72,6 +73,11 @@ class DockerBackend(Backend):
     def ensure_network(self) -> None:
         if self._network_ready:
             return
+        with self._network_lock:  # the controller starts several Spaces at once
+            if not self._network_ready:
+                self._prepare_network()
+
+    def _prepare_network(self) -> None:
         options = security.network_options()
         try:
             network = self.client.networks.get(str(options["name"]))
