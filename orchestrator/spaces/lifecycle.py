@@ -93,6 +93,8 @@ def request_hardware(
     *,
     actor: str,
 ) -> None:
+    if sleep_time is not None:
+        _check_sleep_time(sleep_time)  # before anything is written
     fields: dict[str, Any] = {}
     if flavor:  # gradio_client's duplicate may send null: keep what is there
         tier = get_tier(flavor).name
@@ -123,8 +125,7 @@ def _sleep_time_fields(
     session: Session, space: Space, seconds: int, actor: str
 ) -> dict[str, int | None]:
     """The spec a new sleep time writes (none when unchanged), its event recorded."""
-    if seconds < -1:
-        raise LifecycleError("sleep time is a number of seconds, or -1 to never sleep")
+    _check_sleep_time(seconds)
     value = None if seconds == -1 else seconds
     if value == space.sleep_time_seconds:
         return {}
@@ -136,6 +137,11 @@ def _sleep_time_fields(
         **{"from": space.sleep_time_seconds, "to": value},
     )
     return {"sleep_time_seconds": value}
+
+
+def _check_sleep_time(seconds: int) -> None:
+    if seconds < -1:
+        raise LifecycleError("sleep time is a number of seconds, or -1 to never sleep")
 
 
 def set_visibility(session: Session, space: Space, visibility: Visibility, *, actor: str) -> None:

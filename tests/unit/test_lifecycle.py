@@ -347,3 +347,16 @@ def test_deleting_cancels_its_builds_in_the_name_of_who_deleted(session: Session
     got = [(e.kind, e.actor) for e in _events(session, space_id)][-2:]
     assert got == [("build.cancelled", "alice"), ("space.deleted", "alice")]
     assert session.exec(select(Build)).first() is None
+
+
+def test_a_refused_request_writes_nothing(session: Session) -> None:
+    space = _space(session)
+    version, seen = space.spec_version, events.newest_id(session)
+    with pytest.raises(lifecycle.LifecycleError, match="-1 to never sleep"):
+        lifecycle.request_hardware(session, space, "cpu-upgrade", -5, actor="alice")
+    with pytest.raises(lifecycle.LifecycleError, match="invalid key"):
+        lifecycle.upsert(session, space, Secret, "1BAD", SECRET_VALUE, actor="alice")
+    assert not session.new and not session.dirty  # nothing pending for a later commit
+    session.rollback()
+    assert space.spec_version == version and space.requested_hardware == "cpu-basic"
+    assert events.newest_id(session) == seen
