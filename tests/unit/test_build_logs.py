@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import col, select
 
 from orchestrator.builds import logs, state
-from orchestrator.core import auth, changes, db
+from orchestrator.core import auth, db
 from orchestrator.core.models import Build, BuildLogLine, BuildStatus
 from orchestrator.spaces import registry as spaces
 
@@ -21,7 +21,7 @@ WAIT = 10.0
 
 @pytest.fixture
 def build_id(database: str) -> Iterator[int]:
-    changes.feed.cache_clear()  # a feed of this test's database and home
+    # Each test gets a feed of its own database and home (tests/unit/conftest.py).
     with db.session_scope() as session:
         user = auth.get_or_create_user(session, "alice")
         space = spaces.create_space(session, user, "demo")
@@ -31,7 +31,6 @@ def build_id(database: str) -> Iterator[int]:
         assert build.id is not None
         assert state.claim_build(session, build.id)
         yield build.id
-    changes.feed.cache_clear()
 
 
 def stored(build_id: int) -> list[str]:
