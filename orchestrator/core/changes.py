@@ -13,9 +13,9 @@ How a ring travels:
 * SQLite (the embedded default, one machine): after commit the writer rewrites a tiny file
   `$SPACEPORT_HOME/changes/<channel>`; the feed thread stats those files every
   `SPACEPORT_CHANGE_POLL_SECONDS` (a stat, not a query).
-* Within the writer's own process, its feeds are woken at commit directly, and
-  `committed_here` counts the commits, so a reader in that process can wait until it has
-  read its own process's writes (the gateway does, after a rename through the API).
+* Within the writer's own process, `committed_here` counts the commits, so a reader in
+  that process can wait until it has read its own process's writes (the gateway does,
+  after a rename through the API); the ring itself travels as above.
 
 A ring says only "something on this channel changed": the waiter then reads what it needs
 (the events after the last id it saw, a build's new log lines) with one indexed query.
@@ -31,7 +31,6 @@ import os
 import select
 import threading
 import time
-import weakref
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,7 +67,6 @@ def _ring_file(channel: Channel) -> None:
 # Per channel, how many transactions of this process that rang it have committed.
 _committed_here = dict.fromkeys(Channel, 0)
 _committed_lock = threading.Lock()
-_feeds: weakref.WeakSet[Feed] = weakref.WeakSet()  # this process's feeds, woken at commit
 
 
 def committed_here(channel: Channel) -> int:
@@ -99,10 +97,6 @@ def _ring_after_commit(session: Session) -> None:
     with _committed_lock:
         for channel in channels:
             _committed_here[channel] += 1
-    # This process's own waiters hear it at once, without the file poll or the round trip
-    # through PostgreSQL (which still delivers it to every other process).
-    for listener in list(_feeds):
-        listener._heard(channels)
     if postgres:
         return
     for channel in channels:
@@ -129,12 +123,10 @@ class Feed:
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="change-feed", daemon=True)
         self._thread.start()
-        _feeds.add(self)
 
     def close(self) -> None:
         """Stop listening (within a second); for feeds made by tests."""
         self._closed.set()
-        _feeds.discard(self)
 
     def count(self, channel: Channel) -> int:
         """How many rings this process heard on ``channel``: pass it to `wait`."""

@@ -142,8 +142,8 @@ class RouteTable:
             self._follower = None
 
     async def _read_own_writes(self) -> None:
-        """Wait (a few milliseconds: the commit woke the follower) until the table has read
-        what this process committed before this request came."""
+        """Wait (the feed's latency: milliseconds) until the table has read what this
+        process committed before this request came."""
         wanted = changes.committed_here(changes.Channel.EVENTS)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + OWN_WRITES_WAIT_SECONDS
