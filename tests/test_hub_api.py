@@ -89,10 +89,17 @@ def test_secret_and_variable_reach_the_app(scenario: dict) -> None:
     assert step["answer"] == "Howdy, World! (secret of 9 letters)"
 
 
-def test_pause_and_restart(scenario: dict) -> None:
+def test_pause_and_restart(scenario: dict, platform: Platform) -> None:
     step = scenario["pause_restart"]
     assert step["paused"] == "PAUSED" and step["page_while_paused"] == 503
     assert step["restarted"] == "RUNNING" and step["answer"].startswith("Howdy")
+    # The event log has them, by whom, under the name the Space had then (it was moved and
+    # deleted since: the audit log keeps its history).
+    admin = platform.token("hub-auditor", "--admin")
+    page = platform.api("/api/events?kind=paused&kind=restarted&limit=500", admin).json()
+    mine = [(e["kind"], e["actor"]) for e in page["events"] if e["space"] == "carol/demo"]
+    assert ("paused", "carol") in mine and ("restarted", "carol") in mine
+    assert platform.api("/api/events", platform.token("hub-nobody")).status_code == 403
 
 
 def test_move(scenario: dict, platform: Platform) -> None:
