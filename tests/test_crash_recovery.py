@@ -35,10 +35,11 @@ from tests.test_push_to_build import wait_for_log_line
 
 README = "---\ntitle: Crash\nsdk: docker\napp_port: 7860\n---\n"
 BUILD_LINE = "crash build starts"
-# Builds in a few seconds (the base image is cached); answers ~4 s after it starts.
+# Builds in a few seconds (the base image is cached); answers ~8 s after it starts: a
+# window to kill in that a loaded machine does not miss.
 DOCKERFILE = f"""FROM python:3.11-slim
 RUN echo "{BUILD_LINE} {{nonce}}" && sleep 4
-CMD ["sh", "-c", "sleep 4 && exec python3 -m http.server 7860"]
+CMD ["sh", "-c", "sleep 8 && exec python3 -m http.server 7860"]
 """
 STARTING = {"APP_STARTING", "RUNNING_APP_STARTING"}
 UNFINISHED = {"queued", "running"}
