@@ -1,8 +1,7 @@
 """Processes that behave: `spaceport up`'s children die with it, even on kill -9; a second
 `up` on the same home or port refuses at once; a build whose worker is killed fails within
-a minute and its Space leaves BUILDING; a Space that was starting when `up` was killed runs
-in one container once `up` is back, on both stacks (orchestrator/processes/up.py and
-lifeline.py, orchestrator/core/home.py, orchestrator/builds/, orchestrator/controller/).
+a minute and its Space leaves BUILDING (orchestrator/processes/up.py and lifeline.py,
+orchestrator/core/home.py, orchestrator/builds/runner.py).
 """
 
 from __future__ import annotations
@@ -19,12 +18,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import pytest
 
-from sandbox.backend import LABEL_INSTANCE, LABEL_SPACE
 from tests import services, stacks
-from tests.platform import Platform, push
+from tests.platform import Platform
 from tests.test_push_to_build import SLOW_DOCKERFILE, docker_space, start_push
 
 EXIT_BUSY = 75
@@ -127,19 +124,14 @@ def test_a_second_up_refuses_clearly_at_once(own_platform: Platform) -> None:
     assert own_platform.processes[0].poll() is None
 
 
-def child_pid(platform: Platform, command: str) -> int:
-    """The pid of `spaceport <command>` (worker, controller, ...) under `up`."""
+def worker_pid(platform: Platform) -> int:
     (up,) = platform.processes
     for pid in descendants(up.pid):
         with contextlib.suppress(OSError):
             args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"orchestrator.cli" in args and command.encode() in args:
+            if b"orchestrator.cli" in args and b"worker" in args:
                 return pid
-    raise AssertionError(f"no {command} process under spaceport up")
-
-
-def worker_pid(platform: Platform) -> int:
-    return child_pid(platform, "worker")
+    raise AssertionError("no worker process under spaceport up")
 
 
 def test_a_build_whose_worker_is_killed_fails_within_a_minute(
@@ -181,24 +173,24 @@ def test_a_build_whose_worker_is_killed_fails_within_a_minute(
 
 
 def test_a_build_left_running_by_a_killed_up_fails_when_up_starts_again(
-    killable: Platform, workdir: Path
+    own_platform: Platform, workdir: Path
 ) -> None:
-    token = killable.token("rita")
+    token = own_platform.token("rita")
     repo = docker_space(workdir, SLOW_DOCKERFILE)
-    pusher = start_push(repo, killable.git_url("rita", "restart", token))
+    pusher = start_push(repo, own_platform.git_url("rita", "restart", token))
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            response = killable.api("/api/spaces/rita/restart/builds", token)
+            response = own_platform.api("/api/spaces/rita/restart/builds", token)
             builds = response.json() if response.status_code == 200 else []
             log = ""
             if builds:
-                log = killable.build_log("rita", "restart", builds[0]["id"], token)
+                log = own_platform.build_log("rita", "restart", builds[0]["id"], token)
             if "slow step starts" in log:
                 break
             time.sleep(0.3)
-        assert "slow step starts" in log, killable.log_tail()
-        (up,) = killable.processes
+        assert "slow step starts" in log, own_platform.log_tail()
+        (up,) = own_platform.processes
         children = descendants(up.pid)
         os.kill(up.pid, signal.SIGKILL)
         up.wait()
@@ -209,85 +201,12 @@ def test_a_build_left_running_by_a_killed_up_fails_when_up_starts_again(
     finally:
         pusher.kill()
         pusher.wait()
-    killable.processes.clear()
+    own_platform.processes.clear()
     started = time.monotonic()
-    killable.start()
+    own_platform.start()
     # `up` fails it before it says "up": nobody has to wait for the heartbeat timeout.
-    (build,) = killable.builds("rita", "restart", token)
+    (build,) = own_platform.builds("rita", "restart", token)
     assert build["status"] == "failed", build
     assert "worker running this build stopped" in build["errorMessage"]
-    assert killable.runtime("rita", "restart", token)["stage"] == "BUILD_ERROR"
+    assert own_platform.runtime("rita", "restart", token)["stage"] == "BUILD_ERROR"
     assert time.monotonic() - started < 60
-
-
-# Built at once (no RUN line), then a start window long enough to kill `up` in.
-SLOW_START_DOCKERFILE = """FROM python:3.11-slim
-CMD ["sh", "-c", "sleep 12 && exec python3 -m http.server 7860"]
-"""
-
-
-@pytest.fixture(scope="module", params=stacks.STACKS)
-def killable(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Platform]:
-    """A platform of these tests' own on each stack, which they kill and start again (each
-    leaves it running); its database servers outlive `up`."""
-    home = Path(tempfile.mkdtemp(prefix=f"spaceport-kill-{request.param}-"))
-    port = services.free_port()
-    servers, stops = stacks.start_stack(request.param, home)
-    env = stacks.platform_env(
-        home,
-        port,
-        SPACEPORT_INSTANCE=f"spaceport-test-kill-{uuid.uuid4().hex[:6]}",
-        **stacks.SMALL_SIZES,
-        **servers,
-    )
-    platform = Platform(home=home, env=env, port=port)
-    try:
-        platform.start()
-        yield platform
-    finally:
-        platform.stop()
-        for stop in reversed(stops):
-            stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def space_containers(platform: Platform, space: str) -> list:
-    client = docker.from_env()
-    labels = [f"{LABEL_INSTANCE}={platform.instance}", f"{LABEL_SPACE}={space}"]
-    try:
-        return client.containers.list(all=True, filters={"label": labels})
-    finally:
-        client.close()
-
-
-@pytest.mark.parametrize("killed", ["up", "controller"])
-def test_a_space_starting_when_killed_runs_once_when_back(
-    killable: Platform, workdir: Path, killed: str
-) -> None:
-    """Every process at once (then `up` again), or the controller alone (which `up` starts
-    again): the instance that was starting is the one that serves, or its only successor."""
-    token = killable.token("sam")
-    name = f"slow-{killed}"
-    full = f"sam/{name}"
-    push(docker_space(workdir, SLOW_START_DOCKERFILE), killable.git_url("sam", name, token))
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if killable.runtime("sam", name, token)["stage"] == "APP_STARTING" and (
-            space_containers(killable, full)
-        ):
-            break
-        time.sleep(0.3)
-    else:
-        raise AssertionError(f"never started:\n{killable.log_tail()}")
-    if killed == "up":
-        killable.kill()  # every process of the platform at once, mid-start
-        killable.start()
-    else:
-        os.kill(child_pid(killable, "controller"), signal.SIGKILL)
-
-    runtime = killable.wait_for_stage("sam", name, token, timeout=300)
-    assert runtime["stage"] == "RUNNING", f"{runtime}\n{killable.log_tail()}"
-    running = [c for c in space_containers(killable, full) if c.status == "running"]
-    assert len(running) == 1, [c.name for c in running]
-    assert len(space_containers(killable, full)) == 1, "a stale container was left"
-    assert len(killable.builds("sam", name, token)) == 1, "built again after the restart"
