@@ -28,9 +28,9 @@ from orchestrator.controller.reconciler import Reconciler
 from orchestrator.core import events
 from orchestrator.core.changes import Channel, feed
 from orchestrator.core.db import session_scope
+from orchestrator.core.event_cursor import EventCursor  # misses no event committed out of order
 from orchestrator.core.models import Space
 from orchestrator.core.settings import get_settings
-from orchestrator.gateway.cursor import EventCursor  # misses no event committed out of order
 from sandbox.backend import Backend
 
 log = logging.getLogger(__name__)

@@ -124,6 +124,13 @@ def after(
     return list(session.exec(query.order_by(col(Event.id)).limit(min(limit, PAGE_LIMIT))))
 
 
+# Two readers of the log, for two needs. Those that only need to know which Spaces to look
+# at again (the controller, the gateway's routes) use event_cursor.EventCursor, which moves
+# on at once and asks again for ids it jumped over. Those that hand each event on once and
+# in order (the API's pages and streams, and later billing) use `settled`, which stops
+# before a missing id.
+
+
 def settled(session: Session, after_id: int, *, scan: int = 10_000) -> tuple[int, float | None]:
     """How far past ``after_id`` a reader may move its cursor without skipping an event for
     good, and in how many seconds that may grow without a ring (None: no gap holds it back).
@@ -152,20 +159,6 @@ def settled(session: Session, after_id: int, *, scan: int = 10_000) -> tuple[int
                 return horizon, GAP_SECONDS - age
         horizon, expected = event_id, event_id + 1
     return horizon, None
-
-
-def spaces_touched(session: Session, after_id: int, limit: int = 10_000) -> tuple[set[int], int]:
-    """The Spaces with an event after ``after_id``, and the newest id read: what the
-    controller and the gateway re-read when the feed rings."""
-    rows = session.exec(
-        select(Event.id, Event.space_id)
-        .where(col(Event.id) > after_id)
-        .order_by(col(Event.id))
-        .limit(limit)
-    ).all()
-    if not rows:
-        return set(), after_id
-    return {space_id for _, space_id in rows if space_id is not None}, rows[-1][0] or after_id
 
 
 def as_dict(entry: Event) -> dict[str, Any]:

@@ -3,7 +3,7 @@ proxied request costs a dict lookup, however many Spaces there are.
 
 The table is read whole once, then kept current from the change feed
 (orchestrator/core/changes.py): a background task waits for the events channel to ring,
-reads which Spaces have events it has not seen (gateway/cursor.py, one indexed query) and
+reads which Spaces have events it has not seen (core/event_cursor.py, one indexed query) and
 rereads only those rows and their host aliases. Every change that moves a route appends an
 event: the controller's status writes (a new serving address, a stage), an owner's pause,
 visibility change, rename or delete. A full reread every SPACEPORT_GATEWAY_RESYNC_SECONDS is
@@ -26,10 +26,10 @@ from sqlmodel import Session, col, select
 
 from orchestrator.core import changes, events
 from orchestrator.core.db import session_scope
+from orchestrator.core.event_cursor import EventCursor
 from orchestrator.core.hostnames import MAX_LABEL
 from orchestrator.core.models import Space, SpaceHostAlias, Stage
 from orchestrator.core.settings import get_settings
-from orchestrator.gateway.cursor import EventCursor
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0  # after a failed read (the database restarting)

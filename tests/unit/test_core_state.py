@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from orchestrator.core import auth, db, events, status
 from orchestrator.core.changes import Channel, Feed
+from orchestrator.core.event_cursor import EventCursor
 from orchestrator.core.models import Event, Space, Stage
 from orchestrator.core.settings import get_settings
 from orchestrator.spaces import registry as spaces
@@ -113,9 +114,10 @@ def test_events_page_and_touched_spaces(database: str) -> None:
             "restarted",
             "secret.set",
         ]
-        touched, newest = events.spaces_touched(session, 0)
-        assert touched == {a.id, b.id} and newest == events.newest_id(session)
-        assert events.spaces_touched(session, newest) == (set(), newest)
+        cursor = EventCursor()
+        assert cursor.touched(session) == {a.id, b.id}
+        assert cursor.last_id == events.newest_id(session)
+        assert cursor.touched(session) == set()
         entry = session.exec(select(Event).where(Event.kind == "secret.set")).one()
         assert events.as_dict(entry)["data"] == {"key": "TOKEN"}
 

@@ -25,9 +25,9 @@ from sqlmodel import Session
 
 from orchestrator.core import auth, changes, db, events, status
 from orchestrator.core.changes import Channel, Feed
+from orchestrator.core.event_cursor import EventCursor
 from orchestrator.core.models import Space, Stage, Visibility
 from orchestrator.core.settings import get_settings
-from orchestrator.gateway.cursor import EventCursor
 from orchestrator.gateway.proxy import Gateway
 from orchestrator.gateway.routes import RouteTable
 from orchestrator.spaces import lifecycle
