@@ -206,7 +206,7 @@ def commit(
         except CommitError as exc:
             raise HubError(exc.status, str(exc), exc.code) from exc
     if ref == repos.DEPLOY_REF:
-        deploy_commit(session, space, sha)  # what a push to main does
+        deploy_commit(session, space, sha, actor=caller.user.name)  # as a push to main
     return wire.CommitAnswer(
         success=True,
         commit_oid=sha,
