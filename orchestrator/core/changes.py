@@ -121,6 +121,7 @@ class Feed:
         self._changed = threading.Condition()
         self._loops: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
         self._closed = threading.Event()
+        self._lost = False  # between losing the listener's connection and getting it back
         self._thread = threading.Thread(target=self._run, name="change-feed", daemon=True)
         self._thread.start()
 
@@ -173,18 +174,32 @@ class Feed:
             loop.call_soon_threadsafe(woken.set)
 
     def _run(self) -> None:
+        backoff = 1.0
         while not self._closed.is_set():
             try:
                 if self._url.startswith("postgresql"):
                     self._listen_postgres()
                 else:
                     self._watch_files()
-            except Exception:  # noqa: BLE001 - the database restarting: listen again
+            except Exception as exc:  # noqa: BLE001 - the database restarting: listen again
                 if self._closed.is_set():
                     return
-                log.warning("change feed lost its connection; listening again", exc_info=True)
-                self._heard(set(Channel))  # a ring may have been missed meanwhile
-                self._closed.wait(1.0)
+                # Once per outage, not once per retry: a database down for a minute must
+                # not flood the log (nor wake every waiter each second).
+                if not self._lost:
+                    log.warning("change feed lost its connection (%s); retrying", exc)
+                self._lost = True
+                self._closed.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            else:
+                backoff = 1.0
+
+    def _listening(self) -> None:
+        """Connected again after an outage: a ring may have been missed meanwhile."""
+        if self._lost:
+            self._lost = False
+            log.info("change feed listening again")
+            self._heard(set(Channel))
 
     def _watch_files(self) -> None:
         def stamp(channel: Channel) -> int:
@@ -211,6 +226,7 @@ class Feed:
         url = make_url(self._url).set(drivername="postgresql").render_as_string(False)
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute(f"LISTEN {PG_CHANNEL}")
+            self._listening()
             known = {channel.value: channel for channel in Channel}
             idle = 0
             while not self._closed.is_set():

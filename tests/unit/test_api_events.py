@@ -32,21 +32,8 @@ from orchestrator.core.settings import get_settings
 from orchestrator.spaces import registry as spaces
 from sandbox.backend import Instance, InstanceState
 from sandbox.memory_backend import MemoryBackend
-from tests import services
 
 HEARTBEAT = 0.2
-
-
-@pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    services.require(
-        "PostgreSQL",
-        services.postgres_bindir() is not None,
-        "apt-get install postgresql (scripts/bootstrap.sh --test)",
-    )
-    url, stop = services.start_postgres(tmp_path_factory.mktemp("pg"))
-    yield url
-    stop()
 
 
 class QuietLog:

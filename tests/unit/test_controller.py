@@ -43,7 +43,7 @@ def stack(
     monkeypatch.setenv("SPACEPORT_PLATFORM_RESERVE_CPUS", "0")
     monkeypatch.setenv("SPACEPORT_PLATFORM_RESERVE_MEMORY_GIB", "0")
     if request.param == "postgresql":
-        monkeypatch.setenv("SPACEPORT_DATABASE_URL", request.getfixturevalue("pg_url"))
+        monkeypatch.setenv("SPACEPORT_DATABASE_URL", request.getfixturevalue("postgres_url"))
 
     def reset() -> None:
         get_settings.cache_clear()
@@ -60,20 +60,6 @@ def stack(
     yield request.param
     db.get_engine().dispose()
     reset()
-
-
-@pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from tests import services
-
-    services.require(
-        "PostgreSQL",
-        services.postgres_bindir() is not None,
-        "apt-get install postgresql (scripts/bootstrap.sh --test)",
-    )
-    url, stop = services.start_postgres(tmp_path_factory.mktemp("pg"))
-    yield url
-    stop()
 
 
 @pytest.fixture

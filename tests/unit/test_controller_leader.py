@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from orchestrator.controller import leader
-from tests.unit.test_controller import pg_url, stack  # noqa: F401 - fixtures
+from tests.unit.test_controller import stack  # noqa: F401 - fixture
 
 HOLDER = """
 import sys, time

@@ -224,3 +224,23 @@ def test_migration_0006_keeps_pauses_and_readme_problems(database: str) -> None:
         problem = Problem.load(rows["broken"].head_problem)
         assert problem == Problem(Stage.CONFIG_ERROR, 'line 3: "sdk" must be\none of gradio')
         assert rows["fine"].head_problem is None
+
+
+def test_a_feed_whose_database_is_down_does_not_wake_its_waiters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every retry used to wake every waiter (and log a traceback): a PostgreSQL down for a
+    minute woke each log follower once a second. Now one warning per outage, no wakes."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    feed = Feed(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none", poll_seconds=0.05)
+    try:
+        with caplog.at_level("WARNING", logger="orchestrator.core.changes"):
+            assert feed.wait(Channel.EVENTS, 0, timeout=2.5) == 0
+        lost = [r for r in caplog.records if "lost its connection" in r.getMessage()]
+        assert len(lost) == 1 and lost[0].exc_info is None
+    finally:
+        feed.close()

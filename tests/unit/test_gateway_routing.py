@@ -32,7 +32,6 @@ from orchestrator.gateway.proxy import Gateway
 from orchestrator.gateway.routes import RouteTable
 from orchestrator.spaces import lifecycle
 from orchestrator.spaces import registry as spaces
-from tests import services
 
 DOMAIN = "spaces.test:8000"
 # What the controller writes once a new instance answers, from its own process.
@@ -47,18 +46,6 @@ with Session(db.get_engine(), expire_on_commit=False) as session:
     session.commit()
 """
 FEED_LATENCY = 5.0  # at most, for a change to reach the table (it is milliseconds)
-
-
-@pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    services.require(
-        "PostgreSQL",
-        services.postgres_bindir() is not None,
-        "apt-get install postgresql (scripts/bootstrap.sh --test)",
-    )
-    url, stop = services.start_postgres(tmp_path_factory.mktemp("pg"))
-    yield url
-    stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

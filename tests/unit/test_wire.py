@@ -12,7 +12,7 @@ from sandbox.hardware import CATALOGUE, sized_tier
 from tests.unit import test_api_events as shared
 
 # The live API of test_api_events, on SQLite and PostgreSQL.
-api, postgres_url, Api = shared.api, shared.postgres_url, shared.Api
+api, Api = shared.api, shared.Api
 
 RUNTIME_KEYS = [
     "stage",
