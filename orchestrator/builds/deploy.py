@@ -91,6 +91,15 @@ def _refuse(
     assert space.id is not None
     change_spec(session, space, head_sha=sha, head_problem=problem.dump(), **fields)
     session.flush()
+    events.record(
+        session,
+        events.EventKind.COMMIT_REFUSED,
+        actor,
+        space,
+        commit=sha,
+        stage=problem.stage.value,
+        message=problem.message,
+    )
     cancel_active_builds(
         session, space.id, f"cancelled: superseded by commit {sha[:7]}", actor=actor
     )

@@ -12,6 +12,8 @@ Kinds, with their data:
     space.moved          from, to
     stage.changed        from, to, error?            (the controller)
     status.changed       fields (names of the observed fields that changed, e.g. serving_address)
+    spec.changed         fields (a spec change whose writer recorded no event of its own)
+    commit.refused       commit, stage (CONFIG_ERROR|NO_APP_FILE), message
     build.queued         build_id, commit, no_cache
     build.started        build_id, worker
     build.ended          build_id, status (succeeded|failed), error?, reused_image
@@ -44,6 +46,7 @@ ACTOR_CONTROLLER = "spaceport:controller"
 ACTOR_WORKER = "spaceport:worker"
 ACTOR_SYSTEM = "spaceport:system"  # housekeeping, `spaceport` commands, first start
 PAGE_LIMIT = 500  # most events one page holds
+ANNOUNCED = "spaceport_announced_spaces"  # session.info: Spaces with an event this transaction
 # Longer than any transaction that appends an event stays open (see `settled`).
 GAP_SECONDS = 30.0
 
@@ -54,6 +57,8 @@ class EventKind(enum.StrEnum):
     SPACE_MOVED = "space.moved"
     STAGE_CHANGED = "stage.changed"
     STATUS_CHANGED = "status.changed"
+    SPEC_CHANGED = "spec.changed"
+    COMMIT_REFUSED = "commit.refused"
     BUILD_QUEUED = "build.queued"
     BUILD_STARTED = "build.started"
     BUILD_ENDED = "build.ended"
@@ -89,6 +94,8 @@ def record(
     )
     session.add(entry)
     ring(session, Channel.EVENTS)
+    if space is not None and space.id is not None:  # see status._announce_at_commit
+        session.info.setdefault(ANNOUNCED, {})[space.id] = session.get_transaction()
     return entry
 
 

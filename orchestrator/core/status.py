@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import update
 from sqlmodel import Session
 
 from orchestrator.core import events
 from orchestrator.core.models import Space, Stage, utcnow
 
+_PENDING = "spaceport_spec_changes"  # session.info: Spaces whose spec changed, by id
 SPEC_FIELDS = frozenset(
     {
         "head_sha",
@@ -72,6 +74,43 @@ def change_spec(session: Session, space: Space, **fields: Any) -> None:
     space.spec_version = Space.spec_version + 1  # type: ignore[assignment]  # SQL, not Python
     space.updated_at = utcnow()
     session.add(space)
+    _announce_at_commit(session, space, fields)
+
+
+def _announce_at_commit(session: Session, space: Space, fields: dict[str, Any]) -> None:
+    """Make sure the change feed hears of this Space's spec change. The controller and the
+    gateways learn which Spaces to look at from the events of a transaction: a writer that
+    records its own event (most do, with its actor) is enough; for one that records none
+    (a pushed commit whose README can't be built, once), a `spec.changed` event naming the
+    fields is added just before commit, so no spec change is ever left unseen until the
+    resync."""
+    pending: dict[int, tuple[Space, set[str]]] = session.info.setdefault(_PENDING, {})
+    if not pending:
+        sa_event.listen(session, "before_commit", _record_unannounced, once=True)
+        sa_event.listen(session, "after_rollback", _forget_unannounced, once=True)
+    assert space.id is not None
+    entry = pending.setdefault(space.id, (space, set()))
+    entry[1].update(fields)
+
+
+def _record_unannounced(session: Session) -> None:
+    pending: dict[int, tuple[Space, set[str]]] = session.info.pop(_PENDING, {})
+    announced: dict[int, object] = session.info.get(events.ANNOUNCED, {})
+    this_transaction = session.get_transaction()
+    for space_id, (space, names) in pending.items():
+        if announced.get(space_id) is not this_transaction:
+            events.record(
+                session,
+                events.EventKind.SPEC_CHANGED,
+                events.ACTOR_SYSTEM,
+                space,
+                fields=sorted(names),
+            )
+
+
+def _forget_unannounced(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+    session.info.pop(events.ANNOUNCED, None)
 
 
 def change_spec_if(session: Session, space: Space, expect: dict[str, Any], **fields: Any) -> bool:

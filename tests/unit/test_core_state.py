@@ -244,3 +244,33 @@ def test_a_feed_whose_database_is_down_does_not_wake_its_waiters(
         assert len(lost) == 1 and lost[0].exc_info is None
     finally:
         feed.close()
+
+
+def test_a_spec_change_without_an_event_of_its_own_still_reaches_the_feed(database: str) -> None:
+    """A pushed commit whose README can't be built changed only the spec, with no event: the
+    controller never looked (its stage stayed NO_APP_FILE at the gateway until the resync).
+    Every spec change now comes with an event, its writer's or `spec.changed`."""
+    with _open() as session:
+        space = _space(session)
+        first = events.newest_id(session)
+        status.change_spec(session, space, head_sha="a" * 40)
+        session.commit()
+        added = events.after(session, first)
+        assert [(e.kind, e.space_id) for e in added] == [("spec.changed", space.id)]
+        assert events.as_dict(added[0])["data"] == {"fields": ["head_sha"]}
+        cursor = EventCursor(last_id=first)
+        assert cursor.touched(session) == {space.id}
+
+        # A writer that records its own event gets no second one.
+        second = events.newest_id(session)
+        status.change_spec(session, space, paused=True)
+        events.record(session, events.EventKind.PAUSED, "alice", space)
+        session.commit()
+        assert [e.kind for e in events.after(session, second)] == ["paused"]
+
+        # A rolled-back change announces nothing, and leaves nothing for the next one.
+        third = events.newest_id(session)
+        status.change_spec(session, space, paused=False)
+        session.rollback()
+        session.commit()
+        assert events.after(session, third) == []
