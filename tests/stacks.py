@@ -19,6 +19,9 @@ SMALL_SIZES = {
     "SPACEPORT_HARDWARE_OVERRIDES": json.dumps(SMALL_HOST_OVERRIDES),
     "SPACEPORT_CPU_ALLOCATION_RATIO": str(4 * SMALL_HOST_CPU_ALLOCATION_RATIO),
     "SPACEPORT_ADMISSION_COUNTS_OTHER_INSTALLATIONS": "false",
+    # The session platform holds every module's Spaces (40-odd of 0.5 GiB by the last
+    # module): a test control plane needs less than the 2 GiB a real one keeps back.
+    "SPACEPORT_PLATFORM_RESERVE_MEMORY_GIB": "1",
 }
 
 

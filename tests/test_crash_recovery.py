@@ -208,6 +208,16 @@ def assert_recovered(platform: Platform, owner: str, name: str, token: str, sha:
     (done,) = [b for b in builds if b["status"] == "succeeded"]
     for kind in ("build.queued", "build.started", "build.ended"):
         assert [d for k, d in history if k == kind and d["build_id"] == done["id"]], history
+    # Done: free its room. The session platform holds every module's Spaces, and the
+    # last modules' Spaces must still fit in its memory (admission).
+    gone = httpx.request(
+        "DELETE",
+        f"{platform.url}/api/repos/delete",
+        json={"type": "space", "organization": owner, "name": name},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert gone.status_code == 200, gone.text
 
 
 def test_controller_and_api_killed_mid_build_and_mid_start(
