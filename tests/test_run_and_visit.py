@@ -149,15 +149,24 @@ def test_code_only_push_switches_without_downtime(
         commit_change(repo, "app.py", app)
         push(repo, platform.git_url("bob", "hello", bob))
         client = None
-        deadline = time.monotonic() + 180
+        runtime: dict = {}
+        answer = None
+        deadline = time.monotonic() + 300  # a full CI run loads the machine
         while time.monotonic() < deadline:
-            if platform.runtime("bob", "hello")["stage"] == "RUNNING":
+            runtime = platform.runtime("bob", "hello")
+            if runtime["stage"] == "RUNNING":
                 client = Client(url, verbose=False)
-                if client.predict("World", api_name="/predict") == "Hi there, World!":
+                answer = client.predict("World", api_name="/predict")
+                if answer == "Hi there, World!":
                     break
             time.sleep(0.5)
         else:
-            raise AssertionError(f"new revision never served:\n{platform.log_tail()}")
+            containers = [(c.name, c.status) for c in containers_of(platform, "bob/hello")]
+            raise AssertionError(
+                f"new revision never served: runtime {runtime}, last answer {answer!r}, "
+                f"containers {containers}, builds {platform.builds('bob', 'hello', bob)[:2]}\n"
+                f"{platform.log_tail()}"
+            )
         time.sleep(1)
     finally:
         stop.set()
