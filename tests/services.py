@@ -44,6 +44,21 @@ def require(part: str, available: bool, how_to_fix: str) -> None:
     pytest.skip(f"{part} is not available: {how_to_fix}")
 
 
+def require_postgres() -> None:
+    """PostgreSQL's server binaries (and, as root, its system user) are installed."""
+    require(
+        "PostgreSQL",
+        postgres_installed(),
+        "apt-get install postgresql (scripts/bootstrap.sh --test)",
+    )
+
+
+def require_redis() -> None:
+    require(
+        "Redis", redis_installed(), "apt-get install redis-server (scripts/bootstrap.sh --test)"
+    )
+
+
 # --- Docker --------------------------------------------------------------------------------
 
 

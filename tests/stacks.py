@@ -43,16 +43,8 @@ def start_stack(stack: str, workdir: Path) -> tuple[dict[str, str], list[Callabl
     Under CI=true a missing PostgreSQL or Redis fails the test (services.require)."""
     if stack != "postgres-redis":
         return {}, []
-    services.require(
-        "PostgreSQL",
-        services.postgres_installed(),
-        "apt-get install postgresql (scripts/bootstrap.sh --test)",
-    )
-    services.require(
-        "Redis",
-        services.redis_installed(),
-        "apt-get install redis-server (scripts/bootstrap.sh --test)",
-    )
+    services.require_postgres()
+    services.require_redis()
     database_url, stop_pg = services.start_postgres(workdir / "pg")
     try:
         broker_url, stop_redis = services.start_redis(workdir / "redis")

@@ -99,16 +99,8 @@ def test_the_home_database_and_keys_are_private(platform: Platform) -> None:
 def platform_with_password(docker_engine: None) -> Iterator[tuple[Platform, str]]:
     """A PostgreSQL and Redis stack whose URLs carry a password (the test PostgreSQL
     trusts local connections, so any password is accepted; Redis requires it)."""
-    services.require(
-        "PostgreSQL",
-        services.postgres_installed(),
-        "apt-get install postgresql (scripts/bootstrap.sh --test)",
-    )
-    services.require(
-        "Redis",
-        services.redis_installed(),
-        "apt-get install redis-server (scripts/bootstrap.sh --test)",
-    )
+    services.require_postgres()
+    services.require_redis()
     home = Path(tempfile.mkdtemp(prefix="spaceport-ps-"))
     url, stop_pg = services.start_postgres(home.parent / f"{home.name}-pg")
     password = f"pw-{os.urandom(8).hex()}"

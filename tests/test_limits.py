@@ -65,8 +65,8 @@ def limited(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Pla
     }
     stops = []
     if stack == "postgres-redis":
-        services.require("PostgreSQL", services.postgres_installed(), "apt-get install postgresql")
-        services.require("Redis", services.redis_installed(), "apt-get install redis-server")
+        services.require_postgres()
+        services.require_redis()
         database_url, stop_pg = services.start_postgres(home / "pg")
         stops.append(stop_pg)
         broker_url, stop_redis = services.start_redis(home / "redis")

@@ -58,11 +58,7 @@ def session(migrated_home: Path) -> Iterator[Session]:
 @pytest.fixture(scope="session")
 def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One throwaway PostgreSQL server for the whole run (tests.services.start_postgres)."""
-    services.require(
-        "PostgreSQL",
-        services.postgres_bindir() is not None,
-        "apt-get install postgresql (scripts/bootstrap.sh --test)",
-    )
+    services.require_postgres()
     url, stop = services.start_postgres(tmp_path_factory.mktemp("pg"))
     yield url
     stop()
