@@ -17,13 +17,19 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 
 log = logging.getLogger(__name__)
-PROBE_TIMEOUT_SECONDS = 2.0
+# An app not listening yet refuses at once; one that listens may take a while to render
+# its first page (Gradio's / on a 0.5-CPU tier of a loaded host takes seconds). A probe
+# that gave up after 2 s and asked again every half second left such an app a queue of
+# abandoned renders, and it never caught up: it was never found ready.
+CONNECT_TIMEOUT_SECONDS = 2.0
+ANSWER_TIMEOUT_SECONDS = 15.0
 
 
 def answers(address: str) -> bool:
     """Healthy means the app answers HTTP at all: a 404 on / still proves it is serving."""
+    timeout = httpx.Timeout(ANSWER_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS)
     try:
-        return httpx.get(address + "/", timeout=PROBE_TIMEOUT_SECONDS).status_code < 500
+        return httpx.get(address + "/", timeout=timeout).status_code < 500
     except httpx.HTTPError:
         return False
 
