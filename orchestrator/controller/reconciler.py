@@ -32,12 +32,12 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from orchestrator.controller.environment import revision_of, space_environment
+from orchestrator.controller.environment import revision_of
 from orchestrator.core import events, redaction
 from orchestrator.core.db import session_scope
 from orchestrator.core.models import Build, Event, Space, Stage
 from orchestrator.core.settings import get_settings
-from orchestrator.core.stages import HALTED_STAGES, Facts, Problem, RunState, stage_of
+from orchestrator.core.stages import Facts, Problem, RunState, stage_of
 from orchestrator.core.status import mark_observed, write_status
 from sandbox.admission import Policy, available, shortfall
 from sandbox.backend import Backend, BackendError, Capacity, Instance, InstanceState, Revision
@@ -49,12 +49,7 @@ RUNTIME_ERROR_LOG_LINES = 30
 DRAIN_SECONDS = 5.0
 RETRY_SECONDS = 5.0  # a Space whose reconcile failed is looked at again after this
 
-__all__ = [
-    "HALTED_STAGES",  # re-exported for callers of the old module
-    "Reconciler",
-    "revision_of",
-    "space_environment",
-]
+__all__ = ["Reconciler"]
 
 
 @dataclass
