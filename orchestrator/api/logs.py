@@ -7,6 +7,9 @@ and reads the new lines in a short thread call (builds/logs.py: follow_log_async
 log is the backend's own async stream (sandbox: Backend.follow_logs). Both send heartbeats
 while silent and end when the client leaves (orchestrator/api/sse.py), within the follower
 limits (api/followers.py).
+
+A build log's `timestamp` is when the builder wrote the line (builds/logs.py keeps it per
+line); a run log's is when the line is read from the backend.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -23,7 +27,7 @@ from orchestrator.api import followers, sse
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import ERROR_RESPONSES
 from orchestrator.api.timefmt import hub_time
-from orchestrator.builds.logs import follow_log_async
+from orchestrator.builds.logs import follow_entries_async
 from orchestrator.builds.runner import now
 from orchestrator.core import redaction
 from orchestrator.core.auth import Principal
@@ -36,15 +40,23 @@ router = APIRouter(prefix="/api/spaces", responses=ERROR_RESPONSES)
 STREAMED = {200: {"content": {"text/event-stream": {}}}}
 
 
-def _event(line: str, mask: Redactor) -> str:
-    return "data: " + json.dumps({"data": mask(line), "timestamp": hub_time(now())}) + "\n\n"
+# A line, or a line with the time it was written (a build log's).
+LogItem = str | tuple[str, datetime]
 
 
-async def _framed(lines: AsyncIterator[str], mask: Redactor | None) -> AsyncIterator[str]:
+def _event(line: str, mask: Redactor, written: datetime | None = None) -> str:
+    stamp = hub_time(written or now())
+    return "data: " + json.dumps({"data": mask(line), "timestamp": stamp}) + "\n\n"
+
+
+async def _framed(lines: AsyncIterator[LogItem], mask: Redactor | None) -> AsyncIterator[str]:
     mask = mask or Redactor()  # platform tokens are masked even with no secrets
     try:
-        async for line in lines:
-            yield _event(line, mask)
+        async for item in lines:
+            if isinstance(item, tuple):
+                yield _event(item[0], mask, item[1])
+            else:
+                yield _event(item, mask)
     finally:
         close = getattr(lines, "aclose", None)
         if close is not None:
@@ -58,7 +70,7 @@ async def _listed(lines: Iterable[str]) -> AsyncIterator[str]:
 
 def _followed(
     request: Request,
-    lines: AsyncIterator[str],
+    lines: AsyncIterator[LogItem],
     mask: Redactor | None,
     release: Callable[[], None],
 ) -> StreamingResponse:
@@ -69,11 +81,12 @@ def _followed(
         raise
 
 
-async def follow_build_log(build_id: int) -> AsyncIterator[str]:
+async def follow_build_log(build_id: int) -> AsyncIterator[tuple[str, datetime]]:
     """A build's log, old lines and new, until the build has finished: the build pipeline's
     follower (orchestrator/builds/logs.py), woken by the change feed as batches are stored.
-    Heartbeats are sse.with_heartbeats' business, so it never yields its idle markers."""
-    lines = follow_log_async(build_id, idle_seconds=math.inf)
+    Each line comes with the time it was written. Heartbeats are sse.with_heartbeats'
+    business, so it never yields its idle markers."""
+    lines = follow_entries_async(build_id, idle_seconds=math.inf)
     try:
         async for line in lines:
             if line is not None:

@@ -6,6 +6,10 @@ once, and the rest when the build ends. Each batch is one transaction that rings
 `Channel.BUILD_LOGS` (orchestrator/core/changes.py), so a follower (the pusher's terminal,
 the API's SSE) waits on the feed and then reads the new lines with one indexed query
 (build_id, id > last seen), instead of polling the database.
+
+Each line keeps the time it was written (`created_at` is taken when the builder logs it, not
+when its batch is stored), and the API's SSE sends that time: a slow batch or a follower
+that reads the log later sees the build's own timing.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 from sqlmodel import col, select
 
@@ -55,7 +60,7 @@ class BuildLog:
         self._max_lines = settings.max_build_log_lines
         self._batch_seconds = batch_seconds
         self._batch_lines = batch_lines
-        self._pending: list[str] = []
+        self._pending: list[tuple[str, datetime]] = []  # each line with when it was written
         self._closed = False
         self._changed = threading.Condition()
         self._writer = threading.Thread(
@@ -64,6 +69,7 @@ class BuildLog:
         self._writer.start()
 
     def __call__(self, line: str) -> None:
+        written = datetime.now(UTC)
         line = self.mask(line)
         self.tail = (self.tail + [line])[-self._tail_lines :]
         # A build that prints without end must not fill the database: past the limit one
@@ -79,7 +85,7 @@ class BuildLog:
         with self._changed:
             if self._closed:
                 return  # the build has ended; nothing may follow its end
-            self._pending.append(line)
+            self._pending.append((line, written))
             # The first line starts a batch's clock; a full batch goes at once.
             if len(self._pending) in (1, self._batch_lines):
                 self._changed.notify()
@@ -117,10 +123,13 @@ class BuildLog:
             if done:
                 return
 
-    def _store(self, lines: list[str]) -> None:
+    def _store(self, lines: list[tuple[str, datetime]]) -> None:
         try:
             with session_scope() as session:
-                session.add_all(BuildLogLine(build_id=self.build_id, line=line) for line in lines)
+                session.add_all(
+                    BuildLogLine(build_id=self.build_id, line=line, created_at=written)
+                    for line, written in lines
+                )
                 ring(session, Channel.BUILD_LOGS)
                 session.commit()
         except Exception:  # noqa: BLE001 - a database hiccup costs lines, never the build
@@ -191,6 +200,29 @@ async def follow_log_async(
     line: the caller sends a heartbeat then (an SSE comment) and learns whether the client
     is still there. Ends when the build has finished; close it (``aclose()``, or leave the
     ``async for``) when the client goes away."""
+    entries = follow_entries_async(
+        build_id, idle_seconds=idle_seconds, resync_seconds=resync_seconds
+    )
+    try:
+        async for entry in entries:
+            yield None if entry is None else entry[0]
+    finally:
+        await entries.aclose()
+
+
+def written_at(row: BuildLogLine) -> datetime:
+    """When the line was written, as an aware UTC time (SQLite hands it back naive)."""
+    moment = row.created_at
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def follow_entries_async(
+    build_id: int,
+    *,
+    idle_seconds: float = 15.0,
+    resync_seconds: float = RESYNC_SECONDS,
+) -> AsyncIterator[tuple[str, datetime] | None]:
+    """`follow_log_async` with each line's time of writing: (line, written_at) pairs."""
     changes = feed()
     last_id = 0
     quiet_since = time.monotonic()
@@ -199,7 +231,7 @@ async def follow_log_async(
         lines, finished = await asyncio.to_thread(read_new, build_id, last_id)
         for line in lines:
             last_id = line.id or last_id
-            yield line.line
+            yield line.line, written_at(line)
         if lines:
             quiet_since = time.monotonic()
         if finished:
