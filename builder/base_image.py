@@ -169,6 +169,12 @@ def ensure_image(client: docker.DockerClient, ref: str, log: LogSink, settings: 
     local = _get_image(client, ref)
     if local is not None:
         _describe_local_offline_image(local, ref, wanted_minor, log)
+        if wanted_minor is None and _offline_node_ref(ref):
+            from builder import node_base
+
+            note = node_base.substitution_note(ref, local.labels or {})
+            if note:
+                log(detail(note))
         return ref
 
     repository, tag = parse_repository_tag(ref)
@@ -183,6 +189,8 @@ def ensure_image(client: docker.DockerClient, ref: str, log: LogSink, settings: 
         reason = _short_pull_reason(exc)
         log(detail(f"pull of {ref} failed: {reason}"))
 
+    if wanted_minor is None and _offline_node_ref(ref):
+        return _ensure_offline_node(client, ref, log, settings)
     if wanted_minor is None:
         why = "no registry reachable" if _is_unreachable(reason) else reason
         raise BaseImageUnavailable(
@@ -204,6 +212,27 @@ def ensure_image(client: docker.DockerClient, ref: str, log: LogSink, settings: 
         )
     )
     return ref
+
+
+def _offline_node_ref(ref: str) -> bool:
+    from builder import node_base  # imports this module: resolved at call time
+
+    return node_base.parse_official_node_ref(ref) is not None
+
+
+def _ensure_offline_node(
+    client: docker.DockerClient, ref: str, log: LogSink, settings: _Settings
+) -> str:
+    """node:* gets Spaceport's equivalent (builder/node_base.py) on the Debian base of the
+    suite its tag names: the same Debian-built base as python:* of that suite."""
+    from builder import node_base
+
+    python_of_suite = {suite: minor for minor, suite in OFFLINE_SUITES.items()}
+
+    def debian_base(suite: str) -> str:
+        return build_offline_python_base(client, python_of_suite[suite], log, settings)
+
+    return node_base.ensure_offline_node(client, ref, log, settings, debian_base)  # type: ignore[arg-type]
 
 
 def build_offline_python_base(

@@ -89,9 +89,18 @@ def _recipe(
         return recipe.Recipe("Dockerfile", context, tag, args)
 
     base = base_image.ensure_python_base(client, config.python_version, log, options)
+    stages = [base]
     if config.sdk == "static":
+        if config.app_build_command:  # a Node.js stage runs it first
+            stages.append(base_image.ensure_image(client, options.static_build_image, log, options))
         text = recipe.render_static(
-            base_image=base, app_file=config.app_file or "index.html", space_hint=item.space_hint
+            base_image=base,
+            app_file=config.app_file or "index.html",
+            space_hint=item.space_hint,
+            build_command=config.app_build_command,
+            build_image=stages[-1],
+            npm_registry=options.npm_registry,
+            files=item.files,
         )
     else:
         packages = (
@@ -110,7 +119,8 @@ def _recipe(
             space_hint=item.space_hint,
         )
     key = dict(config.key(), sdk_version=config.sdk_version or options.default_gradio_version)
-    tag = recipe.image_tag(options.image_prefix, item.tree, key, _image_id(client, base), {})
+    bases = ",".join(_image_id(client, ref) for ref in stages)
+    tag = recipe.image_tag(options.image_prefix, item.tree, key, bases, {})
     context = build_context(item.repo_tar, recipe.DOCKERFILE_PATH, text.encode())
     return recipe.Recipe(recipe.DOCKERFILE_PATH, context, tag, {}, text)
 

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,11 +113,66 @@ def render_gradio(
     )
 
 
-def render_static(*, base_image: str, app_file: str, space_hint: str) -> str:
+def render_static(
+    *,
+    base_image: str,
+    app_file: str,
+    space_hint: str,
+    build_command: str | None = None,
+    build_image: str = "",
+    npm_registry: str = "https://registry.npmjs.org",
+    files: frozenset[str] = frozenset(),
+) -> str:
+    """A static Space's Dockerfile. With `build_command` (README app_build_command) a first
+    stage runs it in `build_image` (Node.js and npm), after `npm ci` (with a lock file) or
+    `npm install` when package.json is committed, and only app_file's folder is served."""
     server = base64.b64encode((TEMPLATES / "static_server.py").read_bytes()).decode()
-    return _env.get_template("static.Dockerfile.j2").render(
-        base_image=base_image, app_file=app_file, space_hint=space_hint, static_server_b64=server
+    site_dir, index = static_site_layout(app_file, bool(build_command))
+    manifests = [
+        name
+        for name in ("package.json", "package-lock.json", "npm-shrinkwrap.json")
+        if name in files
+    ]
+    if "package.json" not in manifests:
+        manifests = []
+    locked = {"package-lock.json", "npm-shrinkwrap.json"} & set(manifests)
+    missing = (
+        f"app_build_command ran, but it wrote no {app_file} (app_file in README.md): make the "
+        "command write it, or set app_file to the page it writes"
     )
+    return _env.get_template("static.Dockerfile.j2").render(
+        base_image=base_image,
+        space_hint=space_hint,
+        static_server_b64=server,
+        index=index,
+        site_dir=site_dir,
+        build_command=build_command,
+        build_image=build_image,
+        npm_registry=npm_registry,
+        npm_manifests=manifests,
+        npm_install="npm ci" if locked else "npm install",
+        check_output=f"test -f {shlex.quote(app_file)} || {{ echo {shlex.quote(missing)} >&2; "
+        "exit 1; }",
+    )
+
+
+# A served path: relative, plain characters (it is written into the Dockerfile), no `..`.
+_SITE_PATH = re.compile(r"^[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*(/[A-Za-z0-9_@+-][A-Za-z0-9._@+-]*)*$")
+
+
+def static_site_layout(app_file: str, built: bool) -> tuple[str, str]:
+    """(site folder, page for "/") of a static Space. As committed, the site is the repo and
+    app_file the page; with app_build_command the site is app_file's folder (`dist/` for
+    `dist/index.html`), so a bundle's absolute `/assets/...` links resolve as on the Hub."""
+    if not built:
+        return ".", app_file
+    if not _SITE_PATH.match(app_file):
+        raise RecipeError(
+            f"app_file {app_file!r} is not a plain relative path: use letters, digits and "
+            "`._@+-` separated by `/`, like `dist/index.html`, with no `..` or leading dot"
+        )
+    folder, _, page = app_file.rpartition("/")
+    return folder or ".", page
 
 
 def dockerfile_base_images(dockerfile: str) -> list[str]:

@@ -22,6 +22,7 @@ class BuildSpec:
     sdk_version: str | None = None
     app_file: str | None = None
     app_port: int = 7860
+    app_build_command: str | None = None  # static Spaces: run in a Node.js build stage
 
     def key(self) -> dict[str, Any]:
         """The fields that change the built image; hashed into its tag."""
@@ -31,6 +32,7 @@ class BuildSpec:
             "python_version": self.python_version,
             "app_file": self.app_file,
             "app_port": self.app_port,
+            **({"app_build_command": self.app_build_command} if self.app_build_command else {}),
         }
 
 
@@ -50,3 +52,5 @@ class BuildOptions:
     build_timeout_seconds: int
     build_egress_allow: list[str] = field(default_factory=list)
     build_blocked_networks: list[str] = field(default_factory=list)
+    npm_registry: str = "https://registry.npmjs.org"
+    static_build_image: str = "node:24"  # the build stage of a static app_build_command

@@ -16,6 +16,7 @@ def build_spec(config: SpaceConfig) -> BuildSpec:
         sdk_version=config.sdk_version,
         app_file=config.app_file,
         app_port=config.app_port,
+        app_build_command=config.app_build_command if config.sdk == "static" else None,
     )
 
 
@@ -34,4 +35,6 @@ def build_options(settings: Settings | None = None, instance: str | None = None)
         build_timeout_seconds=settings.build_timeout_seconds,
         build_egress_allow=list(settings.build_egress_allow),
         build_blocked_networks=list(settings.build_blocked_networks),
+        npm_registry=settings.npm_registry,
+        static_build_image=settings.static_build_image,
     )

