@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jinja2
 
+from builder import gradio_env
 from builder.context import SPACEPORT_DOCKERFILE
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -44,6 +45,9 @@ class Recipe:
     tag: str
     build_args: dict[str, str] = field(default_factory=dict)
     generated_dockerfile: str | None = None  # the text, when Spaceport wrote it
+    # docker Spaces: what BuildKit is handed (a builder.buildkit_build.DockerSpacePlan)
+    buildkit: object | None = None
+    bases: tuple[str, ...] = ()  # the base images it builds on (FROM refs), for the notes
 
 
 def parse_packages_txt(text: str) -> list[str]:
@@ -65,7 +69,7 @@ def parse_packages_txt(text: str) -> list[str]:
 def template_digest() -> str:
     """Part of every tag, so that changing a template rebuilds instead of reusing."""
     digest = hashlib.sha256()
-    for path in sorted(TEMPLATES.iterdir()):
+    for path in [*sorted(TEMPLATES.iterdir()), Path(gradio_env.__file__)]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -102,6 +106,11 @@ def render_gradio(
     space_hint: str,
 ) -> str:
     return _env.get_template("gradio.Dockerfile.j2").render(
+        hub_apt_packages=gradio_env.HUB_APT_PACKAGES,
+        uv_version=gradio_env.UV_VERSION,
+        tools_dir=gradio_env.TOOLS_DIR,
+        # Written into the image by a RUN step, like the static server: not in the context.
+        gradio_env_b64=base64.b64encode(Path(gradio_env.__file__).read_bytes()).decode(),
         base_image=base_image,
         python_version=python_version,
         sdk_version=sdk_version,
@@ -176,14 +185,18 @@ def static_site_layout(app_file: str, built: bool) -> tuple[str, str]:
 
 
 def dockerfile_base_images(dockerfile: str) -> list[str]:
-    """Images named in FROM lines that are not earlier build stages or ARG-templated."""
+    """Images named in FROM lines that are not earlier build stages or ARG-templated. Lines
+    are read as the Dockerfile parser reads them: a heredoc's `from x import y` is a line of
+    the step's script, not a FROM."""
+    from builder.dockerfile_checks import instructions
+
     stages: set[str] = set()
     images: list[str] = []
-    for line in dockerfile.splitlines():
-        words = line.strip().split()
-        if len(words) < 2 or words[0].upper() != "FROM":
+    for item in instructions(dockerfile):
+        words = item.args.split()
+        if item.keyword != "FROM" or not words:
             continue
-        args = [w for w in words[1:] if not w.startswith("--")]
+        args = [w for w in words if not w.startswith("--")]
         if not args:
             continue
         image = args[0]
