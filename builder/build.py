@@ -24,6 +24,7 @@ from builder.docker_build import (
 )
 from builder.dockerfile_checks import DockerfileRefused, check_dockerfile
 from builder.logstyle import LogSink, detail, step
+from builder.notes import substitution_notes
 from builder.spec import BuildOptions, BuildSpec
 from sandbox import build_network
 
@@ -59,6 +60,8 @@ class BuildInput:
 class BuildOutput:
     image: str
     reused: bool
+    # What differs from the Hub (a base that is Spaceport's equivalent): builder/notes.py
+    notes: tuple[str, ...] = ()
 
 
 def _recipe(
@@ -86,7 +89,7 @@ def _recipe(
         args = {k: v for k, v in item.variables.items() if k not in reserved}
         tag = recipe.image_tag(options.image_prefix, item.tree, config.key(), ",".join(bases), args)
         context = build_context(item.repo_tar, "Dockerfile")
-        return recipe.Recipe("Dockerfile", context, tag, args)
+        return recipe.Recipe("Dockerfile", context, tag, args, bases=tuple(refs))
 
     base = base_image.ensure_python_base(client, config.python_version, log, options)
     stages = [base]
@@ -122,7 +125,7 @@ def _recipe(
     bases = ",".join(_image_id(client, ref) for ref in stages)
     tag = recipe.image_tag(options.image_prefix, item.tree, key, bases, {})
     context = build_context(item.repo_tar, recipe.DOCKERFILE_PATH, text.encode())
-    return recipe.Recipe(recipe.DOCKERFILE_PATH, context, tag, {}, text)
+    return recipe.Recipe(recipe.DOCKERFILE_PATH, context, tag, {}, text, bases=tuple(stages))
 
 
 def _check_onbuild(client: docker.DockerClient, ref: str, options: BuildOptions) -> None:
@@ -186,9 +189,10 @@ def build_image(
 ) -> BuildOutput:
     log(step(f"Preparing the {item.spec.sdk} build"))
     plan = _recipe(client, item, options, log)
+    notes = substitution_notes(client, plan.bases)
     if not item.no_cache and _image_exists(client, plan.tag):
         log(step(f"Image {plan.tag} already exists for this content: nothing to build"))
-        return BuildOutput(plan.tag, reused=True)
+        return BuildOutput(plan.tag, reused=True, notes=notes)
     network = _build_network(client, options, log)
     log(step(f"Building image {plan.tag}" + (" from scratch (no cache)" if item.no_cache else "")))
     log(
@@ -226,4 +230,4 @@ def build_image(
     except CgroupUnavailable as exc:
         raise BuildFailed(str(exc)) from exc
     log(step(f"Built {plan.tag}"))
-    return BuildOutput(plan.tag, reused=False)
+    return BuildOutput(plan.tag, reused=False, notes=notes)

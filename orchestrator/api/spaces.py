@@ -45,7 +45,13 @@ def runtime_json(space: Space) -> wire.SpaceRuntime:
                 domain=f"{spaces.subdomain(space)}.{get_settings().spaces_domain}", stage="READY"
             )
         ],
+        build_notes=_notes(space.built_notes),
     )
+
+
+def _notes(stored: str | None) -> list[str]:
+    """Notes as the build stored them (a JSON list; orchestrator/builds/state.py finish)."""
+    return [str(note) for note in json.loads(stored)] if stored else []
 
 
 def space_json(space: Space) -> wire.SpaceInfo:
@@ -81,6 +87,7 @@ def build_json(build: Build) -> wire.BuildInfo:
         created_at=hub_time(build.created_at),
         started_at=hub_time(build.started_at),
         finished_at=hub_time(build.finished_at),
+        notes=_notes(build.notes),
     )
 
 

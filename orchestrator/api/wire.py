@@ -81,6 +81,9 @@ class SpaceRuntime(Wire):
     replicas: Replicas
     dev_mode: bool = Field(alias="devMode")
     domains: list[Domain]
+    # Spaceport's own field (the Hub's are untouched): what the running image differs in from
+    # the Hub, e.g. a base image or Python version Spaceport substituted (docs/hub-api.md).
+    build_notes: list[str] = Field(default_factory=list, alias="buildNotes")
 
 
 class SpaceInfo(Wire):
@@ -134,6 +137,7 @@ class BuildInfo(Wire):
     created_at: str | None = Field(alias="createdAt")
     started_at: str | None = Field(alias="startedAt")
     finished_at: str | None = Field(alias="finishedAt")
+    notes: list[str] = Field(default_factory=list)  # what the image differs in from the Hub
 
 
 class BuildWithLog(BuildInfo):

@@ -120,6 +120,7 @@ def run_build(build_id: int) -> None:
     log = BuildLog(build_id, secrets)
     deadline = time.monotonic() + settings.build_timeout_seconds
     ending: tuple[BuildStatus, str | None, str | None, bool] | None = None
+    notes: tuple[str, ...] = ()  # what the image differs in from the Hub (builder/notes.py)
     unexpected: Exception | None = None
     try:
         repo_tar = read_commit(space_id, owner, name, sha)
@@ -155,10 +156,11 @@ def run_build(build_id: int) -> None:
     else:
         log(step("Build succeeded" + (" (image reused, nothing rebuilt)" if output.reused else "")))
         ending = (BuildStatus.SUCCEEDED, None, output.image, output.reused)
+        notes = output.notes
     finally:
         log.close()  # every line stored before the end is: a follower that sees it has all
     if ending is not None:
-        finish(build_id, *ending)
+        finish(build_id, *ending, notes=notes)
     if unexpected is not None:
         raise unexpected
 

@@ -14,8 +14,10 @@ then the builds' (deploy, finish), so two of them never wait on each other.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -143,11 +145,14 @@ def finish(
     *,
     actor: str = events.ACTOR_WORKER,
     last_line: str | None = None,
+    notes: Sequence[str] = (),
 ) -> bool:
     """End a running build. False when it is no longer running (cancelled meanwhile, or
     failed by the housekeeping): then nothing is written, ``last_line`` (a log line said
     with the ending) included. A success of the Space's head commit records its image in
-    the spec; the controller takes it from there."""
+    the spec; the controller takes it from there. ``notes`` (what the image differs in from
+    the Hub) go on the build, with its image on the Space, and into `build.ended`."""
+    stored_notes = json.dumps(list(notes)) if notes else None
     with session_scope() as session:
         build = session.get(Build, build_id)
         if build is None:
@@ -162,6 +167,7 @@ def finish(
                 image=image,
                 reused_image=reused,
                 finished_at=now(),
+                notes=stored_notes,
             )
         ).rowcount  # type: ignore[attr-defined]
         if moved != 1:
@@ -170,7 +176,11 @@ def finish(
         if last_line is not None:
             session.add(BuildLogLine(build_id=build_id, line=last_line))
         if status == BuildStatus.SUCCEEDED and space is not None:
-            fields: dict[str, Any] = {"built_sha": build.commit_sha, "built_image": image}
+            fields: dict[str, Any] = {
+                "built_sha": build.commit_sha,
+                "built_image": image,
+                "built_notes": stored_notes,
+            }
             if image == space.built_image and not reused:
                 # Rebuilt under the same tag (a factory rebuild): same revision name, new
                 # content, so the running instance must be replaced too.
@@ -186,6 +196,7 @@ def finish(
             status=str(status),
             error=message.split("\n", 1)[0] if message else None,
             reused_image=reused,
+            **({"notes": list(notes)} if notes else {}),
         )
         ring(session, Channel.BUILD_LOGS)  # followers stop once they read it ended
         session.commit()

@@ -114,6 +114,8 @@ class Space(SQLModel, table=True):
     head_sha: str | None = Field(default=None, max_length=40)
     built_sha: str | None = Field(default=None, max_length=40)
     built_image: str | None = Field(default=None, max_length=255)
+    # What the built image differs in from the Hub (Build.notes of the build that made it).
+    built_notes: str | None = Field(default=None, sa_column=Column(Text))
     serving_sha: str | None = Field(default=None, max_length=40)
     serving_image: str | None = Field(default=None, max_length=255)
     # Where the gateway sends visitors (the serving instance's base URL).
@@ -166,6 +168,9 @@ class Build(SQLModel, table=True):
     # The commit's README config (spaces.config.SpaceConfig as JSON), parsed once at deploy
     # and carried to the worker, which reads nothing of the commit but its archive.
     config: str | None = Field(default=None, sa_column=Column(Text))
+    # What the build differs in from the Hub (a substituted base image or Python version), as
+    # a JSON list of sentences: builder BuildOutput.notes.
+    notes: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None

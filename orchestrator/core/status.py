@@ -38,6 +38,7 @@ SPEC_FIELDS = frozenset(
         "startup_timeout_seconds",
         "built_sha",
         "built_image",
+        "built_notes",  # what the built image differs in from the Hub (builder notes)
         "requested_hardware",
         "sleep_time_seconds",
         "visibility",

@@ -23,6 +23,7 @@ RUNTIME_KEYS = [
     "replicas",
     "devMode",
     "domains",
+    "buildNotes",  # Spaceport's own, after the Hub's
 ]
 SPACE_KEYS = [
     "_id", "id", "author", "sha", "createdAt", "lastModified", "private", "gated", "disabled",
