@@ -39,6 +39,7 @@ import requests
 from docker.models.images import Image
 from docker.utils import parse_repository_tag
 
+from builder import registry_mirror
 from builder.logstyle import LogSink, detail, error, step
 
 # Which Debian suite ships which CPython as its python3. Only suites whose python3 is the
@@ -179,6 +180,9 @@ def ensure_image(client: docker.DockerClient, ref: str, log: LogSink, settings: 
 
     repository, tag = parse_repository_tag(ref)
     log(step(f"Pulling base image {ref}"))
+    mirror = getattr(settings, "registry_mirror", "")  # SPACEPORT_REGISTRY_MIRROR
+    if mirror and registry_mirror.pull(client, ref, mirror, log):
+        return ref
     try:
         # An explicit tag: without one the SDK pulls *every* tag of the repository.
         client.images.pull(repository, tag=tag or "latest")

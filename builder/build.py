@@ -8,11 +8,11 @@ import io
 import tarfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import docker
 
-from builder import base_image, recipe
+from builder import base_image, buildkit_build, buildkit_checks, recipe
 from builder.cgroup import CgroupUnavailable, build_cgroup, sweep_stale
 from builder.context import build_context
 from builder.docker_build import (
@@ -54,6 +54,9 @@ class BuildInput:
     spec: BuildSpec
     variables: dict[str, str]
     no_cache: bool = False
+    # The Space's secrets (name -> value): build secrets of docker Spaces
+    # (RUN --mount=type=secret,id=NAME), never build args, never logged.
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,24 +75,47 @@ def _recipe(
         dockerfile = _read(item, "Dockerfile").decode(errors="replace")
         try:  # before any pull: a FROM naming a local registry is refused too
             check_dockerfile(dockerfile, build_network.egress_policy(options))
+            checks = buildkit_checks.plan(dockerfile)
         except DockerfileRefused as exc:
             raise recipe.RecipeError(str(exc)) from exc
         except build_network.BuildNetworkError as exc:
             raise BuildFailed(str(exc)) from exc
-        refs = [
-            base_image.ensure_image(client, image, log, options)
-            for image in recipe.dockerfile_base_images(dockerfile)
-        ]
+        images = recipe.dockerfile_base_images(dockerfile)
+        refs = [base_image.ensure_image(client, image, log, options) for image in images]
         for ref in refs:
             _check_onbuild(client, ref, options)
         bases = [_image_id(client, ref) for ref in refs]
-        # Variables are the build args of docker Spaces (secrets never are: see docs). The
-        # proxy args are Spaceport's: a variable may not point the build elsewhere.
+        # Variables are the build args of docker Spaces; secrets are build secrets, handed
+        # to BuildKit only when a step mounts one. The proxy args are Spaceport's: a variable
+        # may not point the build elsewhere.
         reserved = set(build_network.PROXY_ARGS + build_network.NO_PROXY_ARGS)
         args = {k: v for k, v in item.variables.items() if k not in reserved}
-        tag = recipe.image_tag(options.image_prefix, item.tree, config.key(), ",".join(bases), args)
+        for name in checks.required_secrets:
+            if name not in item.secrets:
+                raise recipe.RecipeError(
+                    f"Dockerfile line {checks.required_secrets[name]}: the step mounts the "
+                    f"secret {name} with required=true, and the Space has no secret {name}: "
+                    "add it in the Space's settings"
+                )
+        secrets = dict(item.secrets) if checks.secret_ids else {}
+        bases_key = ",".join(bases) + "|" + buildkit_build.secrets_digest(options.home, secrets)
+        tag = recipe.image_tag(options.image_prefix, item.tree, config.key(), bases_key, args)
         context = build_context(item.repo_tar, "Dockerfile")
-        return recipe.Recipe("Dockerfile", context, tag, args, bases=tuple(refs))
+        docker_plan = buildkit_build.DockerSpacePlan(
+            checks,
+            buildkit_build.BuildKitRequest(
+                context=context,
+                dockerfile="Dockerfile",
+                tag=tag,
+                build_args=args,
+                base_images=dict(zip(images, refs, strict=True)),
+                secrets=secrets,
+                no_cache=item.no_cache,
+            ),
+        )
+        return recipe.Recipe(
+            "Dockerfile", context, tag, args, buildkit=docker_plan, bases=tuple(refs)
+        )
 
     base = base_image.ensure_python_base(client, config.python_version, log, options)
     stages = [base]
@@ -195,6 +221,15 @@ def build_image(
         return BuildOutput(plan.tag, reused=True, notes=notes)
     network = _build_network(client, options, log)
     log(step(f"Building image {plan.tag}" + (" from scratch (no cache)" if item.no_cache else "")))
+    if isinstance(plan.buildkit, buildkit_build.DockerSpacePlan):
+        # docker Spaces build with BuildKit (heredocs, secret and cache mounts, as on the Hub);
+        # Spaceport's own recipes stay on the classic builder (docs/builder.md#buildkit).
+        daemon_base = base_image.ensure_python_base(client, "3.11", log, options)
+        buildkit_build.build_docker_space(
+            client, plan.buildkit, options, network, daemon_base, log, stop_reason
+        )
+        log(step(f"Built {plan.tag}"))
+        return BuildOutput(plan.tag, reused=False, notes=notes)
     log(
         detail(
             f"limits: {options.build_memory_mb} MiB memory, {options.build_cpus:g} CPUs, "

@@ -9,7 +9,11 @@ registry of a `FROM` image: the daemon pulls it from the host.
 
 The parse follows Docker's own rules where they matter here: the `# escape=` directive, line
 continuations (with comment lines inside them dropped), instructions in any case, `ONBUILD`,
-flags such as `--chown=`, and the JSON form.
+flags such as `--chown=`, the JSON form, and BuildKit's heredocs (`RUN <<EOF` ... `EOF`, on
+RUN, COPY and ADD), whose lines are the step's text, not instructions: a heredoc is taken
+only where BuildKit's parser takes one (frontend/dockerfile/parser: a whole word
+`[n]<<[-]NAME` of the line, quotes kept as its lexer keeps them), so a line BuildKit reads as
+an instruction is never skipped here.
 """
 
 from __future__ import annotations
@@ -45,6 +49,83 @@ class Instruction:
     line: int
     keyword: str  # upper case
     args: str
+    heredocs: tuple[str, ...] = ()  # the bodies of its heredocs, in order
+
+
+# BuildKit's reHeredoc, applied to one raw word: `<<EOF`, `<<-EOF`, `3<<"EOF"`.
+_HEREDOC_WORD = re.compile(r"^(\d*)<<(-?)\s*([^<]*)$")
+_HEREDOC_KEYWORDS = ("RUN", "COPY", "ADD")
+
+
+def raw_words(line: str) -> list[str]:
+    """Words as BuildKit's shell lexer splits a line for heredocs (RawQuotes, RawEscapes):
+    split on blanks outside quotes, quotes and backslashes kept in the word."""
+    words: list[str] = []
+    word: list[str] = []
+    in_word = False
+    i = 0
+    while i < len(line):
+        char = line[i]
+        if char in " \t\r\n\f\v":
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+            i += 1
+            continue
+        in_word = True
+        if char == "\\" and i + 1 < len(line):
+            word.append(line[i : i + 2])
+            i += 2
+        elif char == "'":
+            end = line.find("'", i + 1)
+            end = len(line) - 1 if end < 0 else end
+            word.append(line[i : end + 1])
+            i = end + 1
+        elif char == '"':
+            j = i + 1
+            while j < len(line) and line[j] != '"':
+                j += 2 if line[j] == "\\" else 1
+            word.append(line[i : j + 1])
+            i = j + 1
+        else:
+            word.append(char)
+            i += 1
+    if in_word:
+        words.append("".join(word))
+    return words
+
+
+def heredoc_names(keyword: str, args: str) -> list[tuple[str, bool]]:
+    """(terminator, strip leading tabs) of each heredoc the instruction opens, as BuildKit
+    reads them; none for other instructions or the JSON form."""
+    if keyword not in _HEREDOC_KEYWORDS or "<<" not in args or _is_json(args):
+        return []
+    found: list[tuple[str, bool]] = []
+    for word in raw_words(args):
+        match = _HEREDOC_WORD.match(word)
+        if not match or not match.group(3):
+            continue
+        name = match.group(3)
+        if len(name) >= 2 and name[0] == name[-1] and name[0] in "'\"":
+            name = name[1:-1]
+        elif any(c in name for c in "'\"\\"):
+            # BuildKit would unquote a partly quoted word; refuse to guess where it ends.
+            raise DockerfileRefused(
+                f"heredoc marker {word!r}: quote the whole name (<<'EOF') or none of it"
+            )
+        if name:
+            found.append((name, match.group(2) == "-"))
+    return found
+
+
+def _is_json(args: str) -> bool:
+    if not args.startswith("["):
+        return False
+    try:
+        values = json.loads(args)
+    except ValueError:
+        return False
+    return isinstance(values, list) and all(isinstance(v, str) for v in values)
 
 
 def _escape_char(lines: list[str]) -> str:
@@ -58,11 +139,27 @@ def _escape_char(lines: list[str]) -> str:
 
 
 def instructions(text: str) -> Iterator[Instruction]:
-    lines = text.splitlines()
+    # Lines end at "\n" only, as BuildKit's scanner has it (splitlines would also split at
+    # characters BuildKit keeps inside a line, and a heredoc could end early).
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     escape = _escape_char(lines)
     pending: list[str] = []
     start = 0
+    bodies: list[tuple[str, bool, list[str]]] = []  # heredocs still being read
+    done: list[str] = []
+    opened: Instruction | None = None
     for number, raw in enumerate(lines, start=1):
+        if bodies:
+            name, chomp, body = bodies[0]
+            if (raw.lstrip("\t") if chomp else raw) == name:
+                done.append("\n".join(body) + ("\n" if body else ""))
+                bodies.pop(0)
+                if not bodies and opened is not None:
+                    yield Instruction(opened.line, opened.keyword, opened.args, tuple(done))
+                    opened = None
+            else:
+                body.append(raw)
+            continue
         stripped = raw.strip()
         if not pending and (not stripped or stripped.startswith("#")):
             continue
@@ -74,8 +171,19 @@ def instructions(text: str) -> Iterator[Instruction]:
             pending.append(stripped[: -len(escape)])
             continue
         pending.append(stripped)
-        yield _instruction(start, " ".join(pending))
+        item = _instruction(start, " ".join(pending))
         pending = []
+        names = heredoc_names(item.keyword, item.args)
+        if names:
+            bodies = [(name, chomp, []) for name, chomp in names]
+            done, opened = [], item
+            continue
+        yield item
+    if bodies:
+        raise DockerfileRefused(
+            f"Dockerfile line {opened.line if opened else 0}: the heredoc {bodies[0][0]} is "
+            f"never closed: end it with a line holding only {bodies[0][0]}"
+        )
     if pending:
         yield _instruction(start, " ".join(pending))
 

@@ -52,5 +52,7 @@ class BuildOptions:
     build_timeout_seconds: int
     build_egress_allow: list[str] = field(default_factory=list)
     build_blocked_networks: list[str] = field(default_factory=list)
+    buildkit_dir: str = ""  # buildkitd and buildctl; "": scripts/build_buildkit.sh's cache
+    registry_mirror: str = ""  # host[:port] serving Docker Hub's images
     npm_registry: str = "https://registry.npmjs.org"
     static_build_image: str = "node:24"  # the build stage of a static app_build_command

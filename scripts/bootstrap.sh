@@ -55,6 +55,7 @@ PACKAGES=(
     curl
     libnss-myhostname
     procps # pgrep, to tell a dockerd that is still starting from none at all
+    skopeo # hands the Engine's base images to BuildKit (docker Spaces)
 )
 if [ "$WITH_TEST" -eq 1 ]; then
     PACKAGES+=(postgresql redis-server)
@@ -111,6 +112,11 @@ else
     fi
     detail "running"
 fi
+
+# --- BuildKit ---------------------------------------------------------------------------
+# docker Spaces build with BuildKit, built from its Go module into a cache outside the repo
+# (instant when that version is already there).
+"$ROOT/scripts/build_buildkit.sh"
 
 # --- *.localhost name resolution --------------------------------------------------------
 # nss-myhostname resolves localhost and every *.localhost name to the loopback address, so

@@ -33,6 +33,8 @@ def build_options(settings: Settings | None = None, instance: str | None = None)
         build_cpus=settings.build_cpus,
         build_pids_limit=settings.build_pids_limit,
         build_timeout_seconds=settings.build_timeout_seconds,
+        buildkit_dir=settings.buildkit_dir,
+        registry_mirror=settings.registry_mirror,
         build_egress_allow=list(settings.build_egress_allow),
         build_blocked_networks=list(settings.build_blocked_networks),
         npm_registry=settings.npm_registry,

@@ -2,11 +2,11 @@
 once, run the builder, record how it ended.
 
 What the worker reads: the Build row (with the config deploy parsed from the README, so
-the README is not read again), the Space's secrets (to mask them) and variables (the
-build args of docker Spaces), and the commit's archive: one `git archive`, from which the
-builder also takes the file list and the content digest that names the image. It writes
-only through orchestrator/builds/state.py (the Build row, the spec's built image, events)
-and orchestrator/builds/logs.py (the log).
+the README is not read again), the Space's secrets (to mask them, and as the build secrets
+of docker Spaces) and variables (the build args of docker Spaces), and the commit's archive:
+one `git archive`, from which the builder also takes the file list and the content digest
+that names the image. It writes only through orchestrator/builds/state.py (the Build row,
+the spec's built image, events) and orchestrator/builds/logs.py (the log).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from orchestrator.builds.state import (
     worker_id,
 )
 from orchestrator.core.db import session_scope
-from orchestrator.core.models import Build, BuildStatus, Space, Variable
+from orchestrator.core.models import Build, BuildStatus, Secret, Space, Variable
 from orchestrator.core.redaction import space_secret_values
 from orchestrator.core.settings import get_settings
 from orchestrator.repos import lfs
@@ -110,6 +110,10 @@ def run_build(build_id: int) -> None:
         assert space is not None and space.id is not None
         start_heartbeat(build_id)
         secrets = space_secret_values(session, space.id)
+        # docker Spaces' build secrets (RUN --mount=type=secret,id=NAME): to BuildKit only.
+        build_secrets = {
+            s.key: s.value for s in session.exec(select(Secret).where(Secret.space_id == space.id))
+        }
         variables = {
             v.key: v.value
             for v in session.exec(select(Variable).where(Variable.space_id == space.id))
@@ -133,6 +137,7 @@ def run_build(build_id: int) -> None:
             spec=build_spec(_config(stored_config, repo_tar)),
             variables=variables,
             no_cache=no_cache,
+            secrets=build_secrets,
         )
         output = build_image(
             engine_client(),

@@ -110,6 +110,19 @@ class Settings(BaseSettings):
         default=1800,
         description="A build running longer than this is stopped and ends in BUILD_ERROR.",
     )
+    buildkit_dir: str = Field(
+        default="",
+        description="Folder holding the buildkitd and buildctl binaries docker Spaces build "
+        "with; empty: where scripts/build_buildkit.sh puts them "
+        "(~/.cache/spaceport/buildkit-<version>/bin, or under SPACEPORT_TOOLS_CACHE).",
+    )
+    registry_mirror: str = Field(
+        default="",
+        description="A registry (host[:port]) serving Docker Hub's images under Docker Hub's "
+        "paths (a pull-through cache, or the operator's own registry): a base image that is "
+        "not in the Engine is pulled from it first (python:3.11-slim as "
+        "<mirror>/library/python:3.11-slim) and tagged under its Hub name. Empty: none.",
+    )
     build_log_tail_lines: int = Field(
         default=25,
         description="How many last lines of a failed build's log go into the error message.",
