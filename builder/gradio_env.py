@@ -242,6 +242,14 @@ def filter_requirements(text: str) -> tuple[str, list[tuple[int, str]]]:
     return "".join(f"{line}\n" for line in kept), dropped
 
 
+def requirements_args(plan: Plan, requirements: str) -> list[str]:
+    """`pip install` arguments for requirements.txt. Gradio itself is named beside it: pip
+    resolves only what it is asked for, so with the constraints alone a requirement could
+    still downgrade a dependency of the installed Gradio (gradio_client, say) and break it
+    without a word; named, such a conflict is a ResolutionImpossible."""
+    return ["-r", requirements, plan.gradio_requirement(), "-c", CONSTRAINTS]
+
+
 # Lines of pip's resolver when versions conflict (as opposed to a missing package).
 _CONFLICT_MARKERS = ("ResolutionImpossible", "conflicting dependencies", "conflict is caused by")
 
@@ -305,6 +313,7 @@ def install(version: str) -> None:
     os.unlink(pins.name)
     with open(PLAN, "w") as handle:
         json.dump(asdict(plan), handle, indent=1)
+        handle.write("\n")
 
 
 def _installed_extras(name: str) -> list[str]:
@@ -349,7 +358,7 @@ def install_requirements(path: str) -> None:
     filtered = "/tmp/spaceport-requirements.txt"
     with open(filtered, "w") as handle:
         handle.write(kept)
-    code, output = _pip(["-r", filtered, "-c", CONSTRAINTS])
+    code, output = _pip(requirements_args(plan, filtered))
     if code == 0:
         return
     if not is_conflict(output):

@@ -113,6 +113,14 @@ def test_gradio_lines_are_left_out_with_their_line_numbers() -> None:
     assert dropped == [(2, "gradio==4.0")]
 
 
+def test_requirements_are_resolved_together_with_the_gradio_pin() -> None:
+    """With constraints alone pip would downgrade a dependency of the installed Gradio
+    (gradio_client==1.0.1 beside Gradio 6) without a conflict: Gradio is named too."""
+    plan = make_plan("6.31.0", "3.11", GRADIO_3)
+    args = gradio_env.requirements_args(plan, "/tmp/r.txt")
+    assert args == ["-r", "/tmp/r.txt", "gradio[oauth,mcp]==6.31.0", "-c", gradio_env.CONSTRAINTS]
+
+
 def test_a_conflict_is_told_from_a_missing_package() -> None:
     assert is_conflict("ERROR: ResolutionImpossible: for help visit ...")
     assert not is_conflict("ERROR: No matching distribution found for nope==1")
