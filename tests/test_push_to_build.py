@@ -232,20 +232,37 @@ def test_push_during_a_running_build_cancels_it(
     assert max(builds.values(), key=lambda b: b["id"])["status"] == "succeeded"
     output, _ = slow_push.communicate(timeout=60)
     assert "superseded by a newer push" in output
-    # The cancelled docker build left no container still sleeping (this run's RUN line
-    # carries a unique marker, so other test runs on the Engine don't count).
+    # The cancelled docker build left no step still sleeping (this run's RUN line carries a
+    # unique marker, so other test runs on the Engine don't count): no Engine container (the
+    # classic builder's steps) and no process anywhere on the host (BuildKit's steps run
+    # under its daemon's runc, not as Engine containers).
     marker = slow_dockerfile.split("slow step starts ", 1)[1].split('"', 1)[0]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         leftovers = [
-            c
+            c.name
             for c in docker.from_env().containers.list()
             if marker in " ".join(c.attrs["Config"]["Cmd"] or [])
-        ]
+        ] + processes_with(marker)
         if not leftovers:
             break
         time.sleep(1)
     assert leftovers == []
+
+
+def processes_with(text: str) -> list[str]:
+    """Host processes whose command line holds `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"pid {proc.name}: {cmdline[:120]}")
+    return found
 
 
 def test_build_goes_on_when_the_pusher_disconnects(
@@ -282,7 +299,8 @@ def test_build_log_can_be_followed_while_it_runs(
 ) -> None:
     repo = docker_space(workdir, SLOW_DOCKERFILE.replace("sleep 300", "sleep 6"))
     process = start_push(repo, platform.git_url("alice", "follow-me", alice))
-    wait_for_log_line(platform, "alice", "follow-me", "Step 1/")
+    # Spaceport's own line, the same with BuildKit (docker Spaces) and the classic builder.
+    wait_for_log_line(platform, "alice", "follow-me", "Building image")
     seen_running = False
     with httpx.stream(
         "GET", f"{platform.url}/api/spaces/alice/follow-me/logs/build", timeout=120
