@@ -397,7 +397,9 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _parse_time(text: str) -> datetime:
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    # Python < 3.11 (the image's may be 3.9) reads only 3 or 6 digits of a fraction.
+    text = re.sub(r"\.(\d+)", lambda m: "." + (m[1] + "000000")[:6], text.replace("Z", "+00:00"))
+    parsed = datetime.fromisoformat(text)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

@@ -35,6 +35,18 @@ def test_the_release_date_is_its_newest_file_from_the_project_json() -> None:
     assert release_uploaded(data, "3.50.2") == datetime(2023, 10, 19, 18, 29, 31, 893922, UTC)
 
 
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("2023-10-19T18:29:31Z", datetime(2023, 10, 19, 18, 29, 31, tzinfo=UTC)),
+        ("2023-10-19T18:29:31.5Z", datetime(2023, 10, 19, 18, 29, 31, 500000, UTC)),
+        ("2023-10-19T18:29:31.1234567", datetime(2023, 10, 19, 18, 29, 31, 123456, UTC)),
+    ],
+)
+def test_upload_times_of_any_precision_are_read(stamp: str, expected: datetime) -> None:
+    assert release_uploaded(project("1.0", stamp), "1.0") == expected
+
+
 @pytest.mark.parametrize("version", ["9.9.9", "6.31.0"])  # unknown; listed without files
 def test_a_version_pypi_does_not_have_says_to_fix_sdk_version(version: str) -> None:
     with pytest.raises(EnvError, match="sdk_version in README.md"):
