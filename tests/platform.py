@@ -93,6 +93,10 @@ class Platform:
             label = f"org.spaceport.instance={self.instance}"
             for container in client.containers.list(all=True, filters={"label": label}):
                 container.remove(force=True)
+            # The BuildKit daemon's state volume (its layer cache): one per test installation.
+            for volume in client.volumes.list(filters={"label": label}):
+                with contextlib.suppress(docker.errors.APIError):
+                    volume.remove(force=True)
 
     @property
     def instance(self) -> str:
