@@ -200,7 +200,14 @@ class Bench:
         return seconds
 
     def cleanup(self) -> None:
-        for image in dict.fromkeys(self.images):
+        # The build proxy this bench's installation started, then its images (the proxy's too).
+        found = docker(
+            "ps", "-aq", "--filter", f"label=org.spaceport.instance={self.options.instance}"
+        )
+        for container in found.stdout.split():
+            docker("rm", "-f", container, check=False)
+        proxies = docker("images", "-q", f"{PREFIX}/build-proxy")
+        for image in [*dict.fromkeys(self.images), *proxies.stdout.split()]:
             docker("rmi", image, check=False)
 
 
