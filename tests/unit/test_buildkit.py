@@ -6,6 +6,7 @@ in its environment), named contexts, the daemon's container settings, the regist
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -193,3 +194,19 @@ def test_the_registry_mirror_serves_docker_hub_names() -> None:
     assert mirror_ref("m", "docker.io/library/node:20") == "m/library/node:20"
     assert mirror_ref("m", "ghcr.io/x/y:1") is None
     assert mirror_ref("", "python:3.11") is None
+
+
+def test_a_builds_cgroup_is_placed_in_the_daemons_and_limited_like_classic_steps(
+    tmp_path: Path,
+) -> None:
+    dirs = buildkit._daemon_cgroups(os.getpid(), tmp_path)  # noqa: SLF001
+    assert dirs and all(str(path).startswith(str(tmp_path)) for path in dirs.values())
+    files = buildkit._limit_files(cpus=1.5, memory_bytes=512 << 20, pids_max=64)  # noqa: SLF001
+    assert ("memory", "memory.limit_in_bytes", str(512 << 20)) in files
+    assert ("memory", "memory.memsw.limit_in_bytes", str(512 << 20)) in files  # no swap
+    assert ("cpu", "cpu.cfs_quota_us", "150000") in files
+    assert ("pids", "pids.max", "64") in files
+    assert not [f for f in buildkit._limit_files(1, 1, 0) if f[0] == "pids"]  # noqa: SLF001
+    # The limit comes before the swap limit: the kernel refuses memsw below memory.
+    names = [name for _, name, _ in files]
+    assert names.index("memory.limit_in_bytes") < names.index("memory.memsw.limit_in_bytes")
