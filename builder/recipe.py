@@ -45,7 +45,6 @@ class Recipe:
     tag: str
     build_args: dict[str, str] = field(default_factory=dict)
     generated_dockerfile: str | None = None  # the text, when Spaceport wrote it
-    bases: tuple[str, ...] = ()  # the base images it builds on (FROM refs), for the notes
     # docker Spaces: what BuildKit is handed (a builder.buildkit_build.DockerSpacePlan)
     buildkit: object | None = None
     bases: tuple[str, ...] = ()  # the base images it builds on (FROM refs), for the notes
