@@ -29,23 +29,6 @@ SAMPLES = {
     "login_button": "login",
     "zero_gpu": "zero-gpu",
 }
-# The Space's OAuth app, as the Hub sets it for `hf_oauth: true` (Spaceport has no OAuth
-# provider yet: these only let Gradio mount its login routes; nobody signs in here).
-OAUTH_VARIABLES = [
-    {"key": "OAUTH_CLIENT_ID", "value": "compat-login"},
-    {"key": "OAUTH_SCOPES", "value": "openid profile"},
-    {"key": "OPENID_PROVIDER_URL", "value": "http://127.0.0.1:9"},
-]
-
-
-def _create(platform: Platform, token: str, name: str, **extra: object) -> None:
-    response = httpx.post(
-        f"{platform.url}/api/repos/create",
-        headers={"authorization": f"Bearer {token}"},
-        json={"type": "space", "name": name, "sdk": "gradio", **extra},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
 
 
 def _delete(platform: Platform, token: str, name: str) -> None:
@@ -69,13 +52,6 @@ def spaces(
 ) -> Iterator[dict[str, dict]]:
     """Every sample pushed and RUNNING: {space name: its newest build}."""
     workdir = tmp_path_factory.mktemp("compat")
-    _create(
-        platform,
-        token,
-        SAMPLES["login_button"],
-        variables=OAUTH_VARIABLES,
-        secrets=[{"key": "OAUTH_CLIENT_SECRET", "value": "compat-not-a-real-secret"}],
-    )
     try:
         for sample, name in SAMPLES.items():
             result = push(sample_checkout(sample, workdir), platform.git_url(OWNER, name, token))

@@ -5,9 +5,11 @@ new container: a variable, a secret, a rename (SPACE_ID, SPACE_HOST), a restart.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlmodel import Session, select
 
+from orchestrator.core import secret_store
 from orchestrator.core.models import Secret, Space, Variable
 from orchestrator.core.settings import get_settings
 from orchestrator.spaces import registry as spaces_module
@@ -19,13 +21,15 @@ def space_environment(session: Session, space: Space) -> dict[str, str]:
     """The variables a Space's process sees: its own, its secrets, and Spaces' standard ones."""
     settings = get_settings()
     tier = sized_tier(space.requested_hardware, settings.hardware_overrides)
-    env = {
-        v.key: v.value for v in session.exec(select(Variable).where(Variable.space_id == space.id))
-    }
+    card = json.loads(space.card_data) if space.card_data else {}
+    # The OAuth app first: the owner's own variables and secrets of those names win.
+    env = oauth_environment(space, card, settings.public_url)
+    variables = session.exec(select(Variable).where(Variable.space_id == space.id))
+    env.update({v.key: v.value for v in variables})
     env.update(
         {s.key: s.value for s in session.exec(select(Secret).where(Secret.space_id == space.id))}
     )
-    title = (json.loads(space.card_data).get("title") if space.card_data else None) or space.name
+    title = card.get("title") or space.name
     env.update(
         {
             "SYSTEM": "spaces",
@@ -43,6 +47,26 @@ def space_environment(session: Session, space: Space) -> dict[str, str]:
         }
     )
     return env
+
+
+def oauth_environment(space: Space, card: dict[str, Any], public_url: str) -> dict[str, str]:
+    """What the Hub gives a Space whose README says `hf_oauth: true`: its OAuth app. Gradio's
+    `gr.LoginButton` refuses to start without these. Spaceport has no sign-in provider yet,
+    so they let such a Space start unchanged (its login routes point at this installation);
+    nobody can sign in through them. The client secret is masked like the Space's secrets."""
+    if card.get("hf_oauth") is not True:
+        return {}
+    scopes = ["openid", "profile"]
+    extra = card.get("hf_oauth_scopes")
+    for scope in extra if isinstance(extra, list) else []:
+        if isinstance(scope, str) and scope not in scopes:
+            scopes.append(scope)
+    return {
+        "OAUTH_CLIENT_ID": space.uid,
+        "OAUTH_CLIENT_SECRET": secret_store.oauth_client_secret(space.uid),
+        "OAUTH_SCOPES": " ".join(scopes),
+        "OPENID_PROVIDER_URL": public_url.rstrip("/"),
+    }
 
 
 def revision_of(session: Session, space: Space) -> Revision | None:

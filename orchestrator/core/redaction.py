@@ -7,13 +7,15 @@ an app may have been handed by a careless visitor or printed from its environmen
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
 
 from sqlmodel import Session, select
 
-from orchestrator.core.models import Secret
+from orchestrator.core import secret_store
+from orchestrator.core.models import Secret, Space
 
 MASK = "***"
 # Shorter secret values are not masked: "***" for every "a" would garble the log and
@@ -65,7 +67,11 @@ def space_secret_values(session: Session, space_id: int | None) -> list[str]:
     """The plain values of a Space's secrets: the one place masking reads them from."""
     if space_id is None:
         return []
-    return [s.value for s in session.exec(select(Secret).where(Secret.space_id == space_id))]
+    values = [s.value for s in session.exec(select(Secret).where(Secret.space_id == space_id))]
+    space = session.get(Space, space_id)
+    if space is not None and space.card_data and json.loads(space.card_data).get("hf_oauth"):
+        values.append(secret_store.oauth_client_secret(space.uid))  # its OAuth app's
+    return values
 
 
 def for_space(session: Session, space_id: int | None) -> Redactor:

@@ -15,6 +15,8 @@ the key. Rows written before encryption existed are plain text without the prefi
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 import secrets
 from functools import lru_cache
@@ -125,3 +127,11 @@ def encrypt_plaintext_rows(connection: Connection) -> int:
             {"value": encrypt(value), "id": row_id},
         )
     return len(rows)
+
+
+def oauth_client_secret(space_uid: str) -> str:
+    """The client secret of a Space's OAuth app (`hf_oauth: true`): the installation key's
+    HMAC of the Space's uid, so it is stable across restarts, never stored, and different
+    for every Space and installation."""
+    message = b"oauth-client-secret:" + space_uid.encode()
+    return hmac.new(ensure_key(), message, hashlib.sha256).hexdigest()
