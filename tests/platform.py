@@ -155,6 +155,16 @@ class Platform:
         response.raise_for_status()
         return "\n".join(response.json()["log"])
 
+    def delete_space(self, owner: str, name: str, token: str) -> None:
+        """Delete a Space a test made (the session platform is shared: leave room)."""
+        httpx.request(
+            "DELETE",
+            f"{self.url}/api/repos/delete",
+            json={"type": "space", "organization": owner, "name": name},
+            headers={"authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+
     def wait_for_stage(
         self,
         owner: str,

@@ -27,16 +27,6 @@ OWNER = "kit"
 SECRET = "bk-secret-7f3a9c21e4"  # long and unusual: any copy of it is found
 
 
-def _delete(platform: Platform, token: str, name: str) -> None:
-    httpx.request(
-        "DELETE",
-        f"{platform.url}/api/repos/delete",
-        json={"type": "space", "organization": OWNER, "name": name},
-        headers={"authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-
-
 @pytest.fixture(scope="module")
 def spaces(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """docker_buildkit pushed twice: `with-secret` (BUILD_TOKEN set first) and `no-secret`."""
@@ -54,7 +44,7 @@ def spaces(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield {**stages, "token": token}
     finally:
         for name in names:
-            _delete(platform, token, name)
+            platform.delete_space(OWNER, name, token)
 
 
 def test_a_heredoc_and_secret_dockerfile_runs_with_its_secret(

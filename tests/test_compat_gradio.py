@@ -31,16 +31,6 @@ SAMPLES = {
 }
 
 
-def _delete(platform: Platform, token: str, name: str) -> None:
-    httpx.request(
-        "DELETE",
-        f"{platform.url}/api/repos/delete",
-        json={"type": "space", "organization": OWNER, "name": name},
-        headers={"authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-
-
 @pytest.fixture(scope="module")
 def token(platform: Platform) -> str:
     return platform.token(OWNER)
@@ -64,7 +54,7 @@ def spaces(
         yield builds
     finally:
         for name in SAMPLES.values():
-            _delete(platform, token, name)
+            platform.delete_space(OWNER, name, token)
 
 
 def _log(platform: Platform, spaces: dict[str, dict], name: str) -> str:

@@ -23,16 +23,6 @@ SAMPLES = {"static_build": "site-build", "docker_node": "node-server"}
 BROKEN = "site-broken"
 
 
-def _delete(platform: Platform, token: str, name: str) -> None:
-    httpx.request(
-        "DELETE",
-        f"{platform.url}/api/repos/delete",
-        json={"type": "space", "organization": OWNER, "name": name},
-        headers={"authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-
-
 def _is_stand_in(ref: str) -> bool:
     """Whether the Engine's `ref` is Spaceport's equivalent (no registry served it)."""
     labels = docker.from_env().images.get(ref).labels or {}
@@ -69,7 +59,7 @@ def spaces(
         yield runtimes
     finally:
         for name in [*SAMPLES.values(), BROKEN]:
-            _delete(platform, token, name)
+            platform.delete_space(OWNER, name, token)
 
 
 def test_app_build_command_builds_the_site_and_only_it_is_served(
