@@ -17,6 +17,7 @@ sandbox/buildkit.py), streamed line by line, stoppable, loaded into the Engine a
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import fcntl
 import hashlib
@@ -28,6 +29,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -47,6 +49,7 @@ from sandbox.build_network import BuildNetwork
 
 # Keep in step with scripts/build_buildkit.sh VERSION (tests/unit/test_buildkit.py checks).
 BUILDKIT_VERSION = "v0.34.2"
+PR_SET_PDEATHSIG = 1  # prctl(2)
 _ERROR_LINE = re.compile(r"^(?:error|ERROR):\s*(.+)$")
 
 
@@ -259,6 +262,14 @@ def stream_buildkit(
             raise BuildFailed(f"cannot load the built image into the Docker Engine: {exc}") from exc
 
 
+def _die_with_this_thread() -> None:
+    """buildctl's preexec_fn: killed when the worker's thread that started it is gone (a
+    worker killed mid-build must not leave its build running: buildkitd cancels the
+    build of a buildctl that went away)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def _run_buildctl(
     argv: list[str],
     env: dict[str, str],
@@ -274,6 +285,7 @@ def _run_buildctl(
         text=True,
         errors="replace",
         start_new_session=True,
+        preexec_fn=_die_with_this_thread,
     )
     stopped: list[str] = []
     done = threading.Event()
