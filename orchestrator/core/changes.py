@@ -52,8 +52,8 @@ def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _doorbell(channel: Channel) -> Path:
-    return get_settings().home / "changes" / channel.value
+def _doorbell(channel: Channel, home: Path | None = None) -> Path:
+    return (home or get_settings().home) / "changes" / channel.value
 
 
 def _ring_file(channel: Channel) -> None:
@@ -114,8 +114,11 @@ def _forget_rings(session: Session) -> None:
 class Feed:
     """One per process: a thread that hears rings and counts them per channel."""
 
-    def __init__(self, database_url: str, poll_seconds: float) -> None:
+    def __init__(self, database_url: str, poll_seconds: float, home: Path | None = None) -> None:
         self._url = database_url
+        # Read once: a loop that asked the settings each poll could read (and cache) the
+        # settings of whatever home the process has moved on to.
+        self._home = home or get_settings().home
         self._poll = poll_seconds
         self._counts = {channel: 0 for channel in Channel}
         self._changed = threading.Condition()
@@ -204,7 +207,7 @@ class Feed:
     def _watch_files(self) -> None:
         def stamp(channel: Channel) -> int:
             try:
-                return os.stat(_doorbell(channel)).st_mtime_ns
+                return os.stat(_doorbell(channel, self._home)).st_mtime_ns
             except FileNotFoundError:
                 return 0
 
@@ -244,4 +247,12 @@ class Feed:
 @lru_cache
 def feed() -> Feed:
     settings = get_settings()
-    return Feed(settings.sqlalchemy_url, settings.change_poll_seconds)
+    return Feed(settings.sqlalchemy_url, settings.change_poll_seconds, settings.home)
+
+
+def reset_feed() -> None:
+    """Close this process's feed, if it made one, and forget it (tests moving between
+    homes: a feed left running would keep watching the old one)."""
+    if feed.cache_info().currsize:
+        feed().close()
+    feed.cache_clear()

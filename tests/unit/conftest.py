@@ -23,9 +23,7 @@ def _reset_caches() -> None:
     secret_store._fernet.cache_clear()
     # The process's change feed listens to one home's database: a test's feed must not
     # outlive it (a feed of a stopped server retries each second and wakes its waiters).
-    if changes.feed.cache_info().currsize:
-        changes.feed().close()
-    changes.feed.cache_clear()
+    changes.reset_feed()
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ def api(
         monkeypatch.setenv("SPACEPORT_DATABASE_URL", _fresh_database(request))
     get_settings.cache_clear()
     db.get_engine.cache_clear()
-    changes.feed.cache_clear()
+    changes.reset_feed()
     backend = FollowingBackend()
     monkeypatch.setattr(logs, "backend", lambda: backend)
     from orchestrator.app import create_api
@@ -146,7 +146,7 @@ def api(
         db.get_engine().dispose()
         get_settings.cache_clear()
         db.get_engine.cache_clear()
-        changes.feed.cache_clear()
+        changes.reset_feed()
 
 
 def wait_for(condition: Callable[[], object], what: str, seconds: float = 10) -> None:

@@ -49,7 +49,7 @@ def stack(
         get_settings.cache_clear()
         db.get_engine.cache_clear()
         secret_store._fernet.cache_clear()
-        changes.feed.cache_clear()  # a feed of this test's home and database
+        changes.reset_feed()  # a feed of this test's home and database
 
     reset()
     db.migrate()
