@@ -123,13 +123,25 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def logs(
-        self, instance_id: str, tail: int | None = None, follow: bool = False
-    ) -> Iterator[str]: ...
+        self,
+        instance_id: str,
+        tail: int | None = None,
+        follow: bool = False,
+        timestamps: bool = False,
+    ) -> Iterator[str]:
+        """The instance's stdout and stderr, a line at a time. With `timestamps`, each line
+        starts with the RFC 3339 time it was written and a space, as `docker logs
+        --timestamps` and `kubectl logs --timestamps` print it (log_stream.split_timestamp
+        takes it apart)."""
 
-    async def follow_logs(self, instance_id: str, tail: int | None = None) -> AsyncIterator[str]:
+    async def follow_logs(
+        self, instance_id: str, tail: int | None = None, timestamps: bool = False
+    ) -> AsyncIterator[str]:
         """`logs(follow=True)` for asyncio code (the API's log streams): the blocking read,
         Docker's call included, runs in a thread of its own; closing this ends it."""
-        opened = in_thread(lambda: self.logs(instance_id, tail=tail, follow=True))
+        opened = in_thread(
+            lambda: self.logs(instance_id, tail=tail, follow=True, timestamps=timestamps)
+        )
         try:
             async for line in opened:
                 yield line

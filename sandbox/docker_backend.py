@@ -217,16 +217,19 @@ class DockerBackend(Backend):
                 since = since or time.time()
 
     def logs(
-        self, instance_id: str, tail: int | None = None, follow: bool = False
+        self,
+        instance_id: str,
+        tail: int | None = None,
+        follow: bool = False,
+        timestamps: bool = False,
     ) -> Iterator[str]:
+        lines = tail if tail is not None else "all"
         try:
             container = self.client.containers.get(instance_id)
             if not follow:
-                data = container.logs(tail=tail if tail is not None else "all")
+                data = container.logs(tail=lines, timestamps=timestamps)
                 return iter(data.decode(errors="replace").splitlines())
-            stream = container.logs(
-                stream=True, follow=True, tail=tail if tail is not None else "all"
-            )
+            stream = container.logs(stream=True, follow=True, tail=lines, timestamps=timestamps)
         except (NotFound, APIError):  # gone, or being removed: no log left to read
             return iter(())
         return _LogLines(stream)

@@ -15,6 +15,7 @@ import concurrent.futures
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 
 QUEUE_LINES = 512  # lines waiting for a slow reader before the thread waits too
 JOIN_SECONDS = 5.0  # how long a close waits for a thread stuck in a read
@@ -79,3 +80,16 @@ async def in_thread(open_lines: Callable[[], Iterator[str]]) -> AsyncIterator[st
                 close()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(ended), JOIN_SECONDS)
+
+
+def split_timestamp(line: str) -> tuple[str, datetime | None]:
+    """A line of `logs(timestamps=True)` as (text, when it was written); (line, None) when it
+    does not start with a timestamp. Docker and Kubernetes print nanoseconds
+    (`2026-12-02T07:20:01.123456789Z text`); Python keeps microseconds."""
+    stamp, space, text = line.partition(" ")
+    if not space or not stamp[:4].isdigit():
+        return line, None
+    try:
+        return text, datetime.fromisoformat(stamp)
+    except ValueError:
+        return line, None

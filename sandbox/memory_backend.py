@@ -114,8 +114,14 @@ class MemoryBackend(Backend):
             return list(self.running.values())
 
     def logs(
-        self, instance_id: str, tail: int | None = None, follow: bool = False
+        self,
+        instance_id: str,
+        tail: int | None = None,
+        follow: bool = False,
+        timestamps: bool = False,
     ) -> Iterator[str]:
+        # Lines are kept as given, timed or not: `timestamps` adds nothing (a line without a
+        # time is stamped by its reader when it is read).
         lines = list(self.log_lines.get(instance_id, []))
         return iter(lines[-tail:] if tail else lines)
 

@@ -8,8 +8,10 @@ log is the backend's own async stream (sandbox: Backend.follow_logs). Both send 
 while silent and end when the client leaves (orchestrator/api/sse.py), within the follower
 limits (api/followers.py).
 
-A build log's `timestamp` is when the builder wrote the line (builds/logs.py keeps it per
-line); a run log's is when the line is read from the backend.
+Each event's `timestamp` is when the line was written: for a build log the builder's time
+(builds/logs.py keeps it per line), for a run log the backend's (Docker's log timestamps).
+huggingface_hub's fetch_space_logs(follow=False) relies on it: it stops at the first event
+written after the answer's Date, so a line stamped when it is read could end a replay early.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from orchestrator.core.db import get_session
 from orchestrator.core.models import Build, Space
 from orchestrator.core.redaction import Redactor
 from sandbox.backend import Backend, Instance
+from sandbox.log_stream import split_timestamp
 
 router = APIRouter(prefix="/api/spaces", responses=ERROR_RESPONSES)
 STREAMED = {200: {"content": {"text/event-stream": {}}}}
@@ -66,6 +69,16 @@ async def _framed(lines: AsyncIterator[LogItem], mask: Redactor | None) -> Async
 async def _listed(lines: Iterable[str]) -> AsyncIterator[str]:
     for line in lines:
         yield line
+
+
+async def _written(lines: AsyncIterator[str]) -> AsyncIterator[LogItem]:
+    """Lines of `logs(timestamps=True)` with the time each was written."""
+    try:
+        async for line in lines:
+            text, written = split_timestamp(line)
+            yield text if written is None else (text, written)
+    finally:
+        await lines.aclose()  # type: ignore[attr-defined]
 
 
 def _followed(
@@ -157,12 +170,13 @@ def run_log(
         if instance is None:
             lines: AsyncIterator[str] = _listed(())
         elif release is None:
-            lines = _listed(list(engine.logs(instance.id, tail=tail)))
+            lines = _listed(list(engine.logs(instance.id, tail=tail, timestamps=True)))
         else:
-            lines = engine.follow_logs(instance.id, tail=tail)
+            lines = engine.follow_logs(instance.id, tail=tail, timestamps=True)
+        items = _written(lines)
         if release is None:
-            return sse.response(_framed(lines, mask))
-        return _followed(request, lines, mask, release)
+            return sse.response(_framed(items, mask))
+        return _followed(request, items, mask, release)
     except BaseException:
         if release:
             release()

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -31,6 +32,7 @@ from orchestrator.core.models import Build, BuildLogLine, BuildStatus, Space, To
 from orchestrator.core.settings import get_settings
 from orchestrator.spaces import registry as spaces
 from sandbox.backend import Instance, InstanceState
+from sandbox.log_stream import split_timestamp
 from sandbox.memory_backend import MemoryBackend
 
 HEARTBEAT = 0.2
@@ -61,9 +63,9 @@ class FollowingBackend(MemoryBackend):
         super().__init__()
         self.followed: list[QuietLog] = []
 
-    def logs(self, instance_id: str, tail: int | None = None, follow: bool = False):  # type: ignore[no-untyped-def]
+    def logs(self, instance_id: str, tail: int | None = None, follow: bool = False, timestamps: bool = False):  # type: ignore[no-untyped-def]  # noqa: E501
         if not follow:
-            return super().logs(instance_id, tail)
+            return super().logs(instance_id, tail, timestamps=timestamps)
         self.followed.append(QuietLog(self.log_lines.get(instance_id, [])))
         return self.followed[-1]
 
@@ -309,6 +311,37 @@ def test_a_run_log_follower_gets_heartbeats_and_leaving_ends_its_read(api: Api) 
     assert api.backend.followed[0].closed.is_set()  # the blocking read was ended
     once = api.get("/api/spaces/alice/demo/logs/run?follow=false")
     assert "hello" in once.text and followers.held(key) == 0
+
+
+def test_a_run_log_line_carries_the_time_it_was_written(api: Api) -> None:
+    """fetch_space_logs(follow=False) stops at the first event stamped after the answer's
+    Date: a line must carry when the app wrote it (Docker's log timestamp), not when it was
+    read."""
+    api.backend.running["i-1"] = Instance(
+        id="i-1",
+        space=api.demo.full_name,
+        space_id=api.demo.uid,
+        revision="r1",
+        sha="b" * 40,
+        state=InstanceState.RUNNING,
+        address=None,
+    )
+    written = "2026-01-02T03:04:05.678901234Z"
+    api.backend.log_lines["i-1"] = [f"{written} started", "no stamp here"]
+    answer = api.get("/api/spaces/alice/demo/logs/run?follow=false")
+    events = [json.loads(x.removeprefix("data: ")) for x in answer.text.split("\n\n") if x]
+    assert events[0] == {"data": "started", "timestamp": "2026-01-02T03:04:05.678Z"}
+    # A line without a time (a backend that could not say) is stamped when it is read.
+    assert events[1]["data"] == "no stamp here" and events[1]["timestamp"] > written
+
+
+def test_split_timestamp_reads_docker_and_kubernetes_stamps() -> None:
+    assert split_timestamp("2026-12-02T07:20:01.123456789Z a b") == (
+        "a b",
+        datetime(2026, 12, 2, 7, 20, 1, 123456, tzinfo=UTC),
+    )
+    assert split_timestamp("2026 is near") == ("2026 is near", None)
+    assert split_timestamp("plain") == ("plain", None)
 
 
 # Git's own endpoints answer git in its text protocol; everything else in the one shape.
