@@ -9,6 +9,7 @@ import json
 import socket
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -16,6 +17,7 @@ import httpx
 import pytest
 import websockets.sync.client
 from gradio_client import Client, handle_file
+from huggingface_hub import HfApi
 from PIL import Image
 
 from tests.platform import Platform, commit_change, push, sample_checkout
@@ -304,3 +306,43 @@ def test_websockets_pass_through(docker_space: str) -> None:
         for message in ("ping", "x" * 100_000):
             websocket.send(message)
             assert websocket.recv(timeout=10) == "echo: " + message
+
+
+def test_huggingface_hub_log_and_wait_calls(platform: Platform, running: dict, bob: str) -> None:
+    """fetch_space_logs and wait_for_space of the unmodified huggingface_hub, as its source
+    uses them: without `follow` it reads what is logged so far and returns (it stops at 5 s
+    of silence or at the first line written after the answer's Date); with it, a finished
+    build's log ends and a run log goes on."""
+    api = HfApi(endpoint=platform.url, token=bob)
+    asked = datetime.now(UTC)
+    started = time.monotonic()
+    build = list(api.fetch_space_logs("bob/hello", build=True))
+    assert any(line.startswith("----->") for line in build), build[:5]
+    assert list(api.fetch_space_logs("bob/hello", build=True, follow=True)) == build
+    run = list(api.fetch_space_logs("bob/hello"))
+    assert any("Running on local URL" in line for line in run), run
+    assert time.monotonic() - started < 60
+    followed = api.fetch_space_logs("bob/hello", follow=True)
+    assert next(iter(followed)) == run[0]
+    followed.close()  # type: ignore[attr-defined]
+    # Each line carries the time the app wrote it (Docker's log timestamp), not the time
+    # it was read: the app started before this test asked.
+    with httpx.stream(
+        "GET",
+        f"{platform.url}/api/spaces/bob/hello/logs/run",
+        params={"follow": "false"},
+        headers={"authorization": f"Bearer {bob}"},
+        timeout=30,
+    ) as answer:
+        first = next(line for line in answer.iter_lines() if line.startswith("data: {"))
+    written = datetime.fromisoformat(json.loads(first.removeprefix("data: "))["timestamp"])
+    assert written < asked, (written, asked)
+
+    api.restart_space("bob/hello")
+    deadline = time.monotonic() + 60
+    while api.get_space_runtime("bob/hello").stage == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the controller has seen the restart (it starts a new instance)
+    runtime = api.wait_for_space("bob/hello", timeout=300, poll_interval=0.5)
+    assert runtime.stage == "RUNNING", runtime
+    client = Client(platform.app_url("bob", "hello"), verbose=False)
+    assert client.predict("World", api_name="/predict").endswith("World!")
