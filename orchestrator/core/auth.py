@@ -18,7 +18,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from orchestrator.core.models import ApiToken, Space, TokenRole, User
+from orchestrator.core.models import ApiToken, OrgMember, OrgRole, Space, TokenRole, User
 
 TOKEN_PREFIX = "sp_"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
@@ -50,6 +50,8 @@ def get_or_create_user(session: Session, name: str) -> User:
     # Compared regardless of case, as on the Hub: "Alice" beside "alice" would read as the
     # same owner to people (and took her Space hosts before labels were stored).
     user = session.exec(select(User).where(func.lower(User.name) == name.lower())).first()
+    if user is not None and user.is_org:
+        raise UserNameTaken(f"{user.name!r} is an organisation: it can't sign in or hold tokens")
     if user is not None and user.name != name:
         raise UserNameTaken(
             f"user name {name!r} is taken: {user.name!r} exists, and names are compared "
@@ -71,6 +73,8 @@ def create_token(
     session: Session, user: User, role: TokenRole = TokenRole.WRITE, display_name: str = "token"
 ) -> str:
     """Store a new token for `user` and return it; this is the only time it is seen."""
+    if user.is_org:
+        raise ValueError(f"{user.name!r} is an organisation: tokens belong to its members")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     assert user.id is not None
     session.add(
@@ -83,12 +87,32 @@ def create_token(
 
 
 @dataclass(frozen=True)
+class Seat:
+    """One organisation a user is a member of, and their role there."""
+
+    org_id: int
+    org_name: str
+    org_fullname: str
+    role: OrgRole
+
+
+@dataclass(frozen=True)
 class Principal:
-    """Who a request acts as: a user and the role of the token they presented."""
+    """Who a request acts as: a user, the role of the token they presented, and the user's
+    organisations (loaded with the token, so access checks need no more queries)."""
 
     user: User
     role: TokenRole
     token_name: str
+    seats: tuple[Seat, ...] = ()
+
+    def role_in(self, org_id: int) -> OrgRole | None:
+        """The user's role in the organisation with this id (None: not a member)."""
+        return next((s.role for s in self.seats if s.org_id == org_id), None)
+
+    def role_in_named(self, org_name: str) -> OrgRole | None:
+        lowered = org_name.lower()  # names are compared regardless of case
+        return next((s.role for s in self.seats if s.org_name.lower() == lowered), None)
 
     @property
     def is_admin(self) -> bool:
@@ -104,9 +128,32 @@ def principal_for_token(session: Session, token: str) -> Principal:
     if row is None:
         raise AuthError(INVALID_CREDENTIALS)
     user = session.get(User, row.user_id)
-    if user is None:
+    if user is None or user.is_org:
         raise AuthError(INVALID_CREDENTIALS)
-    return Principal(user=user, role=TokenRole(row.role), token_name=row.display_name)
+    return Principal(
+        user=user,
+        role=TokenRole(row.role),
+        token_name=row.display_name,
+        seats=seats_of(session, user),
+    )
+
+
+def seats_of(session: Session, user: User) -> tuple[Seat, ...]:
+    """The organisations `user` belongs to, by name."""
+    rows = session.exec(
+        select(OrgMember, User)
+        .where(OrgMember.user_id == user.id, OrgMember.org_id == User.id)
+        .order_by(User.name)
+    ).all()
+    return tuple(
+        Seat(
+            org_id=org.id or 0,
+            org_name=org.name,
+            org_fullname=org.fullname or org.name,
+            role=OrgRole(member.role),
+        )
+        for member, org in rows
+    )
 
 
 def token_from_headers(authorization: str | None) -> str | None:
@@ -146,16 +193,73 @@ class Access(enum.Enum):
     WRITE = 2  # can push to it and change its settings
 
 
-def space_access(principal: Principal | None, space: Space) -> Access:
-    is_owner = principal is not None and principal.user.id == space.owner_id
-    sees = not space.private or is_owner or (principal is not None and principal.is_admin)
-    if not sees:
-        return Access.NONE
-    if principal is not None and principal.can_write and (is_owner or principal.is_admin):
+# Organisation roles that write to every Space of the org, and those that create Spaces in
+# it (a contributor writes only to the ones they created).
+WRITING_ROLES = (OrgRole.WRITE, OrgRole.ADMIN)
+CREATING_ROLES = (OrgRole.CONTRIBUTOR, OrgRole.WRITE, OrgRole.ADMIN)
+
+
+def _role_access(principal: Principal, space: Space) -> Access:
+    """What the user's standing allows, before their token's role caps it: the owner and
+    platform admins write; in an organisation, the member's role decides (the Hub's
+    organizations-security rules); anyone else reads public Spaces only."""
+    if principal.is_admin or principal.user.id == space.owner_id:
         return Access.WRITE
-    return Access.READ
+    role = principal.role_in(space.owner_id)
+    if role in WRITING_ROLES:
+        return Access.WRITE
+    if role == OrgRole.CONTRIBUTOR and space.creator_id == principal.user.id:
+        return Access.WRITE
+    if role is not None or not space.private:
+        return Access.READ
+    return Access.NONE
+
+
+def space_access(principal: Principal | None, space: Space) -> Access:
+    """The one rule of who may see and change a Space. WRITE means a repo writer (push,
+    settings, secrets, merges); a read token never writes, whatever its user may."""
+    if principal is None:
+        return Access.NONE if space.private else Access.READ
+    access = _role_access(principal, space)
+    if access == Access.WRITE and not principal.can_write:
+        return Access.READ
+    return access
+
+
+def only_token_blocks_write(principal: Principal | None, space: Space) -> bool:
+    """Whether the user could write to the Space with a write token: the refusal then says
+    to use one, instead of 'no write access'."""
+    return principal is not None and _role_access(principal, space) == Access.WRITE
+
+
+def sees_private_of(principal: Principal | None, owner_id: int) -> bool:
+    """Whether the principal may see the private Spaces of the namespace with this id (its
+    owner, a member of that organisation in any role, a platform admin): who may open a
+    private Space's app with an API token (orchestrator/gateway/credentials.py)."""
+    if principal is None:
+        return False
+    return (
+        principal.is_admin
+        or principal.user.id == owner_id
+        or principal.role_in(owner_id) is not None
+    )
 
 
 def may_create_in(principal: Principal | None, owner: str) -> bool:
-    """Spaces are created in one's own namespace only, with a write token."""
-    return principal is not None and principal.can_write and principal.user.name == owner
+    """Spaces are created, with a write token, in one's own namespace, or in an organisation
+    where one is a contributor, writer or admin."""
+    if principal is None or not principal.can_write:
+        return False
+    return principal.user.name == owner or principal.role_in_named(owner) in CREATING_ROLES
+
+
+def may_move_into(principal: Principal | None, owner: str) -> bool:
+    """Moving a Space into a namespace needs write there (the Hub: write in both): one's
+    own, an organisation where one writes, or a platform admin token."""
+    if principal is None or not principal.can_write:
+        return False
+    return (
+        principal.is_admin
+        or principal.user.name == owner
+        or principal.role_in_named(owner) in WRITING_ROLES
+    )

@@ -10,6 +10,9 @@ Kinds, with their data:
     space.created        visibility, hardware, duplicated_from?
     space.deleted
     space.moved          from, to
+    org.created          org, admin                  (no Space)
+    org.member_set       org, user, role, from?      (no Space)
+    org.member_removed   org, user, role             (no Space)
     stage.changed        from, to, error?            (the controller)
     status.changed       fields (names of the observed fields that changed, e.g. serving_address)
     spec.changed         fields (a spec change whose writer recorded no event of its own)
@@ -55,6 +58,9 @@ class EventKind(enum.StrEnum):
     SPACE_CREATED = "space.created"
     SPACE_DELETED = "space.deleted"
     SPACE_MOVED = "space.moved"
+    ORG_CREATED = "org.created"
+    ORG_MEMBER_SET = "org.member_set"
+    ORG_MEMBER_REMOVED = "org.member_removed"
     STAGE_CHANGED = "stage.changed"
     STATUS_CHANGED = "status.changed"
     SPEC_CHANGED = "spec.changed"

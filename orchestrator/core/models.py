@@ -66,9 +66,47 @@ class BuildStatus(enum.StrEnum):
         return self in (BuildStatus.SUCCEEDED, BuildStatus.FAILED, BuildStatus.CANCELLED)
 
 
+class UserKind(enum.StrEnum):
+    """A name is a user's or an organisation's: one namespace, as on the Hub."""
+
+    USER = "user"
+    ORG = "org"
+
+
+class OrgRole(enum.StrEnum):
+    """A member's role in an organisation, the Hub's four (docs: organizations-security)."""
+
+    READ = "read"  # sees the org's private Spaces and clones them
+    CONTRIBUTOR = "contributor"  # creates Spaces in the org, writes to the ones they created
+    WRITE = "write"  # writes to every Space of the org
+    ADMIN = "admin"  # write, and manages the members
+
+
 class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=96)
+    # An organisation is a row here too, so Space.owner_id points at whoever owns the
+    # namespace, user or org; an org never has tokens and never signs in.
+    kind: UserKind = Field(
+        default=UserKind.USER, sa_type=String(8), sa_column_kwargs={"server_default": "user"}
+    )
+    fullname: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def is_org(self) -> bool:
+        return self.kind == UserKind.ORG
+
+
+class OrgMember(SQLModel, table=True):
+    """A user's role in an organisation (orchestrator/core/organizations.py)."""
+
+    __table_args__ = (UniqueConstraint("org_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="user.id", ondelete="CASCADE")
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    role: OrgRole = Field(default=OrgRole.READ, sa_type=String(16))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -101,6 +139,9 @@ class Space(SQLModel, table=True):
     owner: str = Field(index=True, max_length=96)
     name: str = Field(max_length=96)
     owner_id: int = Field(foreign_key="user.id")
+    # The user who created it: in an organisation, a contributor writes to the Spaces they
+    # created only. A plain id (users are never deleted), None for Spaces from before.
+    creator_id: int | None = Field(default=None)
     sdk: str | None = Field(default=None, max_length=32)
     visibility: Visibility = Field(default=Visibility.PUBLIC, sa_type=String(16))
     requested_hardware: str = Field(default="cpu-basic", max_length=64)

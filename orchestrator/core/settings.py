@@ -302,6 +302,11 @@ class Settings(BaseSettings):
         default=2 << 30,
         description="Largest body of one git push (the pack git sends).",
     )
+    max_org_members: int = Field(
+        default=1000,
+        description="Most members one organisation has (its admins add them); an admin "
+        "adding one more gets a 429.",
+    )
     max_lfs_object_bytes: int = Field(
         default=10 << 30,
         description="Largest Git LFS object; bigger ones are refused by the batch API.",

@@ -1,0 +1,193 @@
+"""Organisations: the role matrix of orchestrator/core/auth.py (space_access, may_create_in,
+may_move_into, sees_private_of) and the membership rules of orchestrator/core/organizations.py,
+on SQLite and PostgreSQL (migration 0009 included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlmodel import Session, select
+
+from orchestrator.core import auth, changes, db, events
+from orchestrator.core import organizations as orgs
+from orchestrator.core.auth import Access, Principal, Seat
+from orchestrator.core.models import Event, OrgRole, Space, TokenRole, User, UserKind, Visibility
+from orchestrator.core.settings import get_settings
+
+ORG_ID, CREATOR_ID, OTHER_ID = 10, 20, 30
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(
+    request: pytest.FixtureRequest, spaceport_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """conftest's `database`, emptying only the tables the migrations made (models of work
+    in progress elsewhere may have no table yet)."""
+    if request.param == "postgresql":
+        monkeypatch.setenv("SPACEPORT_DATABASE_URL", request.getfixturevalue("postgres_url"))
+        get_settings.cache_clear()
+        db.get_engine.cache_clear()
+        changes.reset_feed()
+    db.migrate()
+    if request.param == "postgresql":
+        present = set(inspect(db.get_engine()).get_table_names()) - {"alembic_version"}
+        tables = ", ".join(f'"{table}"' for table in sorted(present))
+        with db.get_engine().begin() as connection:
+            connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    return get_settings().sqlalchemy_url
+
+
+def _principal(role: OrgRole | None, token: TokenRole = TokenRole.WRITE) -> Principal:
+    seats = (Seat(ORG_ID, "lab", "The Lab", role),) if role else ()
+    return Principal(
+        user=User(id=CREATOR_ID, name="carol"), role=token, token_name="t", seats=seats
+    )
+
+
+def _space(*, private: bool, creator: int | None = OTHER_ID) -> Space:
+    return Space(
+        owner="lab",
+        name="demo",
+        host="lab-demo",
+        owner_id=ORG_ID,
+        creator_id=creator,
+        visibility=Visibility.PRIVATE if private else Visibility.PUBLIC,
+    )
+
+
+# role -> (private Space of someone else, private Space they created), with a write token
+MATRIX = {
+    None: (Access.NONE, Access.NONE),
+    OrgRole.READ: (Access.READ, Access.READ),
+    OrgRole.CONTRIBUTOR: (Access.READ, Access.WRITE),
+    OrgRole.WRITE: (Access.WRITE, Access.WRITE),
+    OrgRole.ADMIN: (Access.WRITE, Access.WRITE),
+}
+
+
+@pytest.mark.parametrize("role", list(MATRIX))
+def test_roles_decide_access_to_an_organisations_spaces(role: OrgRole | None) -> None:
+    others, own = MATRIX[role]
+    principal = _principal(role)
+    assert auth.space_access(principal, _space(private=True)) == others
+    assert auth.space_access(principal, _space(private=True, creator=CREATOR_ID)) == own
+    public = auth.space_access(principal, _space(private=False))
+    assert public == (Access.READ if others == Access.NONE else others)
+    assert auth.sees_private_of(principal, ORG_ID) == (role is not None)
+    assert auth.may_create_in(principal, "lab") == (role in auth.CREATING_ROLES)
+    assert auth.may_create_in(principal, "LAB") == (role in auth.CREATING_ROLES)  # any case
+    assert auth.may_move_into(principal, "lab") == (role in auth.WRITING_ROLES)
+
+
+@pytest.mark.parametrize("role", [OrgRole.CONTRIBUTOR, OrgRole.WRITE, OrgRole.ADMIN])
+def test_a_read_token_only_reads_whatever_the_role(role: OrgRole) -> None:
+    principal = _principal(role, TokenRole.READ)
+    space = _space(private=True, creator=CREATOR_ID)
+    assert auth.space_access(principal, space) == Access.READ
+    assert auth.only_token_blocks_write(principal, space)
+    assert not auth.may_create_in(principal, "lab")
+    assert not auth.may_move_into(principal, "lab")
+
+
+def test_anonymous_and_platform_admins() -> None:
+    assert auth.space_access(None, _space(private=True)) == Access.NONE
+    assert auth.space_access(None, _space(private=False)) == Access.READ
+    admin = Principal(user=User(id=99, name="root"), role=TokenRole.ADMIN, token_name="t")
+    assert auth.space_access(admin, _space(private=True)) == Access.WRITE
+    assert auth.sees_private_of(admin, ORG_ID)
+    assert auth.may_move_into(admin, "lab")
+    assert not auth.may_create_in(admin, "lab")  # creating in an org needs a seat there
+
+
+def test_an_outsider_with_a_write_token_reads_public_org_spaces_only() -> None:
+    outsider = _principal(None)
+    assert not auth.only_token_blocks_write(outsider, _space(private=False))
+    assert not auth.may_create_in(outsider, "lab")
+
+
+def _user(session: Session, name: str) -> User:
+    return auth.get_or_create_user(session, name)
+
+
+def test_migration_0009_adds_kind_members_and_creator(database: str) -> None:
+    engine = db.get_engine()
+    inspector = inspect(engine)
+    assert {"kind", "fullname"} <= {c["name"] for c in inspector.get_columns("user")}
+    assert "creator_id" in {c["name"] for c in inspector.get_columns("space")}
+    assert {c["name"] for c in inspector.get_columns("orgmember")} == {
+        "id",
+        "org_id",
+        "user_id",
+        "role",
+        "created_at",
+    }
+    with Session(engine) as session:
+        # A row written without the new columns (as before the upgrade) is a user.
+        session.execute(
+            text("INSERT INTO \"user\" (name, created_at) VALUES ('old', :t)"),
+            {"t": "2026-01-01 00:00:00"},
+        )
+        session.commit()
+        old = session.exec(select(User).where(User.name == "old")).one()
+        assert old.kind == UserKind.USER and not old.is_org
+
+
+def test_memberships_and_their_rules(database: str) -> None:
+    with Session(db.get_engine()) as session:
+        alice, bob = _user(session, "alice"), _user(session, "bob")
+        lab = orgs.create_org(session, "lab", alice, actor="root", fullname="The Lab")
+        assert lab.is_org and orgs.role_of(session, lab, alice) == OrgRole.ADMIN
+        # One namespace, compared regardless of case: users and orgs alike.
+        for taken in ("LAB", "Alice"):
+            with pytest.raises(orgs.OrgError) as refused:
+                orgs.create_org(session, taken, alice, actor="root")
+            assert refused.value.status == 409
+        with pytest.raises(ValueError):
+            _user(session, "lab")  # an organisation never signs in...
+        with pytest.raises(ValueError):
+            auth.create_token(session, lab)  # ...nor holds a token
+        assert orgs.set_member(session, lab, bob, OrgRole.CONTRIBUTOR, actor="alice")
+        assert not orgs.set_member(session, lab, bob, OrgRole.CONTRIBUTOR, actor="alice")
+        assert orgs.set_member(session, lab, bob, OrgRole.WRITE, actor="alice")
+        assert [(m.user.name, m.role) for m in orgs.members(session, lab)] == [
+            ("alice", OrgRole.ADMIN),
+            ("bob", OrgRole.WRITE),
+        ]
+        # The last admin can't leave or step down.
+        for change in (
+            lambda: orgs.remove_member(session, lab, alice, actor="alice"),
+            lambda: orgs.set_member(session, lab, alice, OrgRole.READ, actor="alice"),
+        ):
+            with pytest.raises(orgs.OrgError) as refused:
+                change()
+            assert refused.value.status == 409
+        orgs.set_member(session, lab, bob, OrgRole.ADMIN, actor="alice")
+        orgs.set_member(session, lab, alice, OrgRole.READ, actor="bob")  # now she may
+        orgs.remove_member(session, lab, alice, actor="alice")
+        with pytest.raises(orgs.OrgError):
+            orgs.remove_member(session, lab, alice, actor="alice")  # not a member any more
+        # The seats come with the token: whoami and every access check read them.
+        token = auth.create_token(session, bob)
+        seats = auth.principal_for_token(session, token).seats
+        assert [(s.org_name, s.org_fullname, s.role) for s in seats] == [
+            ("lab", "The Lab", OrgRole.ADMIN)
+        ]
+        kinds = [
+            e.kind
+            for e in session.exec(select(Event).where(Event.space_id.is_(None)))  # type: ignore[union-attr]
+        ]
+        assert kinds[0] == events.EventKind.ORG_CREATED
+        assert events.EventKind.ORG_MEMBER_SET in kinds
+        assert events.EventKind.ORG_MEMBER_REMOVED in kinds
+
+
+def test_the_member_limit(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(get_settings(), "max_org_members", 2)
+    with Session(db.get_engine()) as session:
+        lab = orgs.create_org(session, "lab", _user(session, "alice"), actor="root")
+        orgs.set_member(session, lab, _user(session, "bob"), OrgRole.READ, actor="alice")
+        with pytest.raises(orgs.OrgError) as refused:
+            orgs.set_member(session, lab, _user(session, "carol"), OrgRole.READ, actor="alice")
+        assert refused.value.status == 429
