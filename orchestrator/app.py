@@ -11,6 +11,7 @@ from orchestrator.api import files as files_api
 from orchestrator.api import input_errors, wire
 from orchestrator.api import lfs as lfs_api
 from orchestrator.api import logs as logs_api
+from orchestrator.api import organizations as organizations_api
 from orchestrator.api import repos as repos_api
 from orchestrator.api import runtime as runtime_api
 from orchestrator.api import space_jwt as space_jwt_api
@@ -43,6 +44,7 @@ def create_api(*, migrate: bool = True) -> FastAPI:
         return wire.Health(status="ok")
 
     app.include_router(users_api.router)
+    app.include_router(organizations_api.router)
     # Fixed paths (/api/spaces/hardware) before the {owner}/{name} ones.
     app.include_router(runtime_api.router)
     app.include_router(space_jwt_api.router)

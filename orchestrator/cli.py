@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from orchestrator.core.models import TokenRole
+from orchestrator.core.models import OrgRole, TokenRole
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
@@ -23,6 +23,42 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         token = auth.create_token(session, user, role, display_name=args.name)
     # Only the token on stdout, so scripts can capture it: TOKEN=$(spaceport token create me)
     print(token)
+    return 0
+
+
+def cmd_org(args: argparse.Namespace) -> int:
+    """`spaceport org ...`: organisations and their members, as the operator."""
+    from orchestrator.core import auth, db
+    from orchestrator.core import organizations as orgs
+    from orchestrator.core.events import ACTOR_SYSTEM
+
+    db.migrate()
+    with db.session_scope() as session:
+        try:
+            if args.org_command == "create":
+                admin = auth.get_or_create_user(session, args.admin)
+                org = orgs.create_org(
+                    session, args.name, admin, actor=ACTOR_SYSTEM, fullname=args.fullname
+                )
+                print(org.name)
+            elif args.org_command == "list":
+                for org in orgs.list_orgs(session):
+                    print(f"{org.name}\t{len(orgs.members(session, org))} members")
+            elif args.org_command == "members":
+                for member in orgs.members(session, orgs.require_org(session, args.org)):
+                    print(f"{member.user.name}\t{member.role}")
+            elif args.org_command == "add-member":
+                org = orgs.require_org(session, args.org)
+                user = auth.get_or_create_user(session, args.user)
+                orgs.set_member(session, org, user, OrgRole(args.role), actor=ACTOR_SYSTEM)
+            elif args.org_command == "remove-member":
+                org = orgs.require_org(session, args.org)
+                orgs.remove_member(
+                    session, org, orgs.require_user(session, args.user), actor=ACTOR_SYSTEM
+                )
+        except ValueError as exc:  # OrgError, and bad or taken user names
+            print(f"spaceport: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 
@@ -212,6 +248,26 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=[r.value for r in TokenRole], default="write")
     create.add_argument("--name", default="cli", help="a name to recognise the token by")
     create.set_defaults(func=cmd_token_create)
+
+    org = commands.add_parser("org", help="manage organisations and their members")
+    org_commands = org.add_subparsers(dest="org_command", required=True)
+    org_create = org_commands.add_parser("create", help="create an organisation")
+    org_create.add_argument("name")
+    org_create.add_argument("--admin", required=True, help="its first admin (created if missing)")
+    org_create.add_argument("--fullname", default=None, help="its display name")
+    org_commands.add_parser("list", help="list organisations")
+    org_members = org_commands.add_parser("members", help="list an organisation's members")
+    org_members.add_argument("org")
+    org_add = org_commands.add_parser(
+        "add-member", help="add USER to ORG (created if missing), or change their role"
+    )
+    org_add.add_argument("org")
+    org_add.add_argument("user")
+    org_add.add_argument("--role", choices=[r.value for r in OrgRole], default="read")
+    org_remove = org_commands.add_parser("remove-member", help="remove USER from ORG")
+    org_remove.add_argument("org")
+    org_remove.add_argument("user")
+    org.set_defaults(func=cmd_org)
 
     duplicate = commands.add_parser("duplicate", help="duplicate a Space (prints its URL)")
     duplicate.add_argument("source", metavar="FROM", help="owner/name of the Space to copy")

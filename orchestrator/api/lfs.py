@@ -25,7 +25,13 @@ from sqlmodel import Session
 from orchestrator.api import bodies, wire
 from orchestrator.api.deps import origin
 from orchestrator.api.errors import ERROR_RESPONSES, HubError, error_headers, error_response
-from orchestrator.core.auth import Access, AuthError, authenticate, space_access
+from orchestrator.core.auth import (
+    Access,
+    AuthError,
+    authenticate,
+    only_token_blocks_write,
+    space_access,
+)
 from orchestrator.core.db import get_session
 from orchestrator.core.limits import TOO_LARGE, check_space_room
 from orchestrator.core.models import Space
@@ -114,7 +120,7 @@ def _access(
             return _error(401, "Authentication required", ask_credentials=True)
         if access == Access.NONE:
             return _error(404, "Repository not found", code="RepoNotFound")
-        if principal.user.id == space.owner_id:
+        if only_token_blocks_write(principal, space):
             return _error(403, "Your token is read-only: use a write token")
         return _error(403, f"You don't have write access to {space.full_name}")
     return space

@@ -12,7 +12,8 @@ from sqlmodel import Session, select
 from orchestrator.api import bodies, wire
 from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
 from orchestrator.api.errors import ERROR_RESPONSES, HubError, error_response, repo_not_found
-from orchestrator.core.auth import Access, Principal, may_create_in, space_access
+from orchestrator.core import organizations as orgs
+from orchestrator.core.auth import Access, Principal, may_create_in, may_move_into, space_access
 from orchestrator.core.db import get_session
 from orchestrator.core.limits import check_space_count
 from orchestrator.core.models import Secret, User, Variable, Visibility
@@ -82,14 +83,22 @@ def _pairs(body: dict[str, Any], key: str) -> list[dict[str, str]]:
 
 
 def _owner(session: Session, principal: Principal, namespace: str | None) -> User:
+    """Who owns a new Space: the caller, or an organisation where they may create Spaces
+    (contributor, write or admin; orchestrator/core/auth.may_create_in)."""
     name = namespace or principal.user.name
     if not may_create_in(principal, name):
         raise HubError(
             403,
             f"You can't create Spaces under {name!r}: use your own namespace "
-            f"({principal.user.name}) and a write token",
+            f"({principal.user.name}) or an organization where you are a contributor, "
+            "writer or admin, and a write token",
         )
-    return principal.user
+    if name == principal.user.name:
+        return principal.user
+    org = orgs.get_org(session, name)
+    if org is None:  # may_create_in saw a seat in it: removed meanwhile
+        raise HubError(403, f"You can't create Spaces under {name!r}")
+    return org
 
 
 @router.post("/repos/create", response_model=wire.RepoUrl)
@@ -135,6 +144,7 @@ def create_repo(
     except spaces.SpaceNameError as exc:
         raise HubError(400, str(exc)) from exc
     with lifecycle.undone_on_failure(session, space, actor=principal.user.name):
+        space.creator_id = principal.user.id  # in an org, a contributor writes to it
         lifecycle.fill_new_space(
             session,
             space,
@@ -175,11 +185,8 @@ def move_repo(
     space = visible_space(session, principal, *source.split("/"), need=Access.WRITE)
     new_owner_name, new_name = target.split("/")
     new_owner = session.exec(select(User).where(User.name == new_owner_name)).first()
-    if (
-        new_owner is None
-        or not may_create_in(principal, new_owner_name)
-        and not (principal.is_admin)
-    ):
+    # As on the Hub: write access in both namespaces (into an organisation: write or admin).
+    if new_owner is None or not may_move_into(principal, new_owner_name):
         raise HubError(403, f"You can't move Spaces into {new_owner_name!r}")
     try:
         lifecycle.move(session, space, new_owner, new_name, actor=principal.user.name)
@@ -225,4 +232,8 @@ def duplicate_space(
         )
     except (lifecycle.LifecycleError, spaces.SpaceNameError) as exc:
         raise HubError(400, str(exc)) from exc
+    if copy.creator_id != principal.user.id:  # in an org, a contributor writes to their copy
+        copy.creator_id = principal.user.id
+        session.add(copy)
+        session.commit()
     return wire.RepoUrl(url=url, name=copy.full_name, id=copy.uid)

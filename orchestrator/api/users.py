@@ -27,7 +27,15 @@ def whoami(principal: Principal | None = Depends(current_principal)) -> wire.Who
         is_pro=False,
         period_end=None,
         avatar_url="",
-        orgs=[],
+        orgs=[
+            wire.WhoamiOrg(
+                id=str(seat.org_id),
+                name=seat.org_name,
+                fullname=seat.org_fullname,
+                role_in_org=str(seat.role),
+            )
+            for seat in principal.seats
+        ],
         auth=wire.WhoamiAuth(
             type="access_token",
             access_token=wire.AccessToken(display_name=principal.token_name, role=principal.role),

@@ -224,6 +224,53 @@ class WhoamiAuth(Wire):
     access_token: AccessToken = Field(alias="accessToken")
 
 
+class WhoamiOrg(Wire):
+    """One organisation of whoami's `orgs` (the Hub's shape; `roleInOrg` is the user's)."""
+
+    type: Literal["org"] = "org"
+    id: str
+    name: str
+    fullname: str
+    email: str | None = None
+    can_pay: bool = Field(default=False, alias="canPay")
+    period_end: int | None = Field(default=None, alias="periodEnd")
+    avatar_url: str = Field(default="", alias="avatarUrl")
+    role_in_org: str = Field(alias="roleInOrg")
+    is_enterprise: bool = Field(default=False, alias="isEnterprise")
+
+
+class OrgOverview(Wire):
+    """GET /api/organizations/{org}/overview: huggingface_hub's Organization."""
+
+    id: str = Field(alias="_id")
+    type: Literal["org"] = "org"
+    name: str
+    fullname: str
+    avatar_url: str = Field(default="", alias="avatarUrl")
+    details: str | None = None
+    is_verified: bool = Field(default=False, alias="isVerified")
+    is_following: bool = Field(default=False, alias="isFollowing")
+    num_users: int = Field(alias="numUsers")
+    num_models: int = Field(default=0, alias="numModels")
+    num_spaces: int = Field(alias="numSpaces")  # those the caller may see
+    num_datasets: int = Field(default=0, alias="numDatasets")
+    num_followers: int = Field(default=0, alias="numFollowers")
+    num_papers: int = Field(default=0, alias="numPapers")
+
+
+class OrgMemberInfo(Wire):
+    """One member of GET /api/organizations/{org}/members (huggingface_hub's User reads
+    `user`, `fullname`, `avatarUrl`, `type`); `role` only for the org's members and admins."""
+
+    id: str = Field(alias="_id")
+    user: str
+    fullname: str
+    type: Literal["user"] = "user"
+    avatar_url: str = Field(default="", alias="avatarUrl")
+    is_pro: bool = Field(default=False, alias="isPro")
+    role: str | None = omitted()
+
+
 class Whoami(Wire):
     type: str
     id: str
@@ -235,7 +282,7 @@ class Whoami(Wire):
     is_pro: bool = Field(alias="isPro")
     period_end: int | None = Field(alias="periodEnd")
     avatar_url: str = Field(alias="avatarUrl")
-    orgs: list[dict[str, Any]]
+    orgs: list[WhoamiOrg]
     auth: WhoamiAuth
 
 

@@ -18,7 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
-from orchestrator.core.auth import TOKEN_PREFIX, AuthError, authenticate, token_from_headers
+from orchestrator.core.auth import (
+    TOKEN_PREFIX,
+    AuthError,
+    authenticate,
+    sees_private_of,
+    token_from_headers,
+)
 from orchestrator.core.db import session_scope
 from orchestrator.gateway.routes import Route
 from orchestrator.spaces import tokens as space_tokens
@@ -100,8 +106,9 @@ def sign_param(query: str) -> tuple[str | None, str]:
 
 
 def may_visit(route: Route, headers: list[tuple[str, str]], sign: str | None) -> bool:
-    """Public Spaces are open to all; a private one to its owner and admins (API token), or
-    to whoever holds a valid, unexpired JWT for this very Space (header, cookie, __sign)."""
+    """Public Spaces are open to all; a private one to whoever may see it (its owner, members
+    of its organisation, admins: API token), or to whoever holds a valid, unexpired JWT for
+    this very Space (header, cookie, __sign)."""
     if not route.private:
         return True
     candidates = cookies(headers, SESSION_COOKIE) + ([sign] if sign else [])
@@ -123,7 +130,7 @@ def may_visit(route: Route, headers: list[tuple[str, str]], sign: str | None) ->
                 principal = authenticate(session, authorization)
         except AuthError:
             continue
-        if principal is not None and (principal.is_admin or principal.user.id == route.owner_id):
+        if sees_private_of(principal, route.owner_id):  # owner, org member, admin
             return True
     return False
 

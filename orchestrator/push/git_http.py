@@ -22,7 +22,15 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.errors import HubError, header_safe
-from orchestrator.core.auth import Access, AuthError, authenticate, may_create_in, space_access
+from orchestrator.core import organizations as orgs
+from orchestrator.core.auth import (
+    Access,
+    AuthError,
+    authenticate,
+    may_create_in,
+    only_token_blocks_write,
+    space_access,
+)
 from orchestrator.core.db import session_scope
 from orchestrator.core.limits import check_build_room, check_space_count, check_space_room
 from orchestrator.core.models import Space
@@ -151,13 +159,25 @@ def _authorize(
                 )
             if space is None:
                 if not may_create_in(principal, owner):
-                    if principal.user.name == owner:
+                    member = principal.role_in_named(owner) is not None
+                    if (principal.user.name == owner or member) and not principal.can_write:
                         return _deny(403, "Your token is read-only: push with a write token")
+                    if member:  # sees the whole org: a 403 tells nothing new
+                        return _deny(403, f"Your role in {owner} can't create Spaces")
                     # Not a 403: that would tell a missing Space from a private one.
                     return _not_found()
+                # One's own namespace, or an organisation where one may create Spaces.
+                namespace = (
+                    principal.user if principal.user.name == owner else orgs.get_org(session, owner)
+                )
+                if namespace is None:
+                    return _not_found()
                 try:
-                    check_space_count(session, principal.user, admin=principal.is_admin)
-                    space = spaces.create_space(session, principal.user, name)
+                    check_space_count(session, namespace, admin=principal.is_admin)
+                    space = spaces.create_space(session, namespace, name, actor=principal.user.name)
+                    space.creator_id = principal.user.id  # a contributor writes to it
+                    session.add(space)
+                    session.commit()
                 except spaces.SpaceNameError as exc:
                     return _deny(400, str(exc))
                 except HubError as exc:
@@ -166,7 +186,7 @@ def _authorize(
             if access == Access.NONE:
                 return _not_found()
             if access != Access.WRITE:
-                if principal.user.id == space.owner_id:
+                if only_token_blocks_write(principal, space):
                     return _deny(403, "Your token is read-only: push with a write token")
                 return _deny(403, f"You don't have write access to {space.full_name}")
         elif space is None or space_access(principal, space) == Access.NONE:
