@@ -6,10 +6,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from orchestrator.api import commits as commits_api
+from orchestrator.api import discussions as discussions_api
 from orchestrator.api import events as events_api
 from orchestrator.api import files as files_api
 from orchestrator.api import input_errors, wire
 from orchestrator.api import lfs as lfs_api
+from orchestrator.api import likes as likes_api
 from orchestrator.api import logs as logs_api
 from orchestrator.api import organizations as organizations_api
 from orchestrator.api import repos as repos_api
@@ -53,6 +55,8 @@ def create_api(*, migrate: bool = True) -> FastAPI:
     app.include_router(lfs_api.router)
     app.include_router(files_api.router)
     app.include_router(commits_api.router)
+    app.include_router(discussions_api.router)
+    app.include_router(likes_api.router)
     app.include_router(git_http.router)
     app.include_router(logs_api.router)
     app.include_router(events_api.router)

@@ -27,6 +27,7 @@ from orchestrator.api.deps import current_principal, origin, require_principal, 
 from orchestrator.api.errors import ERROR_RESPONSES, HubError, error_response
 from orchestrator.api.files import servable
 from orchestrator.builds.deploy import deploy_commit
+from orchestrator.community import pull_requests as pr_commits
 from orchestrator.core.auth import Access, Principal
 from orchestrator.core.db import get_session
 from orchestrator.core.limits import TOO_LARGE, check_build_room, check_space_room
@@ -118,12 +119,17 @@ def preupload(
     name: str,
     rev: str,
     body: dict[str, Any] = Body(...),
+    create_pr: str | None = None,
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> wire.Preupload:
     bodies.check(bodies.Preupload, body)
-    space, _ = _writable(session, principal, owner, name)
-    repo, _, head = _branch(space, rev)
+    # A pull request (create_pr=1, or refs/pr/N) takes readers too (community.pull_requests).
+    if pr := pr_commits.commit_target(session, principal, owner, name, rev, create_pr):
+        space, repo, head = pr.space, pr.repo, pr.head
+    else:
+        space, _ = _writable(session, principal, owner, name)
+        repo, _, head = _branch(space, rev)
     files = [f for f in body.get("files") or [] if isinstance(f, dict)]
     paths = [f["path"] for f in files if isinstance(f.get("path"), str)]
     tracked = repo_commit.lfs_tracked(repo, head, paths)
@@ -177,10 +183,15 @@ def commit(
     session: Session = Depends(get_session),
     body: IO[bytes] = Depends(ndjson_body),
 ) -> wire.CommitAnswer:
-    space, caller = _writable(session, principal, owner, name)
-    if create_pr and create_pr.lower() in ("1", "true"):
-        raise HubError(400, "Spaceport has no pull requests: commit to a branch instead")
-    repo, ref, head = _branch(space, rev)
+    # create_pr=1 opens a pull request and commits to it; refs/pr/N adds to one. Neither
+    # deploys (community.pull_requests); readers may, as on the Hub.
+    pr = pr_commits.commit_target(session, principal, owner, name, rev, create_pr)
+    if pr is not None:
+        space, caller, repo, head = pr.space, pr.caller, pr.repo, pr.head
+        ref = pr.ref if pr.discussion is not None else ""
+    else:
+        space, caller = _writable(session, principal, owner, name)
+        repo, ref, head = _branch(space, rev)
     incoming = body.seek(0, 2)
     body.seek(0)
     check_space_room(session, space, incoming)
@@ -190,7 +201,9 @@ def commit(
         header, operations = _parse(body, Path(scratch))
         _check_lfs(space, session, operations)
         parent = header.get("parentCommit")
-        if parent and not (head and len(parent) >= 7 and head.startswith(parent)):
+        creates_pr = pr is not None and pr.discussion is None  # it starts at parentCommit
+        stale = parent and not (head and len(parent) >= 7 and head.startswith(parent))
+        if stale and not creates_pr:
             raise HubError(
                 412,
                 f"parentCommit {parent} is not the head of {rev} (which is {head}): "
@@ -202,10 +215,21 @@ def commit(
         author = (caller.user.name, f"{caller.user.name}@users.noreply.spaceport")
         lfs.disable_repo_filters(repo)
         try:
+            if pr is not None:
+                pr_commits.begin(pr, session, summary, description or summary, parent)
+                ref, head = pr.ref, pr.head
             sha = repo_commit.create_commit(repo, ref, head, operations, message, author)
         except CommitError as exc:
+            if pr is not None:
+                pr_commits.abort(pr, session)
             raise HubError(exc.status, str(exc), exc.code) from exc
-    if ref == repos.DEPLOY_REF:
+        except BaseException:
+            if pr is not None:
+                pr_commits.abort(pr, session)
+            raise
+    if pr is not None:
+        pr_commits.finish(pr, session, sha)
+    elif ref == repos.DEPLOY_REF:
         deploy_commit(session, space, sha, actor=caller.user.name)  # as a push to main
     return wire.CommitAnswer(
         success=True,
@@ -213,7 +237,7 @@ def commit(
         commit_url=f"{origin(request)}/spaces/{space.owner}/{space.name}/commit/{sha}",
         commit_message=summary,
         hook_output="",
-        pull_request_url=None,
+        pull_request_url=pr.url(origin(request)) if pr is not None else None,
     )
 
 

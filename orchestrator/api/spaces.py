@@ -11,6 +11,7 @@ from orchestrator.api import bodies, wire
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import ERROR_RESPONSES, HubError
 from orchestrator.api.timefmt import hub_time
+from orchestrator.community import likes
 from orchestrator.core.auth import Access, Principal, space_access
 from orchestrator.core.db import get_session
 from orchestrator.core.events import ACTOR_SYSTEM
@@ -68,7 +69,7 @@ def space_json(space: Space) -> wire.SpaceInfo:
         host=spaces.app_url(space),
         subdomain=spaces.subdomain(space),
         sdk=space.sdk,
-        likes=0,
+        likes=likes.count_of(space),
         tags=[t for t in [space.sdk] if t],
         card_data=json.loads(space.card_data) if space.card_data else {},
         duplicated_from=space.duplicated_from,
@@ -115,6 +116,8 @@ def list_spaces(
     )
     query = query.order_by(col(order).desc() if direction == -1 else col(order).asc())
     visible = [s for s in session.exec(query).all() if space_access(principal, s) != Access.NONE]
+    if sort in likes.SORTS:  # most liked first (trendingScore, likes7d: of the last week)
+        visible = likes.by_likes(session, visible, sort, descending=direction == -1)
     page_size = min(limit or PAGE_SIZE, PAGE_SIZE)
     page = visible[cursor : cursor + page_size]
     if cursor + page_size < len(visible) and not limit:

@@ -386,3 +386,129 @@ class EventPage(Wire):
 
     events: list[Event]
     cursor: int
+
+
+# -- discussions, pull requests and likes (huggingface_hub/community.py) -----------------
+
+
+class DiscussionAuthor(Wire):
+    """`author` of a discussion or event; left out when the user was deleted (the client
+    then shows "deleted")."""
+
+    name: str
+    type: Literal["user"] = "user"
+    fullname: str
+    avatar_url: str | None = Field(default=None, alias="avatarUrl")
+    is_owner: bool = Field(default=False, alias="isOwner")
+
+
+class DiscussionRepo(Wire):
+    name: str
+    type: Literal["space"] = "space"
+
+
+class DiscussionEvent(Wire):
+    id: str
+    type: str
+    created_at: str = Field(alias="createdAt")
+    author: DiscussionAuthor | None = omitted()
+    data: dict[str, Any]
+
+
+class DiscussionSummary(Wire):
+    """One discussion of get_repo_discussions' pages."""
+
+    num: int
+    title: str
+    status: str
+    created_at: str = Field(alias="createdAt")
+    author: DiscussionAuthor | None = omitted()
+    repo: DiscussionRepo
+    is_pull_request: bool = Field(alias="isPullRequest")
+    num_comments: int = Field(alias="numComments")
+    pinned: bool
+    top_reactions: list[dict[str, Any]] = Field(default=[], alias="topReactions")
+
+
+class DiscussionPage(Wire):
+    """get_repo_discussions reads `count`, `start` and `discussions` (pages of 50, `?p=`)."""
+
+    discussions: list[DiscussionSummary]
+    count: int
+    start: int
+    num_closed_discussions: int = Field(alias="numClosedDiscussions")
+
+
+class PullRequestChanges(Wire):
+    base: str
+    head_sha: str | None = omitted("headSha")
+    merge_commit_id: str | None = omitted("mergeCommitId")
+
+
+class DiscussionDetails(DiscussionSummary):
+    """get_discussion_details: the summary with its events and, for a pull request, the
+    changes (target branch, merge commit), conflicting files and diff."""
+
+    events: list[DiscussionEvent]
+    locked: bool = False
+    changes: PullRequestChanges | None = omitted()
+    files_with_conflicts: list[str] | None = omitted("filesWithConflicts")
+    diff: str | None = omitted()
+    git_reference: str | None = omitted("gitReference")
+
+
+class DiscussionCreated(Wire):
+    """POST .../discussions: the client reads `num`, then asks the details."""
+
+    num: int
+    pull_request: bool = Field(alias="pullRequest")
+    url: str
+    reference: str | None = omitted()
+
+
+class NewMessage(Wire):
+    new_message: DiscussionEvent = Field(alias="newMessage")
+
+
+class NewTitle(Wire):
+    new_title: DiscussionEvent = Field(alias="newTitle")
+
+
+class NewStatus(Wire):
+    new_status: DiscussionEvent = Field(alias="newStatus")
+
+
+class UpdatedComment(Wire):
+    updated_comment: DiscussionEvent = Field(alias="updatedComment")
+
+
+class Merged(Wire):
+    merged: bool
+    merge_commit_id: str = Field(alias="mergeCommitId")
+    fast_forward: bool = Field(alias="fastForward")
+
+
+class LikedRepo(Wire):
+    name: str
+    type: Literal["space"] = "space"
+
+
+class Like(Wire):
+    """One entry of GET /api/users/{user}/likes (list_liked_repos reads repo.name/type)."""
+
+    created_at: str = Field(alias="createdAt")
+    repo: LikedRepo
+
+
+class Liker(Wire):
+    """One entry of GET /api/spaces/{id}/likers (list_repo_likers)."""
+
+    user: str
+    fullname: str
+    avatar_url: str | None = Field(alias="avatarUrl")
+    type: Literal["user"] = "user"
+
+
+class LikeAnswer(Wire):
+    liked: bool
+    likes: int

@@ -29,6 +29,13 @@ Kinds, with their data:
     paused / restarted   factory_reboot?
     secret.set / secret.deleted      key
     variable.set / variable.deleted  key
+    discussion.opened    num, pull_request
+    discussion.commented num, comment (the comment's id)
+    discussion.status_changed  num, from, to
+    discussion.renamed   num
+    pull_request.committed     num, commit, commits (how many the commit or push added)
+    pull_request.merged  num, commit (the merge commit on main), fast_forward
+    space.liked / space.unliked
 """
 
 from __future__ import annotations
@@ -80,6 +87,14 @@ class EventKind(enum.StrEnum):
     SECRET_DELETED = "secret.deleted"
     VARIABLE_SET = "variable.set"
     VARIABLE_DELETED = "variable.deleted"
+    DISCUSSION_OPENED = "discussion.opened"
+    DISCUSSION_COMMENTED = "discussion.commented"
+    DISCUSSION_STATUS_CHANGED = "discussion.status_changed"
+    DISCUSSION_RENAMED = "discussion.renamed"
+    PULL_REQUEST_COMMITTED = "pull_request.committed"
+    PULL_REQUEST_MERGED = "pull_request.merged"
+    SPACE_LIKED = "space.liked"
+    SPACE_UNLIKED = "space.unliked"
 
 
 def record(

@@ -296,3 +296,79 @@ class Event(SQLModel, table=True):
     actor: str = Field(max_length=96)
     # The event's facts as a JSON object; never a secret's value.
     data: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+
+
+# -- community: discussions, pull requests, likes (migration 0010) ----------------------
+
+
+class DiscussionStatus(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    MERGED = "merged"  # pull requests only
+    DRAFT = "draft"  # pull requests only: opened with create_pull_request, nothing merged yet
+
+
+class DiscussionEventKind(enum.StrEnum):
+    """The Hub's event types, as huggingface_hub's community.deserialize_event reads them."""
+
+    COMMENT = "comment"
+    STATUS_CHANGE = "status-change"
+    TITLE_CHANGE = "title-change"
+    COMMIT = "commit"
+
+
+def new_event_uid() -> str:
+    """An event's public id: 24 lowercase hex characters, like the Hub's (the client lower-
+    cases comment ids before it puts them in a URL)."""
+    return secrets.token_hex(12)
+
+
+class Discussion(SQLModel, table=True):
+    """A discussion or pull request of a Space. `num` counts both, per Space, from 1, as on
+    the Hub; a pull request's commits are the git ref refs/pr/{num} in the Space's repo."""
+
+    __table_args__ = (UniqueConstraint("space_id", "num"), {"sqlite_autoincrement": True})
+
+    id: int | None = Field(default=None, primary_key=True)
+    space_id: int = Field(foreign_key="space.id", index=True, ondelete="CASCADE")
+    num: int
+    title: str = Field(max_length=500)
+    author_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    is_pull_request: bool = Field(default=False)
+    status: DiscussionStatus = Field(default=DiscussionStatus.OPEN, sa_type=String(16))
+    target_branch: str = Field(default="refs/heads/main", max_length=255)
+    merge_commit: str | None = Field(default=None, max_length=40)
+    pinned: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class DiscussionEvent(SQLModel, table=True):
+    """One entry of a discussion's timeline. A comment keeps its latest text in `content`
+    and its earlier versions in `data` (JSON); the other kinds keep their facts in `data`
+    (status; from/to; oid/subject)."""
+
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(default_factory=new_event_uid, max_length=24, unique=True, index=True)
+    discussion_id: int = Field(foreign_key="discussion.id", index=True, ondelete="CASCADE")
+    kind: DiscussionEventKind = Field(sa_type=String(32))
+    author_id: int | None = Field(default=None, foreign_key="user.id", ondelete="SET NULL")
+    content: str | None = Field(default=None, sa_column=Column(Text))
+    data: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    edited: bool = Field(default=False)
+    hidden: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SpaceLike(SQLModel, table=True):
+    """A user's like of a Space: one per user and Space."""
+
+    __table_args__ = (UniqueConstraint("user_id", "space_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    space_id: int = Field(foreign_key="space.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow, index=True)

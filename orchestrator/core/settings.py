@@ -298,6 +298,26 @@ class Settings(BaseSettings):
         default=25_000,
         description="Most operations (added, changed or deleted files) in one Hub API commit.",
     )
+    max_discussion_title_chars: int = Field(
+        default=200,
+        description="Longest title of a discussion or pull request, in characters.",
+    )
+    max_comment_bytes: int = Field(
+        default=64 << 10,
+        description="Largest comment (or description) of a discussion, in UTF-8 bytes.",
+    )
+    max_discussions_per_space: int = Field(
+        default=10_000,
+        description="Most discussions and pull requests one Space holds.",
+    )
+    max_discussion_events: int = Field(
+        default=2_000,
+        description="Most comments, status changes and commits one discussion holds.",
+    )
+    max_comment_edits: int = Field(
+        default=100,
+        description="Most times one comment may be edited (each edit's text is kept).",
+    )
     max_push_bytes: int = Field(
         default=2 << 30,
         description="Largest body of one git push (the pack git sends).",

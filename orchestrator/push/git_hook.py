@@ -14,6 +14,7 @@ import time
 from builder import logstyle
 from orchestrator.builds.deploy import deploy_commit
 from orchestrator.builds.logs import follow_log
+from orchestrator.community import pull_requests as pr_pushes
 from orchestrator.core import events
 from orchestrator.core.db import session_scope
 from orchestrator.core.models import Build, BuildStatus, Space
@@ -42,6 +43,10 @@ def post_receive(lines: list[str]) -> int:
         others = [ref for _o, _n, ref in updates if ref != DEPLOY_REF]
         if others:
             say(logstyle.detail(f"stored {', '.join(others)} (only main is deployed)"))
+        # Commits pushed to pull requests (refs/pr/N) join their timelines.
+        pr_pushes.pushed(
+            session, space, updates, os.environ.get("SPACEPORT_PUSHER") or events.ACTOR_SYSTEM
+        )
         if not deploy:
             return 0
         sha = deploy[-1]

@@ -19,9 +19,11 @@ from typing import IO
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.api.errors import HubError, header_safe
+from orchestrator.community import pull_requests as pr_pushes
 from orchestrator.core import organizations as orgs
 from orchestrator.core.auth import (
     Access,
@@ -33,7 +35,7 @@ from orchestrator.core.auth import (
 )
 from orchestrator.core.db import session_scope
 from orchestrator.core.limits import check_build_room, check_space_count, check_space_room
-from orchestrator.core.models import Space
+from orchestrator.core.models import Space, User
 from orchestrator.core.settings import get_settings
 from orchestrator.repos import store as repos
 from orchestrator.spaces import registry as spaces
@@ -94,6 +96,10 @@ class Grant:
     space_id: int | None
     user: str | None
     pushes: bool
+    # False for someone who may read the Space but not write it: such a push may only
+    # update their own pull requests, refs/pr/N (checked in `admit`, which sees the refs).
+    writer: bool = True
+    user_id: int | None = None
 
 
 @router.api_route("/spaces/{owner}/{repo}/{path:path}", methods=["GET", "POST"])
@@ -131,6 +137,8 @@ async def git_smart_http(owner: str, repo: str, path: str, request: Request) -> 
             if pushed is None:
                 raise HubError(404, "The Space was deleted during the push")
             check_space_room(session, pushed, size)
+            _check_pull_request_refs(session, pushed, decision, body, gzipped)
+            body.seek(0)
             if gzipped or repos.DEPLOY_REF in _updated_refs(body):
                 check_build_room(session, pushed)
 
@@ -188,7 +196,10 @@ def _authorize(
             if access != Access.WRITE:
                 if only_token_blocks_write(principal, space):
                     return _deny(403, "Your token is read-only: push with a write token")
-                return _deny(403, f"You don't have write access to {space.full_name}")
+                if not principal.can_write:
+                    return _deny(403, f"You don't have write access to {space.full_name}")
+                # A reader with a write token: their own pull requests only, as on the Hub.
+                return Grant(space.id, principal.user.name, pushes, False, principal.user.id)
         elif space is None or space_access(principal, space) == Access.NONE:
             if principal is None:
                 # git sends the credentials of a URL only after a challenge, so an anonymous
@@ -200,7 +211,25 @@ def _authorize(
             space_id=space.id if space is not None else None,
             user=principal.user.name if principal else None,
             pushes=pushes and space is not None,
+            user_id=principal.user.id if principal else None,
         )
+
+
+def _check_pull_request_refs(
+    session: Session, space: Space, grant: Grant, body: IO[bytes], gzipped: bool
+) -> None:
+    """refs/pr/N takes updates of open pull requests only; a reader's push nothing else,
+    and only of their own (community.pull_requests.check_push). HubError says why."""
+    body.seek(0)
+    updates = _ref_updates(body)
+    if not grant.writer and gzipped:
+        raise HubError(403, f"You don't have write access to {space.full_name}")
+    if grant.writer and not any(ref.startswith("refs/pr/") for _old, _new, ref in updates):
+        return
+    user = session.get(User, grant.user_id) if grant.user_id is not None else None
+    if user is None:
+        raise HubError(403, f"You don't have write access to {space.full_name}")
+    pr_pushes.check_push(session, space, user, grant.writer, updates)
 
 
 def _cgi_environment(
@@ -310,6 +339,20 @@ def _commands(body: IO[bytes]) -> tuple[list[str], set[str]]:
 
 def _updated_refs(body: IO[bytes]) -> set[str]:
     return set(_commands(body)[0])
+
+
+def _ref_updates(body: IO[bytes]) -> list[tuple[str, str, str]]:
+    """(old, new, ref) of each command of a receive-pack request, read from its start."""
+    updates: list[tuple[str, str, str]] = []
+    while len(header := body.read(4)) == 4 and header != b"0000":
+        try:
+            length = int(header, 16)
+        except ValueError:
+            break
+        command = body.read(max(length - 4, 0)).partition(b"\0")[0]
+        if len(words := command.decode(errors="replace").split()) == 3:
+            updates.append((words[0], words[1], words[2]))
+    return updates
 
 
 def _pkt(data: bytes) -> bytes:

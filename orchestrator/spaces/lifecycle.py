@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 
 from orchestrator.builds.deploy import deploy_commit
 from orchestrator.builds.runner import cancel_active_builds, now
+from orchestrator.community import discussions, likes
 from orchestrator.core import events
 from orchestrator.core.events import EventKind
 from orchestrator.core.models import (
@@ -256,6 +257,9 @@ def delete(session: Session, space: Space, *, actor: str) -> None:
         session.delete(line)
     for build in session.exec(select(Build).where(Build.space_id == space.id)):
         session.delete(build)
+    # Its discussions, pull requests and likes go with it, as on the Hub.
+    discussions.delete_for_space(session, space.id)
+    likes.delete_for_space(session, space.id)
     _delete_extra_rows(session, space.id)
     session.flush()  # the rows that point at the Space go first, whatever the flush order
     events.record(session, EventKind.SPACE_DELETED, actor, space)
@@ -368,7 +372,10 @@ def _fill_duplicate(
             "fetch",
             "--quiet",
             str(repos.repo_path(source.owner, source.name)),
-            "+refs/*:refs/*",
+            # Branches and tags; not refs/pr/*: a duplicate has none of the source's
+            # pull requests (nor discussions, nor likes), as on the Hub.
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
         ],
         check=True,
         capture_output=True,

@@ -4,10 +4,14 @@ on SQLite and PostgreSQL (migration 0009 included)."""
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from alembic import command
+from sqlalchemy import create_engine, inspect, make_url, text
 from sqlmodel import Session, select
 
 from orchestrator.core import auth, changes, db, events
@@ -191,3 +195,104 @@ def test_the_member_limit(database: str, monkeypatch: pytest.MonkeyPatch) -> Non
         with pytest.raises(orgs.OrgError) as refused:
             orgs.set_member(session, lab, _user(session, "carol"), OrgRole.READ, actor="alice")
         assert refused.value.status == 429
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(
+    request: pytest.FixtureRequest, spaceport_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """A database with no schema at all: SQLite in the home, or a new PostgreSQL database on
+    the test server (the shared one is at the newest schema already)."""
+    if request.param == "sqlite":
+        yield get_settings().sqlalchemy_url
+        return
+    server = request.getfixturevalue("postgres_url")
+    name = f"upgrade_{os.getpid()}_{time.monotonic_ns()}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    monkeypatch.setenv("SPACEPORT_DATABASE_URL", url)
+    get_settings.cache_clear()
+    db.get_engine.cache_clear()
+    yield url
+    db.get_engine().dispose()
+    db.get_engine.cache_clear()
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE "{name}"')
+    admin.dispose()
+
+
+def test_upgrading_to_0009_keeps_users_and_makes_owners_creators(empty_database: str) -> None:
+    config = db.alembic_config(empty_database)
+    command.upgrade(config, "0008")
+    with db.get_engine().begin() as connection:
+        connection.execute(
+            text("INSERT INTO \"user\" (name, created_at) VALUES ('alice', :t)"),
+            {"t": "2026-01-01 00:00:00"},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO space (uid, host, owner, name, owner_id, visibility, "
+                "requested_hardware, stage, app_port, startup_timeout_seconds, restart_count, "
+                "created_at, updated_at) VALUES ('0123456789abcdef01234567', 'alice-demo', "
+                "'alice', 'demo', 1, 'private', 'cpu-basic', 'NO_APP_FILE', 7860, 1800, 0, :t, :t)"
+            ),
+            {"t": "2026-01-01 00:00:00"},
+        )
+    command.upgrade(config, "0009")
+    # Raw rows: the models may already hold columns of later revisions.
+    with db.get_engine().connect() as connection:
+        user = connection.execute(text('SELECT id, kind, fullname FROM "user"')).one()
+        row = connection.execute(text("SELECT owner_id, creator_id FROM space")).one()
+    assert (user.kind, user.fullname) == ("user", None)
+    assert row.creator_id == row.owner_id == user.id
+    # Her Space is hers as before: the owner writes, nobody else sees it.
+    alice = User(id=user.id, name="alice", kind=UserKind(user.kind))
+    space = Space(
+        owner="alice",
+        name="demo",
+        host="alice-demo",
+        owner_id=row.owner_id,
+        creator_id=row.creator_id,
+        visibility=Visibility.PRIVATE,
+    )
+    principal = Principal(user=alice, role=TokenRole.WRITE, token_name="t")
+    assert auth.space_access(principal, space) == Access.WRITE
+    stranger = Principal(user=User(id=2, name="bob"), role=TokenRole.WRITE, token_name="t")
+    assert auth.space_access(stranger, space) == Access.NONE
+    command.downgrade(config, "0008")
+    assert "orgmember" not in inspect(db.get_engine()).get_table_names()
+    command.upgrade(config, "0009")
+
+
+def run_cli(*argv: str) -> int:
+    from orchestrator import cli
+
+    args = cli.build_parser().parse_args(list(argv))
+    return int(args.func(args) or 0)
+
+
+def test_the_org_commands(spaceport_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli("org", "create", "lab", "--admin", "ada", "--fullname", "The Lab") == 0
+    assert run_cli("org", "add-member", "lab", "bob", "--role", "contributor") == 0
+    assert run_cli("org", "add-member", "lab", "bob", "--role", "write") == 0  # changed
+    capsys.readouterr()
+    assert run_cli("org", "members", "lab") == 0
+    assert capsys.readouterr().out == "ada\tadmin\nbob\twrite\n"
+    assert run_cli("org", "list") == 0
+    assert capsys.readouterr().out == "lab\t2 members\n"
+    # Refusals say why, on stderr, with status 2.
+    for argv, says in (
+        (("org", "remove-member", "lab", "ada"), "last admin"),
+        (("org", "create", "Lab", "--admin", "ada"), "taken"),
+        (("org", "members", "nope"), "not found"),
+        (("token", "create", "lab"), "organisation"),
+        (("org", "add-member", "lab", "LAB"), "organisation"),
+    ):
+        assert run_cli(*argv) == 2, argv
+        assert says in capsys.readouterr().err, argv
+    assert run_cli("org", "remove-member", "lab", "bob") == 0
+    capsys.readouterr()
+    run_cli("org", "members", "lab")
+    assert capsys.readouterr().out == "ada\tadmin\n"

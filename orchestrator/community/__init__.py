@@ -1,0 +1,1 @@
+"""A Space's Community tab: discussions, pull requests and likes, as the Hub has them."""
