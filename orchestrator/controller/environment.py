@@ -38,7 +38,8 @@ def space_environment(session: Session, space: Space) -> dict[str, str]:
             "SPACE_REPO_NAME": space.name,
             "SPACE_TITLE": str(title),
             "SPACE_HOST": f"{spaces_module.subdomain(space)}.{settings.spaces_domain}",
-            "SPACE_CREATOR_USER_ID": str(space.owner_id),
+            # The user who created it (an organisation's Space was created by a member).
+            "SPACE_CREATOR_USER_ID": str(space.creator_id or space.owner_id),
             "CPU_CORES": f"{tier.cpu:g}",
             "MEMORY": f"{tier.memory_gib:g}Gi",
             "ACCELERATOR": tier.name if tier.gpu_count else "none",

@@ -296,3 +296,16 @@ def test_the_org_commands(spaceport_home: Path, capsys: pytest.CaptureFixture[st
     capsys.readouterr()
     run_cli("org", "members", "lab")
     assert capsys.readouterr().out == "ada\tadmin\n"
+
+
+def test_an_org_space_tells_its_app_who_created_it(session: Session) -> None:
+    from orchestrator.controller.environment import space_environment
+    from orchestrator.spaces import registry
+
+    ada = _user(session, "ada")
+    lab = orgs.create_org(session, "lab", ada, actor="root")
+    space = registry.create_space(session, lab, "demo", actor="ada")
+    space.creator_id = ada.id
+    env = space_environment(session, space)
+    assert (env["SPACE_ID"], env["SPACE_AUTHOR_NAME"]) == ("lab/demo", "lab")
+    assert env["SPACE_CREATOR_USER_ID"] == str(ada.id) != str(lab.id)
