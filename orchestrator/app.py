@@ -14,6 +14,7 @@ from orchestrator.api import lfs as lfs_api
 from orchestrator.api import likes as likes_api
 from orchestrator.api import logs as logs_api
 from orchestrator.api import organizations as organizations_api
+from orchestrator.api import refs as refs_api
 from orchestrator.api import repos as repos_api
 from orchestrator.api import runtime as runtime_api
 from orchestrator.api import space_jwt as space_jwt_api
@@ -55,6 +56,7 @@ def create_api(*, migrate: bool = True) -> FastAPI:
     app.include_router(lfs_api.router)
     app.include_router(files_api.router)
     app.include_router(commits_api.router)
+    app.include_router(refs_api.router)
     app.include_router(discussions_api.router)
     app.include_router(likes_api.router)
     app.include_router(git_http.router)

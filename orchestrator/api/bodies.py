@@ -122,6 +122,23 @@ class ValidateYaml(StrictBody):
     repoType: Text | None = None  # noqa: N815
 
 
+# A tag's or a squashed commit's message: a commit message, not a file.
+RefMessage = Annotated[Text, Field(max_length=64 << 10)]
+
+
+class CreateBranch(StrictBody):
+    startingPoint: Text | None = None  # noqa: N815 - the Hub's name
+
+
+class CreateTag(StrictBody):
+    tag: Text
+    message: RefMessage | None = None
+
+
+class SuperSquash(StrictBody):
+    message: RefMessage | None = None
+
+
 class PreuploadFile(StrictBody):
     path: Text
     size: Annotated[int, Field(ge=0, le=2**63 - 1)]

@@ -336,6 +336,49 @@ class CommitAnswer(Wire):
     pull_request_url: str | None = Field(alias="pullRequestUrl")
 
 
+# -- branches, tags and history ----------------------------------------------------------
+
+
+class GitRef(Wire):
+    """One ref of list_repo_refs (GitRefInfo); also the answer of a ref change."""
+
+    name: str
+    ref: str
+    target_commit: str = Field(alias="targetCommit")
+
+
+class GitRefs(Wire):
+    """list_repo_refs: `pullRequests` only when asked (`?include_prs=1`)."""
+
+    branches: list[GitRef]
+    converts: list[GitRef]
+    tags: list[GitRef]
+    pull_requests: list[GitRef] | None = omitted("pullRequests")
+
+
+class CommitAuthor(Wire):
+    user: str
+    avatar: str | None = omitted()
+
+
+class CommitFormatted(Wire):
+    """`expand[]=formatted`: title and message as HTML."""
+
+    title: str
+    message: str
+
+
+class GitCommit(Wire):
+    """One commit of list_repo_commits (GitCommitInfo), newest first."""
+
+    id: str
+    authors: list[CommitAuthor]
+    date: str
+    title: str
+    message: str
+    formatted: CommitFormatted | None = omitted()
+
+
 # -- the Git LFS batch API ---------------------------------------------------------------
 
 

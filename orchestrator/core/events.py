@@ -29,6 +29,9 @@ Kinds, with their data:
     paused / restarted   factory_reboot?
     secret.set / secret.deleted      key
     variable.set / variable.deleted  key
+    branch.created / tag.created     ref, commit, from?
+    branch.deleted / tag.deleted     ref, commit (what it pointed at)
+    branch.squashed      ref, from (the old head), commit (the new root commit)
     discussion.opened    num, pull_request
     discussion.commented num, comment (the comment's id)
     discussion.status_changed  num, from, to
@@ -87,6 +90,11 @@ class EventKind(enum.StrEnum):
     SECRET_DELETED = "secret.deleted"
     VARIABLE_SET = "variable.set"
     VARIABLE_DELETED = "variable.deleted"
+    BRANCH_CREATED = "branch.created"
+    BRANCH_DELETED = "branch.deleted"
+    BRANCH_SQUASHED = "branch.squashed"
+    TAG_CREATED = "tag.created"
+    TAG_DELETED = "tag.deleted"
     DISCUSSION_OPENED = "discussion.opened"
     DISCUSSION_COMMENTED = "discussion.commented"
     DISCUSSION_STATUS_CHANGED = "discussion.status_changed"

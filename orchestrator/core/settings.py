@@ -401,6 +401,12 @@ class Settings(BaseSettings):
         description="Most Spaces one user owns (create, push-to-create and duplicate); admins "
         "are not limited.",
     )
+    max_refs_per_space: int = Field(
+        default=1000,
+        description="Most branches and tags one Space holds: create_branch and create_tag "
+        "past it are refused with 429, a git push past it by the repo's pre-receive hook "
+        "(pull-request refs are not counted). Read when the server starts.",
+    )
     build_heartbeat_seconds: float = Field(
         default=5,
         gt=0,

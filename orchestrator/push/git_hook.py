@@ -21,6 +21,7 @@ from orchestrator.core.models import Build, BuildStatus, Space
 from orchestrator.core.settings import get_settings
 from orchestrator.core.stages import Problem
 from orchestrator.processes import lifeline
+from orchestrator.repos import refs
 from orchestrator.repos.store import DEPLOY_REF, ZERO_SHA
 from orchestrator.spaces import registry as spaces
 
@@ -47,11 +48,15 @@ def post_receive(lines: list[str]) -> int:
         pr_pushes.pushed(
             session, space, updates, os.environ.get("SPACEPORT_PUSHER") or events.ACTOR_SYSTEM
         )
+        pusher = os.environ.get("SPACEPORT_PUSHER") or events.ACTOR_SYSTEM
+        # Branches and tags made or deleted by the push, as the API's ref changes record them.
+        for change, ref, commit in refs.pushed_changes(updates):
+            events.record(session, events.EventKind(change), pusher, space, ref=ref, commit=commit)
         if not deploy:
+            session.commit()
             return 0
         sha = deploy[-1]
         say(logstyle.step(f"Deploying commit {sha[:7]}"))
-        pusher = os.environ.get("SPACEPORT_PUSHER") or events.ACTOR_SYSTEM
         build = deploy_commit(session, space, sha, actor=pusher)
         if build is None:
             problem = Problem.load(space.head_problem)

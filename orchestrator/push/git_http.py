@@ -37,6 +37,7 @@ from orchestrator.core.db import session_scope
 from orchestrator.core.limits import check_build_room, check_space_count, check_space_room
 from orchestrator.core.models import Space, User
 from orchestrator.core.settings import get_settings
+from orchestrator.push import ref_limit
 from orchestrator.repos import store as repos
 from orchestrator.spaces import registry as spaces
 
@@ -45,7 +46,7 @@ router = APIRouter()
 UPLOAD = "git-upload-pack"
 RECEIVE = "git-receive-pack"
 GIT_PATHS = ("info/refs", UPLOAD, RECEIVE)
-HOOK_NAMES = ("post-receive",)
+HOOK_NAMES = (ref_limit.HOOK_NAME, "post-receive")  # pre-receive: the branch and tag limit
 SPOOL_BATCH = 1 << 20  # bytes of a request body held before they are written out
 
 
@@ -61,7 +62,10 @@ def install_hooks() -> None:
     for name in HOOK_NAMES:
         path = directory / name
         hook = "orchestrator.push.git_hook"
-        path.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m {hook} {name}\n')
+        if name == ref_limit.HOOK_NAME:  # shell only: it runs on every push
+            path.write_text(ref_limit.script(get_settings().max_refs_per_space))
+        else:
+            path.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m {hook} {name}\n')
         path.chmod(0o755)
 
 
