@@ -9,17 +9,20 @@ from orchestrator.api import commits as commits_api
 from orchestrator.api import discussions as discussions_api
 from orchestrator.api import events as events_api
 from orchestrator.api import files as files_api
-from orchestrator.api import input_errors, wire
+from orchestrator.api import input_errors, renames, wire
 from orchestrator.api import lfs as lfs_api
 from orchestrator.api import likes as likes_api
 from orchestrator.api import logs as logs_api
+from orchestrator.api import missing_repos as missing_repos_api
 from orchestrator.api import organizations as organizations_api
 from orchestrator.api import refs as refs_api
 from orchestrator.api import repos as repos_api
 from orchestrator.api import runtime as runtime_api
+from orchestrator.api import space_info as space_info_api
 from orchestrator.api import space_jwt as space_jwt_api
 from orchestrator.api import spaces as spaces_api
 from orchestrator.api import users as users_api
+from orchestrator.api.request_ids import RequestIds
 from orchestrator.core import db
 from orchestrator.core.limits import BodySizeLimit
 from orchestrator.gateway.proxy import Gateway
@@ -28,7 +31,8 @@ from orchestrator.push import git_http
 
 def create_app(*, migrate: bool = True) -> Gateway:
     # Body limits apply to the control plane's own routes; Space hosts are proxied as is.
-    return Gateway(BodySizeLimit(create_api(migrate=migrate)))
+    # Every control-plane answer, a body refused for its size too, carries X-Request-Id.
+    return Gateway(RequestIds(BodySizeLimit(create_api(migrate=migrate))))
 
 
 def create_api(*, migrate: bool = True) -> FastAPI:
@@ -41,6 +45,7 @@ def create_api(*, migrate: bool = True) -> FastAPI:
     # One error shape for every refusal (api/errors.py); malformed JSON, wrong types, NUL
     # in URLs: a clear 4xx, never a 500.
     input_errors.install(app)
+    renames.install(app)  # old ids after move_repo: a redirect to the current one
 
     @app.get("/api/health", response_model=wire.Health)
     def health() -> wire.Health:
@@ -52,6 +57,7 @@ def create_api(*, migrate: bool = True) -> FastAPI:
     app.include_router(runtime_api.router)
     app.include_router(space_jwt_api.router)
     app.include_router(spaces_api.router)
+    app.include_router(space_info_api.router)
     app.include_router(repos_api.router)
     app.include_router(lfs_api.router)
     app.include_router(files_api.router)
@@ -62,4 +68,6 @@ def create_api(*, migrate: bool = True) -> FastAPI:
     app.include_router(git_http.router)
     app.include_router(logs_api.router)
     app.include_router(events_api.router)
+    # Last: only what no route above took (ids without a namespace, models, datasets).
+    app.include_router(missing_repos_api.router)
     return app

@@ -143,6 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from orchestrator.api import request_ids
     from orchestrator.app import create_app
     from orchestrator.core.redaction import RedactingFilter
     from orchestrator.core.settings import get_settings
@@ -150,11 +151,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     for name in ("uvicorn.access", "uvicorn.error"):  # request lines, websocket lines
         logging.getLogger(name).addFilter(RedactingFilter())
+    logging.getLogger("uvicorn.access").addFilter(request_ids.AccessLogRequestId())
     uvicorn.run(
         create_app(),
         host=args.host,
         port=args.port,
         log_level="info",
+        log_config=request_ids.uvicorn_log_config(),  # access lines end with request_id=
         timeout_keep_alive=75,
         # A visitor's websocket message past the limit closes with 1009 before it is read
         # whole; the gateway holds the app's side to the same limit (gateway/proxy.py).

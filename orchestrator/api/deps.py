@@ -6,6 +6,7 @@ from fastapi import Depends, Request
 from sqlmodel import Session
 
 from orchestrator.api.errors import HubError, repo_not_found
+from orchestrator.api.renames import SpaceMoved
 from orchestrator.core.auth import Access, AuthError, Principal, authenticate, space_access
 from orchestrator.core.db import get_session
 from orchestrator.core.models import Space
@@ -30,6 +31,9 @@ def visible_space(
 ) -> Space:
     """The Space, or the same 404 whether it is missing or hidden from this principal."""
     space = spaces.get_space(session, owner, name)
+    if space is None and (moved := spaces.moved_space(session, owner, name)) is not None:
+        if space_access(principal, moved) != Access.NONE:
+            raise SpaceMoved(owner, name, moved)  # a redirect to its new id (api/renames.py)
     access = space_access(principal, space) if space else Access.NONE
     if space is None or access == Access.NONE:
         raise repo_not_found(f"{owner}/{name}")

@@ -1,5 +1,5 @@
-"""Reading a Space's files the way huggingface_hub does: tree listings, paths-info, the
-revision view of space_info, and `resolve` (file metadata on HEAD, content on GET).
+"""Reading a Space's files the way huggingface_hub does: tree listings, paths-info and
+`resolve` (file metadata on HEAD, content on GET).
 
 Revisions and tree paths arrive percent-encoded with `safe=""` (`refs%2Fpr%2F1`,
 `src%2Fapp.py`), and Starlette decodes `%2F` before routing, so routes whose URL holds a
@@ -22,7 +22,6 @@ from sqlmodel import Session
 from orchestrator.api import wire
 from orchestrator.api.deps import current_principal, origin, visible_space
 from orchestrator.api.errors import ERROR_RESPONSES, HubError
-from orchestrator.api.spaces import space_json
 from orchestrator.api.timefmt import hub_time
 from orchestrator.core.auth import Principal
 from orchestrator.core.db import get_session
@@ -206,7 +205,7 @@ def list_tree(
     space = visible_space(session, principal, owner, name)
     if _empty_main(space, request, "tree"):
         return []
-    with _listing_slot(request):
+    with listing_slot(request):
         return _tree_page(request, response, space, session, recursive, expand, cursor, limit)
 
 
@@ -268,60 +267,9 @@ def paths_info(
             f"{len(paths)} paths in one paths-info request; at most {most} "
             f"({'with' if expand else 'without'} expand): ask in smaller batches",
         )
-    with _listing_slot(request):
+    with listing_slot(request):
         entries = repo_tree.path_entries(repo, sha, paths)
         return entries_json(repo, sha, space, session, entries, expand=expand)
-
-
-@router.get("/api/spaces/{owner}/{name}/revision/{rev:path}", response_model=wire.SpaceRevision)
-def space_revision(
-    owner: str,
-    name: str,
-    rev: str,
-    request: Request,
-    blobs: str | None = None,
-    session: Session = Depends(get_session),
-    principal: Principal | None = Depends(current_principal),
-) -> wire.SpaceRevision:
-    """space_info(revision=...), and what snapshot_download asks first: `sha` is the commit
-    the revision resolves to, `siblings` its files."""
-    space = visible_space(session, principal, owner, name)
-    repo, sha = resolve(space, rev)
-    most = get_settings().max_tree_entries
-    with _listing_slot(request):
-        return _revision(space, session, repo, sha, rev, most, flag(blobs))
-
-
-def _revision(
-    space: Space, session: Session, repo: Path, sha: str, rev: str, most: int, blobs: bool
-) -> wire.SpaceRevision:
-    files = repo_tree.files_at(repo, sha, most)
-    if files is None:
-        raise HubError(
-            413,
-            f"{space.full_name} has more than {most} files at {rev} "
-            "(SPACEPORT_MAX_TREE_ENTRIES): list them page by page with list_repo_tree",
-        )
-    siblings: list[wire.Sibling] = []
-    if blobs:
-        for item in entries_json(repo, sha, space, session, files):
-            info = item.lfs
-            siblings.append(
-                wire.Sibling(
-                    rfilename=item.path,
-                    size=item.size,
-                    blob_id=item.oid,
-                    lfs=wire.SiblingLfs(
-                        size=info.size, sha256=info.oid, pointer_size=info.pointer_size
-                    )
-                    if info
-                    else None,
-                )
-            )
-    else:
-        siblings = [wire.Sibling(rfilename=e.path) for e in files]
-    info = space_json(space).model_dump(by_alias=False)
-    return wire.SpaceRevision(**(info | {"sha": sha}), siblings=siblings)
 
 
 # One route per method: each gets its own OpenAPI operation id.
@@ -380,7 +328,7 @@ def _download_slot(request: Request) -> Callable[[], None]:
 
 
 @contextlib.contextmanager
-def _listing_slot(request: Request) -> Iterator[None]:
+def listing_slot(request: Request) -> Iterator[None]:
     """A place among the listings computed at once (tree, paths-info, a revision's files):
     each holds a worker thread and runs git, `expand` a `git log` per entry, so one client
     can't take every thread the other routes wait for."""

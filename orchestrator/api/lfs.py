@@ -25,6 +25,7 @@ from sqlmodel import Session
 from orchestrator.api import bodies, wire
 from orchestrator.api.deps import origin
 from orchestrator.api.errors import ERROR_RESPONSES, HubError, error_headers, error_response
+from orchestrator.api.renames import SpaceMoved
 from orchestrator.core.auth import (
     Access,
     AuthError,
@@ -114,6 +115,9 @@ def _access(
     except AuthError as exc:
         return _error(401, str(exc), ask_credentials=True)
     space = spaces.get_space(session, owner, repo.removesuffix(".git"))
+    if space is None and (moved := spaces.moved_space(session, owner, repo.removesuffix(".git"))):
+        if space_access(principal, moved) != Access.NONE:  # an old id: to the current one
+            raise SpaceMoved(owner, repo.removesuffix(".git"), moved)
     access = space_access(principal, space) if space else Access.NONE
     if space is None or access.value < need.value:
         if principal is None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from orchestrator.api import bodies, wire
+from orchestrator.api import bodies, expand, wire
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import ERROR_RESPONSES, HubError
 from orchestrator.api.timefmt import hub_time
@@ -105,10 +107,13 @@ def list_spaces(
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> list[wire.SpaceInfo]:
-    """huggingface_hub's list_spaces: filters, sort, and GitHub-style `Link` pagination."""
+    """huggingface_hub's list_spaces: filters, sort, and GitHub-style `Link` pagination;
+    with `expand=`, only the properties it names (siblings: at most max_tree_entries files
+    per Space, else left out)."""
+    wanted = expand.asked(request)
     query = select(Space)
-    if author:
-        query = query.where(Space.owner == author)
+    if author:  # names are compared regardless of case, as on the Hub
+        query = query.where(func.lower(Space.owner) == author.lower())
     if search:
         query = query.where(col(Space.name).contains(search) | col(Space.owner).contains(search))
     order = {"createdAt": Space.created_at, "lastModified": Space.updated_at}.get(
@@ -123,17 +128,14 @@ def list_spaces(
     if cursor + page_size < len(visible) and not limit:
         next_url = request.url.include_query_params(cursor=cursor + page_size)
         response.headers["Link"] = f'<{next_url}>; rel="next"'
+    if wanted is not None:
+        # Imported here: space_info's routes build on this module's space_json.
+        from orchestrator.api import space_info
+
+        expanded = [space_info.expanded(s, session, request, wanted) for s in page]
+        link = {"Link": response.headers["Link"]} if "Link" in response.headers else None
+        return JSONResponse(expanded, headers=link)  # type: ignore[return-value]
     return [space_json(s) for s in page]
-
-
-@router.get("/{owner}/{name}", response_model=wire.SpaceInfo)
-def space_info(
-    owner: str,
-    name: str,
-    session: Session = Depends(get_session),
-    principal: Principal | None = Depends(current_principal),
-) -> wire.SpaceInfo:
-    return space_json(visible_space(session, principal, owner, name))
 
 
 @router.put("/{owner}/{name}/settings", response_model=wire.SpaceInfo)

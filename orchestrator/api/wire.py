@@ -127,6 +127,21 @@ class SpaceRevision(SpaceInfo):
     siblings: list[Sibling]
 
 
+class SpaceDetails(SpaceInfo):
+    """GET /api/spaces/{id} (and with `expand=`): SpaceInfo with the files of main as
+    `siblings` (left out when main has more than SPACEPORT_MAX_TREE_ENTRIES files) and the
+    properties only `expand` asks for (each left out unless asked)."""
+
+    siblings: list[Sibling] | None = omitted()
+    models: list[str] | None = omitted()
+    datasets: list[str] | None = omitted()
+    region: str | None = omitted()
+    resource_group: dict[str, Any] | None = omitted("resourceGroup")
+    trending_score: int | None = omitted("trendingScore")
+    used_storage: int | None = omitted("usedStorage")
+    xet_enabled: bool | None = omitted("xetEnabled")
+
+
 class BuildInfo(Wire):
     id: int | None
     commit: str

@@ -266,6 +266,36 @@ class LfsObject(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+# Space ids are compared regardless of case, as on the Hub: "alice/Demo" is "alice/demo"
+# (registry.get_space), so two Spaces can't differ only in case (migration 0008).
+Index(
+    "ix_space_owner_name_lower",
+    func.lower(Space.owner),  # type: ignore[arg-type]
+    func.lower(Space.name),  # type: ignore[arg-type]
+    unique=True,
+)
+
+
+class SpaceNameAlias(SQLModel, table=True):
+    """An id a Space had before move_repo: its API and git URLs redirect to the Space's
+    current id (orchestrator/api/renames.py) until another Space takes the name; deleted
+    with the Space. Compared regardless of case, like Space ids."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner: str = Field(max_length=96)
+    name: str = Field(max_length=96)
+    space_id: int = Field(foreign_key="space.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+Index(
+    "ix_spacenamealias_lower",
+    func.lower(SpaceNameAlias.owner),  # type: ignore[arg-type]
+    func.lower(SpaceNameAlias.name),  # type: ignore[arg-type]
+    unique=True,
+)
+
+
 class SpaceHostAlias(SQLModel, table=True):
     """A host label a Space had before a rename: it redirects to the current one, and no
     other Space may take it."""

@@ -22,6 +22,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from orchestrator.api import renames
 from orchestrator.api.errors import HubError, header_safe
 from orchestrator.community import pull_requests as pr_pushes
 from orchestrator.core import organizations as orgs
@@ -106,14 +107,25 @@ class Grant:
     user_id: int | None = None
 
 
-@router.api_route("/spaces/{owner}/{repo}/{path:path}", methods=["GET", "POST"])
-async def git_smart_http(owner: str, repo: str, path: str, request: Request) -> Response:
+# Only git's own paths: any other URL under a Space (`/spaces/demo/resolve/...` of an id
+# without a namespace) is left to the API's routes and their Hub-shaped answers.
+@router.api_route("/spaces/{owner}/{repo}/info/refs", methods=["GET", "POST"])
+@router.api_route("/spaces/{owner}/{repo}/" + UPLOAD, methods=["GET", "POST"])
+@router.api_route("/spaces/{owner}/{repo}/" + RECEIVE, methods=["GET", "POST"])
+async def git_smart_http(owner: str, repo: str, request: Request) -> Response:
+    path = next(p for p in GIT_PATHS if request.url.path.endswith("/" + p))
     name = repo.removesuffix(".git")
     service = _service(path, request)
     if service not in (UPLOAD, RECEIVE) or path not in GIT_PATHS:
         return _deny(404, "Not found")
     # Token lookup, Space lookup and create-on-push (a row and `git init`) are database
     # and disk work: in a thread, never on the event loop that proxies every Space.
+    current = await run_in_threadpool(
+        _current_name, owner, name, request.headers.get("authorization")
+    )
+    if isinstance(current, Space):  # an old id after move_repo: git follows the redirect
+        return renames.redirect(request, owner, name, current)
+    owner, name = current
     decision = await run_in_threadpool(
         _authorize,
         owner,
@@ -150,6 +162,23 @@ async def git_smart_http(owner: str, repo: str, path: str, request: Request) -> 
         return await _run_http_backend(request, env, admit)
     except HubError as exc:
         return _deny(exc.status_code, exc.detail)
+
+
+def _current_name(owner: str, name: str, authorization: str | None) -> tuple[str, str] | Space:
+    """The Space's id as stored (ids are compared regardless of case), the Space that had
+    this id before a move when the caller may see it (its URLs redirect), else the id as
+    asked (a first push creates it). Blocking (database)."""
+    with session_scope() as session:
+        if (space := spaces.get_space(session, owner, name)) is not None:
+            return space.owner, space.name
+        if (moved := spaces.moved_space(session, owner, name)) is not None:
+            try:
+                principal = authenticate(session, authorization)
+            except AuthError:
+                principal = None  # _authorize answers the bad credentials
+            if space_access(principal, moved) != Access.NONE:
+                return moved
+        return owner, name
 
 
 def _authorize(

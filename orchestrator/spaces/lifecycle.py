@@ -31,6 +31,7 @@ from orchestrator.core.models import (
     Secret,
     Space,
     SpaceHostAlias,
+    SpaceNameAlias,
     User,
     Variable,
     Visibility,
@@ -277,10 +278,14 @@ def _delete_extra_rows(session: Session, space_id: int) -> None:
         session.delete(row)
     for alias in session.exec(select(SpaceHostAlias).where(SpaceHostAlias.space_id == space_id)):
         session.delete(alias)
+    for old in session.exec(select(SpaceNameAlias).where(SpaceNameAlias.space_id == space_id)):
+        session.delete(old)  # and its old ids
 
 
 def move(session: Session, space: Space, new_owner: User, new_name: str, *, actor: str) -> None:
-    if spaces.get_space(session, new_owner.name, new_name) is not None:
+    """Rename: the old id redirects to the new one (registry.keep_old_name) until another
+    Space takes it. A change of case only (`alice/demo` to `alice/Demo`) is a rename too."""
+    if spaces.get_space(session, new_owner.name, new_name) not in (None, space):
         raise LifecycleError(f"{new_owner.name}/{new_name} already exists")
     if not spaces.valid_name(new_name):
         raise LifecycleError(f"invalid Space name {new_name!r}")
@@ -289,6 +294,7 @@ def move(session: Session, space: Space, new_owner: User, new_name: str, *, acto
     target = repos.repo_path(new_owner.name, new_name)
     target.parent.mkdir(parents=True, exist_ok=True)
     spaces.rehost(session, space, new_owner.name, new_name)  # the old host redirects
+    spaces.keep_old_name(session, space, new_owner.name, new_name)  # and so does the old id
     # Identity, not spec or status: written here, with the spec bumped. SPACE_ID and
     # SPACE_HOST change, so the controller restarts it under its new name, and until it
     # has (observed this spec) a RUNNING Space is shown RUNNING_APP_STARTING

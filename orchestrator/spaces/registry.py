@@ -3,12 +3,13 @@ step."""
 
 from __future__ import annotations
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from orchestrator.core import events
 from orchestrator.core.auth import valid_name
 from orchestrator.core.hostnames import choose_label
-from orchestrator.core.models import Space, SpaceHostAlias, User, Visibility
+from orchestrator.core.models import Space, SpaceHostAlias, SpaceNameAlias, User, Visibility
 from orchestrator.core.settings import get_settings
 from orchestrator.repos import store as repos
 
@@ -18,7 +19,47 @@ class SpaceNameError(ValueError):
 
 
 def get_space(session: Session, owner: str, name: str) -> Space | None:
-    return session.exec(select(Space).where(Space.owner == owner, Space.name == name)).first()
+    """The Space `owner/name`, compared regardless of case as on the Hub (a unique index on
+    the lower-cased pair keeps it to one); it keeps the spelling it was created with."""
+    return session.exec(
+        select(Space).where(
+            func.lower(Space.owner) == owner.lower(), func.lower(Space.name) == name.lower()
+        )
+    ).first()
+
+
+def _alias(session: Session, owner: str, name: str) -> SpaceNameAlias | None:
+    return session.exec(
+        select(SpaceNameAlias).where(
+            func.lower(SpaceNameAlias.owner) == owner.lower(),
+            func.lower(SpaceNameAlias.name) == name.lower(),
+        )
+    ).first()
+
+
+def moved_space(session: Session, owner: str, name: str) -> Space | None:
+    """The Space that was `owner/name` before move_repo (its old id redirects there), when
+    no Space has that id now."""
+    alias = _alias(session, owner, name)
+    return session.get(Space, alias.space_id) if alias is not None else None
+
+
+def keep_old_name(session: Session, space: Space, owner: str, name: str) -> None:
+    """Before a move of `space` to `owner/name`: its current id becomes an alias, and the
+    new id stops being one (of this Space or another). Not committed."""
+    if (taken := _alias(session, owner, name)) is not None:
+        session.delete(taken)
+    same = (space.owner.lower(), space.name.lower()) == (owner.lower(), name.lower())
+    if not same and _alias(session, space.owner, space.name) is None:
+        session.add(SpaceNameAlias(owner=space.owner, name=space.name, space_id=space.id or 0))
+    session.flush()
+
+
+def take_name(session: Session, owner: str, name: str) -> None:
+    """A new Space takes `owner/name`: the old id of another Space no longer redirects."""
+    if (alias := _alias(session, owner, name)) is not None:
+        session.delete(alias)
+        session.flush()
 
 
 def create_space(
@@ -40,6 +81,7 @@ def create_space(
             "(1-96 characters, not ending in .git)"
         )
     assert owner.id is not None
+    take_name(session, owner.name, name)
     space = Space(
         owner=owner.name,
         name=name,

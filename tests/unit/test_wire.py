@@ -33,7 +33,8 @@ SPACE_KEYS = [
 
 def test_space_info_and_runtime_keep_the_hubs_fields_and_nulls(api: Api) -> None:
     info = api.get("/api/spaces/alice/demo").json()
-    assert list(info) == SPACE_KEYS
+    assert list(info) == [*SPACE_KEYS, "siblings"]  # main's files: none before its first commit
+    assert info["siblings"] == []
     assert info["_id"] == api.demo.uid and info["id"] == "alice/demo"
     assert info["sha"] is None and info["cardData"] == {} and info["tags"] == []
     runtime = info["runtime"]
@@ -96,5 +97,6 @@ def test_the_openapi_document_names_the_wire_models(api: Api) -> None:
     for name in ("SpaceInfo", "SpaceRuntime", "Whoami", "TreeEntry", "EventPage", "ErrorBody"):
         assert name in schemas, name
     info = spec["paths"]["/api/spaces/{owner}/{name}"]["get"]["responses"]
-    assert info["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SpaceInfo")
+    # SpaceInfo with main's `siblings` and what only `expand=` asks
+    assert info["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SpaceDetails")
     assert info["4XX"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
