@@ -101,6 +101,15 @@ def test_a_discussion_from_open_to_closed(
     reopened = alice.change_discussion_status(space, 1, "open", repo_type="space")
     assert reopened.new_status == "open"
 
+    recorded = platform.api(
+        f"/api/spaces/{space}/events?kind=discussion.opened,discussion.status_changed",
+        tokens["alice"],
+    ).json()["events"]
+    assert [(e["kind"], e["actor"], e["data"]["num"]) for e in recorded] == [
+        ("discussion.opened", "bob", 1),
+        ("discussion.status_changed", "bob", 1),
+        ("discussion.status_changed", "alice", 1),
+    ]
     with pytest.raises(HfHubHTTPError) as missing:
         alice.get_discussion_details(space, 99, repo_type="space")
     assert _status(missing) == 404
@@ -248,5 +257,11 @@ def test_likes_counts_listings_and_privacy(
         assert bob.list_liked_repos("bob").spaces == []
         with pytest.raises(RepositoryNotFoundError):
             bob.unlike("alice/hidden", repo_type="space")
+        # A private Space's Community tab is as hidden as the Space.
+        alice.create_discussion("alice/hidden", "Private notes", repo_type="space")
+        with pytest.raises(RepositoryNotFoundError):
+            list(bob.get_repo_discussions("alice/hidden", repo_type="space"))
+        with pytest.raises(RepositoryNotFoundError):
+            bob.comment_discussion("alice/hidden", 1, "let me in", repo_type="space")
     finally:
         platform.delete_space("alice", "hidden", tokens["alice"])

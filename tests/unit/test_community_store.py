@@ -83,3 +83,41 @@ def test_numbers_edits_likes_and_cleanup(database: str) -> None:
         lifecycle.delete(session, space, actor="alice")
         for model in (Discussion, DiscussionEvent, SpaceLike):
             assert session.exec(select(model)).all() == []
+
+
+def test_who_may_push_to_a_pull_request_ref(database: str) -> None:
+    """git_http's admit check (community.pull_requests.check_push): refs/pr/N of an open
+    pull request only, never deleted; a reader only their own and nothing else."""
+    from orchestrator.community import pull_requests
+
+    with Session(db.get_engine()) as session:
+        alice = get_or_create_user(session, "alice")
+        bob = get_or_create_user(session, "bob")
+        carol = get_or_create_user(session, "carol")
+        space = spaces.create_space(session, alice, "demo")
+        talk = discussions.open_discussion(session, space, bob, "Talk", "t", pull_request=False)
+        session.commit()
+        pr = discussions.open_discussion(session, space, bob, "PR", "p", pull_request=True)
+        session.commit()
+        sha, zero = "1" * 40, "0" * 40
+        ok = [(sha, "2" * 40, f"refs/pr/{pr.num}")]
+        pull_requests.check_push(session, space, bob, False, ok)  # its author
+        pull_requests.check_push(session, space, alice, True, ok)  # a writer
+        refused = [
+            (carol, False, ok),  # someone else's
+            (bob, False, [(sha, "2" * 40, "refs/heads/main")]),  # a reader, not a PR
+            (alice, True, [(sha, zero, f"refs/pr/{pr.num}")]),  # deleting it
+            (alice, True, [(zero, sha, "refs/pr/99")]),  # no such pull request
+            (alice, True, [(zero, sha, f"refs/pr/{talk.num}")]),  # a discussion
+            (alice, True, [(zero, sha, "refs/pr/x")]),
+        ]
+        for user, writer, refs in refused:
+            with pytest.raises(HubError) as caught:
+                pull_requests.check_push(session, space, user, writer, refs)
+            assert caught.value.status_code == 403, refs
+        pull_requests.check_push(session, space, alice, True, [(sha, "2" * 40, "refs/heads/x")])
+        pr.status = DiscussionStatus.MERGED
+        session.add(pr)
+        session.commit()
+        with pytest.raises(HubError):
+            pull_requests.check_push(session, space, bob, False, ok)
