@@ -21,6 +21,7 @@ from orchestrator.api import runtime as runtime_api
 from orchestrator.api import space_info as space_info_api
 from orchestrator.api import space_jwt as space_jwt_api
 from orchestrator.api import spaces as spaces_api
+from orchestrator.api import templates as templates_api
 from orchestrator.api import users as users_api
 from orchestrator.api.request_ids import RequestIds
 from orchestrator.core import db
@@ -53,7 +54,8 @@ def create_api(*, migrate: bool = True) -> FastAPI:
 
     app.include_router(users_api.router)
     app.include_router(organizations_api.router)
-    # Fixed paths (/api/spaces/hardware) before the {owner}/{name} ones.
+    # Fixed paths (/api/spaces/hardware, /api/spaces/templates) before the {owner}/{name} ones.
+    app.include_router(templates_api.router)
     app.include_router(runtime_api.router)
     app.include_router(space_jwt_api.router)
     app.include_router(spaces_api.router)

@@ -2,7 +2,8 @@
 downloads) and git with git-lfs, against a real Spaceport. Runs once per stack.
 
 Spaces are created with `git push` only. Pushing a throwaway branch makes a Space whose
-main is empty, which is what a Space created with the API starts as.
+main is empty (a Space created with the API starts with the Hub's first commit instead:
+tests/test_hub_repo_create.py).
 """
 
 from __future__ import annotations
@@ -331,9 +332,10 @@ def test_errors_map_to_client_exceptions(
         hf_hub_download("alice/hub-errors", "app.py", repo_type="space", revision="nope", **options)
     with pytest.raises(EntryNotFoundError, match="doesn't exist"):
         api.delete_file("nope.txt", "alice/hub-errors", repo_type="space", revision="setup")
+    # Front matter that is not YAML is refused (settings a push would take are not).
     with pytest.raises(ValueError, match="Invalid metadata in README.md"):
         api.upload_file(
-            path_or_fileobj=b"---\nsdk: gradio\napp_port: seventy\n---\n",
+            path_or_fileobj=b"---\nsdk: gradio\ncolorFrom: red: orange\n---\n",
             path_in_repo="README.md",
             repo_id="alice/hub-errors",
             repo_type="space",

@@ -2,7 +2,7 @@
 
 Each field has one type and gets nothing else: `{"private": "true"}` is a 422 that says
 `private` must be a boolean, never a 200 that quietly leaves the Space public. Fields the
-Hub clients send that Spaceport has no use for (`template`, `resourceGroupId`, ...) are
+Hub clients send that Spaceport has no use for (`resourceGroupId`, `region`, ...) are
 ignored, as before. Text must be valid Unicode without NUL characters (PostgreSQL can't
 store those), and numbers fit their database columns, so bad input is a 4xx, not a 500.
 
@@ -63,6 +63,7 @@ class CreateRepo(StrictBody):
     sleepTimeSeconds: Seconds | None = None  # noqa: N815 - the Hub's name
     secrets: list[KeyValue] | None = None
     variables: list[KeyValue] | None = None
+    template: Annotated[Text, Field(max_length=200)] | None = None  # a template's repo id
 
 
 class DeleteRepo(StrictBody):
@@ -147,6 +148,9 @@ class PreuploadFile(StrictBody):
 
 class Preupload(StrictBody):
     files: list[PreuploadFile]
+    # The .gitignore the client commits with the files (huggingface_hub reads it from the
+    # commit); no real one comes near this.
+    gitIgnore: Annotated[Text, Field(max_length=256 << 10)] | None = None  # noqa: N815
 
 
 Model = TypeVar("Model", bound=StrictBody)

@@ -34,11 +34,11 @@ from orchestrator.core.limits import TOO_LARGE, check_build_room, check_space_ro
 from orchestrator.core.models import Space
 from orchestrator.core.settings import get_settings
 from orchestrator.repos import commit as repo_commit
-from orchestrator.repos import lfs
+from orchestrator.repos import gitignore, lfs
 from orchestrator.repos import store as repos
 from orchestrator.repos import tree as repo_tree
 from orchestrator.repos.commit import AddFile, AddLfs, CommitError, Delete, Operation
-from orchestrator.spaces.config import SpaceConfigError, parse_readme
+from orchestrator.spaces.config import SpaceConfigError, check_front_matter_yaml
 
 router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 
@@ -77,8 +77,11 @@ def validate_yaml(body: dict[str, Any] = Body(...)) -> JSONResponse:
             "(SPACEPORT_MAX_README_FRONT_MATTER_BYTES): keep long text below the closing ---"
         )
         return _yaml_answer(message, 413)
+    # As lenient as a git push, which takes any README: settings the Space can't run with
+    # are its CONFIG_ERROR after the commit, said there; only YAML that isn't settings is
+    # refused here.
     try:
-        parse_readme(content)
+        check_front_matter_yaml(content)
     except SpaceConfigError as exc:
         return _yaml_answer(str(exc), 400)
     return _yaml_answer()
@@ -134,6 +137,7 @@ def preupload(
     paths = [f["path"] for f in files if isinstance(f.get("path"), str)]
     tracked = repo_commit.lfs_tracked(repo, head, paths)
     remote = _remote_oids(space, session, repo, head, paths)
+    ignored = _ignored(repo, head, body.get("gitIgnore"), paths)
     answers = []
     for item in files:
         path, size = item.get("path"), item.get("size")
@@ -142,11 +146,20 @@ def preupload(
             wire.PreuploadFile(
                 path=path,
                 upload_mode="lfs" if big or path in tracked else "regular",
-                should_ignore=False,
+                should_ignore=path in ignored,
                 oid=remote.get(path) if isinstance(path, str) else None,
             )
         )
     return wire.Preupload(files=answers)
+
+
+def _ignored(repo: Path, head: str | None, sent: str | None, paths: list[str]) -> set[str]:
+    """The paths the commit's .gitignore excludes, as the Hub decides `shouldIgnore`: the
+    one the client sends (from the commit), else the branch's own root .gitignore."""
+    if sent is None and head is not None:
+        stored = repos.read_file(repo, head, ".gitignore")
+        sent = stored.decode(errors="replace") if stored is not None else None
+    return gitignore.ignored(sent, paths) if sent else set()
 
 
 def _remote_oids(

@@ -12,12 +12,16 @@ from sqlmodel import Session, select
 from orchestrator.api import bodies, wire
 from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
 from orchestrator.api.errors import ERROR_RESPONSES, HubError, error_response, repo_not_found
+from orchestrator.builds.deploy import deploy_commit
 from orchestrator.core import organizations as orgs
 from orchestrator.core.auth import Access, Principal, may_create_in, may_move_into, space_access
 from orchestrator.core.db import get_session
-from orchestrator.core.limits import check_space_count
-from orchestrator.core.models import Secret, User, Variable, Visibility
-from orchestrator.spaces import lifecycle
+from orchestrator.core.limits import check_build_room, check_space_count
+from orchestrator.core.models import Secret, Space, User, Variable, Visibility
+from orchestrator.core.settings import get_settings
+from orchestrator.repos import initial_commit
+from orchestrator.repos import store as repos
+from orchestrator.spaces import lifecycle, templates
 from orchestrator.spaces import registry as spaces
 from orchestrator.spaces.config import SDKS
 from sandbox.hardware import UnknownHardware, get_tier
@@ -130,6 +134,8 @@ def create_repo(
         kind: _pairs(body, key) for kind, key in ((Secret, "secrets"), (Variable, "variables"))
     }
     sleep = _sleep_time(body)
+    template = body.get("template")
+    files = _first_files(template, name, sdk)
     check_space_count(session, owner, admin=principal.is_admin)
     try:
         space = spaces.create_space(
@@ -154,7 +160,41 @@ def create_repo(
             sleep_time=sleep,
         )
         session.commit()
+        _first_commit(session, space, files, principal, template=template is not None)
     return wire.RepoUrl(url=url, name=full_name, id=space.uid)
+
+
+def _first_files(template: str | None, name: str, sdk: str) -> dict[str, bytes]:
+    """The files of a new Space's first commit: the template's, else the Hub's default
+    README.md and .gitattributes."""
+    if template is None:
+        gradio = get_settings().default_gradio_version
+        return initial_commit.default_files(name, sdk, gradio_version=gradio)
+    try:
+        chosen = templates.find(template)
+    except templates.UnknownTemplate as exc:
+        raise HubError(404, str(exc)) from exc
+    if chosen.sdk != sdk:
+        raise HubError(400, f"sdk must be {chosen.sdk}, the sdk of the template {template}")
+    return templates.files(chosen)
+
+
+def _first_commit(
+    session: Session,
+    space: Space,
+    files: dict[str, bytes],
+    principal: Principal,
+    *,
+    template: bool,
+) -> None:
+    """The Hub's first commit, by the creator, deployed as a push of it would be: the
+    default README leaves the Space NO_APP_FILE until an app arrives; a template builds."""
+    user = principal.user.name
+    repo = repos.repo_path(space.owner, space.name)
+    sha = initial_commit.write(repo, files, (user, f"{user}@users.noreply.spaceport"))
+    if template:
+        check_build_room(session, space)
+    deploy_commit(session, space, sha, actor=user)
 
 
 @router.delete("/repos/delete", response_model=wire.Deleted)

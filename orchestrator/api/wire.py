@@ -221,6 +221,19 @@ class RepoUrl(Wire):
     id: str
 
 
+class SpaceTemplate(Wire):
+    """One of GET /api/spaces/templates (huggingface_hub's SpaceTemplate reads all four)."""
+
+    name: str
+    repo_id: str = Field(alias="repoId")
+    sdk: str
+    preferred_private: bool = Field(alias="preferredPrivate")
+
+
+class SpaceTemplates(Wire):
+    templates: list[SpaceTemplate]
+
+
 class Deleted(Wire):
     deleted: str
 

@@ -20,6 +20,7 @@ from orchestrator.repos import store as repos
 
 LFS_ATTRIBUTES = "filter=lfs diff=lfs merge=lfs -text"
 FORBIDDEN_PARTS = {"", ".", "..", ".git"}
+BACKSLASH_FORBIDDEN = {".", "..", ".git"}
 
 
 class CommitError(Exception):
@@ -60,6 +61,14 @@ def clean_path(path: object, *, folder: bool = False) -> str:
     text = path.strip("/") if folder else path.removeprefix("/")
     if any(part in FORBIDDEN_PARTS for part in text.split("/")):
         raise CommitError(400, f"invalid path {path!r}")
+    # A backslash is a separator to Windows and to tools that normalise paths: `..\x` or
+    # `a\..\b` would climb out of the folder there. The Hub refuses them with a 422.
+    if any(part in BACKSLASH_FORBIDDEN for part in text.replace("\\", "/").split("/")):
+        raise CommitError(
+            422,
+            f"invalid path {path!r}: no '.', '..' or '.git' segment is allowed, "
+            "with '\\' read as '/'",
+        )
     return text
 
 
@@ -148,9 +157,12 @@ def _apply(files: dict[str, str], operations: list[Operation]) -> dict[str, str 
     changes: dict[str, str | None] = {}
     for op in operations:
         if isinstance(op, Delete):
-            gone = tree.under(op.path) if op.folder and tree.is_folder(op.path) else []
+            # A plain path names a file or, where there is none, a folder: the client's
+            # CommitOperationDelete("dir") (is_folder="auto") sends a folder as a file.
             if not op.folder and op.path in tree.files:
                 gone = [op.path]
+            else:
+                gone = tree.under(op.path) if tree.is_folder(op.path) else []
             if not gone:
                 what = "folder" if op.folder else "file"
                 raise CommitError(

@@ -327,6 +327,21 @@ def parse_readme(text: str) -> SpaceConfig:
         raise _first_problem(exc, root, first, key_lines, missing_line) from None
 
 
+def check_front_matter_yaml(text: str) -> None:
+    """SpaceConfigError when README.md's front matter is not YAML `key: value` settings
+    (what validate-yaml refuses). Whatever else a git push takes passes: no front matter,
+    an unclosed one, unknown or invalid settings make the Space's CONFIG_ERROR, which
+    deploy_commit reports, not a reason to refuse the file."""
+    lines = _LINE_BREAK.split(text.removeprefix("\ufeff"))
+    start = next((i for i, line in enumerate(lines) if line.strip()), 0)
+    if lines[start].rstrip() != "---":
+        return
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].rstrip() == "---"), None)
+    if end is None or not any(line.strip() for line in lines[start + 1 : end]):
+        return
+    _load_front_matter("\n".join(lines[start + 1 : end]), start + 2)
+
+
 def _load_front_matter(
     source: str, first: int
 ) -> tuple[yaml.MappingNode, dict[str, Any], dict[str, int]]:
