@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from orchestrator.api import access_check as access_check_api
 from orchestrator.api import commits as commits_api
 from orchestrator.api import discussions as discussions_api
 from orchestrator.api import events as events_api
@@ -58,6 +59,7 @@ def create_api(*, migrate: bool = True) -> FastAPI:
     app.include_router(templates_api.router)
     app.include_router(runtime_api.router)
     app.include_router(space_jwt_api.router)
+    app.include_router(access_check_api.router)
     app.include_router(spaces_api.router)
     app.include_router(space_info_api.router)
     app.include_router(repos_api.router)

@@ -234,6 +234,12 @@ class SpaceTemplates(Wire):
     templates: list[SpaceTemplate]
 
 
+class AccessCheck(Wire):
+    """auth-check's answer (the client reads only the status): what was granted."""
+
+    access: Literal["read", "write"]
+
+
 class Deleted(Wire):
     deleted: str
 
