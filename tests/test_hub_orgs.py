@@ -20,7 +20,7 @@ import pytest
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from tests.platform import Platform, git, push, sample_checkout
+from tests.platform import Platform, commit_change, git, push, sample_checkout
 
 ORG = "lab"
 ROLES = {"wes": "write", "cora": "contributor", "rita": "read"}
@@ -178,6 +178,7 @@ def test_pushes_follow_the_roles(
         ("rita", "write access"),
         ("ada-read", "read-only"),
     ):
+        commit_change(repo, "app.py", f"# by {user}\n")  # something to push
         refused = push(
             repo, platform.git_url(ORG, "secret", people[user]), "main:feature", check=False
         )
