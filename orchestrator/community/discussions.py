@@ -85,8 +85,28 @@ def may_commit(principal: Principal, space: Space, discussion: Discussion) -> No
 # -- limits -----------------------------------------------------------------------------
 
 
+TITLE_COLUMN = 500  # discussion.title's size: the setting can't take titles past it
+
+
+def title_limit() -> int:
+    return min(get_settings().max_discussion_title_chars, TITLE_COLUMN)
+
+
+def fitted(title: str, description: str) -> tuple[str, str]:
+    """A commit's summary and description as a pull request's title and first comment
+    (create_pr=True): cut to the limits rather than refusing a commit that is fine."""
+    most_title, most_bytes = title_limit(), get_settings().max_comment_bytes
+    title = title.strip() or "Pull request"
+    if len(title) > most_title:
+        title = title[: most_title - 1] + "\u2026"
+    body = description.strip() or default_description(True)
+    if len(body.encode()) > most_bytes:
+        body = body.encode()[: most_bytes - 3].decode(errors="ignore") + "\u2026"
+    return title, body
+
+
 def clean_title(title: object) -> str:
-    most = get_settings().max_discussion_title_chars
+    most = title_limit()
     text = title.strip() if isinstance(title, str) else ""
     if not text:
         raise HubError(400, "A title is required: give the discussion a few words")

@@ -132,6 +132,7 @@ def begin(
         raise HubError(
             400, f"{target.space.full_name} has no commit on main to open a pull request from"
         )
+    title, description = discussions.fitted(title, description)
     target.discussion = discussions.open_discussion(
         session, target.space, target.caller.user, title, description, pull_request=True
     )

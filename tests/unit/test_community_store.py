@@ -121,3 +121,14 @@ def test_who_may_push_to_a_pull_request_ref(database: str) -> None:
         session.commit()
         with pytest.raises(HubError):
             pull_requests.check_push(session, space, bob, False, ok)
+
+
+def test_a_long_commit_summary_is_cut_to_a_title(spaceport_home: object) -> None:
+    title, body = discussions.fitted("x" * 1000, "")
+    assert len(title) == 200 and title.endswith("\u2026")
+    assert body == discussions.default_description(True)
+    _, body = discussions.fitted("t", "é" * 40_000)  # 80,000 bytes: cut on a character
+    assert len(body.encode()) <= 64 << 10 and body.endswith("\u2026")
+    with pytest.raises(HubError) as refused:
+        discussions.clean_title("y" * 201)
+    assert refused.value.status_code == 413
