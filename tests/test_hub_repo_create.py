@@ -198,6 +198,25 @@ def test_main_exists_from_the_start(
     assert platform.runtime(*space.split("/"), token)["stage"] in ("NO_APP_FILE", "STOPPED")
 
 
+def test_a_duplicate_copies_the_history_and_adds_no_commit(
+    platform: Platform, api: HfApi, token: str, space: str
+) -> None:
+    copy = f"{space}-copy"
+    api.duplicate_repo(space, to_id=copy, repo_type="space")
+    try:
+        assert api.space_info(copy).sha == api.space_info(space).sha
+        repo = platform.home / "repos" / OWNER / f"{copy.split('/')[1]}.git"
+        count = subprocess.run(
+            ["git", "-C", str(repo), "rev-list", "--count", "main"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert count == "1\n"
+    finally:
+        platform.delete_space(OWNER, copy.split("/")[1], token)
+
+
 def test_small_binaries_are_lfs_as_on_the_hub(
     platform: Platform, api: HfApi, token: str, space: str, no_xet: None, workdir: Path
 ) -> None:
