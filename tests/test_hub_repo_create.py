@@ -304,6 +304,13 @@ def test_gitignore_is_honoured_from_the_commit_and_from_the_branch(api: HfApi, s
     )
     files = set(api.list_repo_files(space, repo_type="space"))
     assert "kept.txt" in files and "again.log" not in files
+    # Every file ignored: the client sends no operation, and the commit is empty.
+    before = api.space_info(space).sha
+    empty = api.upload_file(
+        path_or_fileobj=b"x\n", path_in_repo="only.log", repo_id=space, repo_type="space"
+    )
+    assert empty.oid != before
+    assert set(api.list_repo_files(space, repo_type="space")) == files
 
 
 def test_paths_that_climb_with_backslashes_are_refused(api: HfApi, space: str) -> None:

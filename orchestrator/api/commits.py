@@ -281,8 +281,8 @@ def _parse(body: IO[bytes], scratch: Path) -> tuple[dict[str, Any], list[Operati
             operations.append(_operation(key, value, scratch / str(number), number))
     if header is None:
         raise HubError(400, "the commit has no header line (summary, description)")
-    if not operations:
-        raise HubError(400, "the commit has no operations")
+    # No operations is an empty commit, as on the Hub: what the client sends when the
+    # .gitignore excludes every file of an upload.
     return header, operations
 
 
