@@ -134,6 +134,16 @@ def test_who_creates_spaces_in_the_org(platform: Platform, people: dict[str, str
                 f"{ORG}/by-{user}", repo_type="space", space_sdk="gradio"
             )
         assert status_of(refused) == 403
+    # Deleting: the creator (a contributor) and writers may, a reader may not.
+    with pytest.raises(HfHubHTTPError) as refused:
+        hub(platform, people["rita"]).delete_repo(f"{ORG}/made-by-cora", repo_type="space")
+    assert status_of(refused) == 403
+    with pytest.raises(HfHubHTTPError) as refused:
+        hub(platform, people["cora"]).delete_repo(f"{ORG}/made-by-wes", repo_type="space")
+    assert status_of(refused) == 403
+    hub(platform, people["cora"]).delete_repo(f"{ORG}/made-by-cora", repo_type="space")
+    hub(platform, people["wes"]).delete_repo(f"{ORG}/made-by-ada", repo_type="space")
+    assert not hub(platform, people["ada"]).repo_exists(f"{ORG}/made-by-cora", repo_type="space")
     # Without a namespace, create_repo still means the caller's own.
     mine = hub(platform, people["cora"]).create_repo(
         "org-own", repo_type="space", space_sdk="gradio"
@@ -221,6 +231,17 @@ def test_secrets_and_settings_follow_the_roles(
         assert status_of(refused) == 403
     with pytest.raises(RepositoryNotFoundError):
         hub(platform, people["otto"]).get_space_secrets(secret_space)
+    # Settings too: only writers change them.
+    for user in ("cora", "rita"):
+        with pytest.raises(HfHubHTTPError) as refused:
+            hub(platform, people[user]).update_repo_settings(
+                secret_space, private=True, repo_type="space"
+            )
+        assert status_of(refused) == 403
+    hub(platform, people["wes"]).update_repo_settings(secret_space, private=True, repo_type="space")
+    # Its event log is the members' to read, and hidden from others like the Space.
+    assert platform.api(f"/api/spaces/{secret_space}/events", people["rita"]).status_code == 200
+    assert platform.api(f"/api/spaces/{secret_space}/events", people["otto"]).status_code == 404
     # The contributor manages their own Space's secrets.
     own = f"{ORG}/cora-secrets"
     hub(platform, people["cora"]).create_repo(own, repo_type="space", space_sdk="gradio")
@@ -277,7 +298,7 @@ def test_a_reader_opens_a_private_org_app_with_their_token(
     assert visit(None) == 404
 
 
-def test_managing_members(platform: Platform, people: dict[str, str]) -> None:
+def test_managing_members(platform: Platform, people: dict[str, str], secret_space: str) -> None:
     path = f"/api/organizations/{ORG}/members"
     # Only org admins (with a write token) manage members.
     for user in ("wes", "otto", "ada-read"):
@@ -299,14 +320,17 @@ def test_managing_members(platform: Platform, people: dict[str, str]) -> None:
         call(platform, "PUT", f"{path}/ada", people["ada"], json={"role": "write"}).status_code
         == 409
     )
-    # Added, seen, then leaving by themselves.
+    # Added, seen, then leaving by themselves: access follows at once.
     assert (
         call(platform, "PUT", f"{path}/otto", people["ada"], json={"role": "read"}).status_code
         == 200
     )
     assert [o["name"] for o in hub(platform, people["otto"]).whoami()["orgs"]] == [ORG]
+    assert hub(platform, people["otto"]).space_info(secret_space).private is True
     assert call(platform, "DELETE", f"{path}/otto", people["otto"]).status_code == 200
     assert hub(platform, people["otto"]).whoami()["orgs"] == []
+    with pytest.raises(RepositoryNotFoundError):
+        hub(platform, people["otto"]).space_info(secret_space)
     # Organisations: platform admins create them; one namespace with the users.
     create = "/api/organizations"
     assert (
