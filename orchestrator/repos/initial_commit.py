@@ -69,7 +69,7 @@ GITATTRIBUTES = "".join(f"{p} {repo_commit.LFS_ATTRIBUTES}\n" for p in LFS_PATTE
 # the ones the config reference allows (orchestrator.spaces.config.Color).
 EMOJIS: tuple[str, ...] = (
     "🚀", "🔥", "🐢", "🏃", "🐨", "🌍", "👀", "🐠", "💻", "🌖", "😻", "🦀", "🏢", "⚡",
-    "📈", "📊", "👁", "🏆", "💬", "📉", "📚", "🌈", "🐳", "🦙", "🎨", "🐨", "🌳", "🏅",
+    "📈", "📊", "👁", "🏆", "💬", "📉", "📚", "🌈", "🐳", "🦙", "🎨", "🌳", "🏅",
 )  # fmt: skip
 COLORS: tuple[str, ...] = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 BODY = (

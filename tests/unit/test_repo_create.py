@@ -50,6 +50,11 @@ def test_colours_and_emoji_are_random_and_names_stay_text() -> None:
         assert parse_readme(initial_commit.readme(name, "static", gradio_version="1")).title == name
 
 
+def test_the_fixed_lists_have_no_repeats() -> None:
+    assert len(set(initial_commit.EMOJIS)) == len(initial_commit.EMOJIS)
+    assert len(set(initial_commit.LFS_PATTERNS)) == len(initial_commit.LFS_PATTERNS)
+
+
 def test_gitattributes_is_the_hubs_list() -> None:
     lines = initial_commit.GITATTRIBUTES.splitlines()
     assert len(lines) == 35
