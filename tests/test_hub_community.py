@@ -179,7 +179,7 @@ def test_pull_requests_by_api_and_git_merge_and_deploy(
     events = alice.get_discussion_details(space, made.pr_num, repo_type="space").events
     assert [e.oid for e in events if isinstance(e, DiscussionCommit)] == [made.oid, pushed]
     assert push(clone, bob_url, "HEAD:main", check=False).returncode != 0
-    assert push(clone, bob_url, "HEAD:refs/pr/1", check=False).returncode != 0  # a discussion
+    assert push(clone, bob_url, "HEAD:refs/pr/999", check=False).returncode != 0  # none
 
     # Readers don't merge; writers do, and main deploys like a push.
     with pytest.raises(HfHubHTTPError) as refused:
@@ -217,6 +217,19 @@ def test_pull_requests_by_api_and_git_merge_and_deploy(
     assert _status(conflict) == 409
     prs = list(bob.get_repo_discussions(space, repo_type="space", discussion_type="pull_request"))
     assert [(d.num, d.status) for d in prs] == [(made.pr_num, "merged"), (draft.num, "draft")]
+    refs = alice.list_repo_refs(space, repo_type="space", include_pull_requests=True)
+    assert {r.ref for r in refs.pull_requests or []} == {draft.git_reference, made.pr_revision}
+
+    # A duplicate takes the code, not the Community tab (as on the Hub).
+    bob.duplicate_repo(space, "bob/community-copy", repo_type="space")
+    try:
+        copied = bob.list_repo_refs(
+            "bob/community-copy", repo_type="space", include_pull_requests=True
+        )
+        assert copied.pull_requests == []
+        assert list(bob.get_repo_discussions("bob/community-copy", repo_type="space")) == []
+    finally:
+        platform.delete_space("bob", "community-copy", tokens["bob"])
 
 
 def test_likes_counts_listings_and_privacy(
