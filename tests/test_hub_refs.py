@@ -8,6 +8,7 @@ stays NO_APP_FILE, so nothing builds; files go to other branches.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -371,3 +372,37 @@ def test_git_and_the_api_agree(
         ("branch.deleted", "refs/heads/feature"),
         ("tag.deleted", "refs/tags/v1"),
     ]
+
+
+def test_squashing_main_deploys_it_with_the_image_it_had(
+    platform: Platform, tokens: dict[str, str], workdir: Path
+) -> None:
+    """The one build of this module: a static Space, built once; its squashed main is a new
+    commit of the same tree, deployed like a push, and the build reuses the image."""
+    name, token = "refs-squash-deploy", tokens["alice"]
+    checkout = sample_checkout("static_site", workdir)
+    commit_change(checkout, "notes.txt", "a second commit\n", "second")
+    push(checkout, platform.git_url("alice", name, token), "main")
+    try:
+        running = platform.wait_for_stage("alice", name, token, timeout=300)
+        assert running["stage"] == "RUNNING", running
+        before = running["sha"]
+        api = hub(platform, token)
+        api.super_squash_history(f"alice/{name}", repo_type="space")
+        squashed = api.list_repo_commits(f"alice/{name}", repo_type="space")
+        assert len(squashed) == 1
+        build = platform.builds("alice", name, token)[0]  # newest first
+        assert build["commit"] == squashed[0].commit_id
+        for _ in range(240):
+            build = platform.builds("alice", name, token)[0]
+            if build["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.5)
+        assert build["status"] == "succeeded" and build["reusedImage"] is True, build
+        assert api.space_info(f"alice/{name}").sha == squashed[0].commit_id
+        # Nothing the app runs changed (same image, environment and hardware): the running
+        # container goes on serving, started from the commit before the squash.
+        runtime = platform.wait_for_stage("alice", name, token, timeout=60, stages={"RUNNING"})
+        assert runtime["sha"] == before, runtime
+    finally:
+        platform.delete_space("alice", name, token)
