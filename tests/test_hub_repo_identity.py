@@ -213,6 +213,12 @@ def test_an_old_id_redirects_after_a_move_until_another_space_takes_it(
     result = git(workdir, "clone", "-q", url, str(clone), check=False)
     assert result.returncode == 0, result.stderr
     assert (clone / "x.txt").read_bytes() == b"moved\n"
+    (clone / "pushed.txt").write_text("by git\n")
+    git(clone, "add", "pushed.txt")
+    git(clone, "commit", "-q", "-m", "push to the old id")
+    result = git(clone, "push", "-q", "origin", "main", check=False)  # origin: the old id
+    assert result.returncode == 0, result.stderr
+    assert "pushed.txt" in alice.list_repo_files(new, repo_type="space")
 
     new_space(alice, made, old)  # the old id is a Space's own name again
     assert alice.space_info(old).id == old
