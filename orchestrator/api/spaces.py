@@ -114,8 +114,12 @@ def list_spaces(
     query = select(Space)
     if author:  # names are compared regardless of case, as on the Hub
         query = query.where(func.lower(Space.owner) == author.lower())
-    if search:
-        query = query.where(col(Space.name).contains(search) | col(Space.owner).contains(search))
+    if search:  # regardless of case too (PostgreSQL's LIKE, unlike SQLite's, minds it)
+        term = search.lower()
+        query = query.where(
+            func.lower(Space.name).contains(term, autoescape=True)
+            | func.lower(Space.owner).contains(term, autoescape=True)
+        )
     order = {"createdAt": Space.created_at, "lastModified": Space.updated_at}.get(
         sort or "", Space.id
     )

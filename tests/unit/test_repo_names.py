@@ -17,6 +17,10 @@ from orchestrator.core.models import Space, SpaceNameAlias
 from orchestrator.core.settings import get_settings
 from orchestrator.spaces import lifecycle
 from orchestrator.spaces import registry as spaces
+from tests.unit import test_api_events as shared
+
+# The live API of test_api_events, on SQLite and PostgreSQL.
+api, Api = shared.api, shared.Api
 
 
 def _insert_space(connection, uid: str, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -128,3 +132,14 @@ def test_the_redirect_replaces_the_old_id_in_the_path_only() -> None:
     # The id in a body (delete_repo, move_repo): nothing to rewrite, a 404 instead.
     assert renames.moved_location("/api/repos/delete", "", old, space) is None
     assert renames.moved_location("/api/spaces/alice/other", "", old, space) is None
+
+
+def test_the_api_finds_ids_regardless_of_case_on_both_databases(api: Api) -> None:
+    """PostgreSQL compares text by case where SQLite's LIKE does not: lookups, `author` and
+    `search` of list_spaces must not depend on the database."""
+    assert api.get("/api/spaces/ALICE/Demo").json()["id"] == "alice/demo"
+    assert [s["id"] for s in api.get("/api/spaces?author=ALICE").json()] == ["alice/demo"]
+    assert [s["id"] for s in api.get("/api/spaces?search=DEM").json()] == ["alice/demo"]
+    assert api.get("/api/spaces?search=d%25").json() == []  # LIKE's wildcards are plain text
+    missing = api.get("/api/spaces/demo")  # no namespace: the Hub's answer
+    assert (missing.status_code, missing.headers["x-error-code"]) == (404, "RepoNotFound")
