@@ -355,3 +355,41 @@ def test_managing_members(platform: Platform, people: dict[str, str], secret_spa
     )
     kinds = [(e["kind"], e["data"]["user"]) for e in log.json()["events"]]
     assert ("org.member_set", "otto") in kinds and ("org.member_removed", "otto") in kinds
+
+
+def test_discussions_merges_and_hardware_follow_the_roles(
+    platform: Platform, people: dict[str, str], secret_space: str
+) -> None:
+    """The other issues' rules in an organisation: anyone who can read opens and comments,
+    the repo's writers (org write and admin, a contributor on their own Space) merge, close
+    and pay for hardware."""
+    rita, cora, wes = (hub(platform, people[u]) for u in ("rita", "cora", "wes"))
+    talk = rita.create_discussion(secret_space, title="A question", repo_type="space")
+    cora.comment_discussion(secret_space, talk.num, "Me too", repo_type="space")
+    with pytest.raises(RepositoryNotFoundError):
+        hub(platform, people["otto"]).create_discussion(secret_space, title="Hi", repo_type="space")
+    with pytest.raises(HfHubHTTPError) as refused:
+        cora.change_discussion_status(secret_space, talk.num, "closed", repo_type="space")
+    assert status_of(refused) == 403
+    wes.change_discussion_status(secret_space, talk.num, "closed", repo_type="space")
+    # A reader's pull request (no app file in it: nothing builds) is merged by a writer only.
+    commit = rita.upload_file(
+        path_or_fileobj=b"notes\n",
+        path_in_repo="NOTES.md",
+        repo_id=secret_space,
+        repo_type="space",
+        create_pr=True,
+    )
+    assert commit.pr_num is not None
+    for user in ("rita", "cora", "ada-read"):
+        with pytest.raises(HfHubHTTPError) as refused:
+            hub(platform, people[user]).merge_pull_request(
+                secret_space, commit.pr_num, repo_type="space"
+            )
+        assert status_of(refused) == 403, user
+    hub(platform, people["ada"]).merge_pull_request(secret_space, commit.pr_num, repo_type="space")
+    assert "NOTES.md" in wes.list_repo_files(secret_space, repo_type="space")
+    for user in ("rita", "cora"):
+        with pytest.raises(HfHubHTTPError) as refused:
+            hub(platform, people[user]).request_space_hardware(secret_space, "cpu-upgrade")
+        assert status_of(refused) == 403
