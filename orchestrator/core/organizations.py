@@ -10,6 +10,8 @@ organisation always has someone who can manage it. Every change is an event (no 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import func
@@ -116,6 +118,19 @@ def role_of(session: Session, org: User, user: User) -> OrgRole | None:
     return OrgRole(seat.role) if seat else None
 
 
+@contextmanager
+def _locked(session: Session, org: User) -> Iterator[None]:
+    """Hold the organisation's row until the change commits: two admins demoting each other
+    at once would otherwise both see two admins and leave none (PostgreSQL; SQLite has one
+    writer). A refused change rolls back, which lets go of it."""
+    session.exec(select(User.id).where(User.id == org.id).with_for_update()).first()
+    try:
+        yield
+    except BaseException:
+        session.rollback()
+        raise
+
+
 def _admins(session: Session, org: User) -> int:
     return session.exec(
         select(func.count())
@@ -128,9 +143,15 @@ def set_member(session: Session, org: User, user: User, role: OrgRole, *, actor:
     """Add `user` with `role`, or change their role; committed. True when it changed."""
     if user.is_org:
         raise OrgError(f"{user.name!r} is an organization: members are users")
+    with _locked(session, org):
+        return _set_member(session, org, user, role, actor=actor)
+
+
+def _set_member(session: Session, org: User, user: User, role: OrgRole, *, actor: str) -> bool:
     seat = _seat(session, org, user)
     before = OrgRole(seat.role) if seat else None
     if before == role:
+        session.rollback()  # nothing to change: let go of the lock
         return False
     if before == OrgRole.ADMIN and _admins(session, org) <= 1:
         raise OrgError(
@@ -171,6 +192,11 @@ def set_member(session: Session, org: User, user: User, role: OrgRole, *, actor:
 
 def remove_member(session: Session, org: User, user: User, *, actor: str) -> None:
     """Remove `user` from `org`; committed. The last admin stays."""
+    with _locked(session, org):
+        _remove_member(session, org, user, actor=actor)
+
+
+def _remove_member(session: Session, org: User, user: User, *, actor: str) -> None:
     seat = _seat(session, org, user)
     if seat is None:
         raise OrgError(f"{user.name} is not a member of {org.name}", 404)
