@@ -278,3 +278,39 @@ def test_likes_counts_listings_and_privacy(
             bob.comment_discussion("alice/hidden", 1, "let me in", repo_type="space")
     finally:
         platform.delete_space("alice", "hidden", tokens["alice"])
+
+
+def test_organisation_roles_decide_who_merges(
+    platform: Platform, tokens: dict[str, str], workdir: Path
+) -> None:
+    """An organisation's Space: an outsider opens a pull request, a `read` member may not
+    merge or close it, a `write` member merges (core.auth.space_access, by role)."""
+    org = "community-lab"
+    platform.cli("org", "create", org, "--admin", "alice")
+    platform.cli("org", "add-member", org, "carol", "--role", "write")
+    platform.cli("org", "add-member", org, "dave", "--role", "read")
+    carol, dave = hub(platform, platform.token("carol")), hub(platform, platform.token("dave"))
+    push(
+        sample_checkout("missing_app_file", workdir), platform.git_url(org, "demo", tokens["alice"])
+    )
+    repo = f"{org}/demo"
+    try:
+        made = hub(platform, tokens["bob"]).upload_file(
+            path_or_fileobj=b"hi\n",
+            path_in_repo="hi.txt",
+            repo_id=repo,
+            repo_type="space",
+            create_pr=True,
+        )
+        for refused in (
+            lambda: dave.merge_pull_request(repo, made.pr_num, repo_type="space"),
+            lambda: dave.change_discussion_status(repo, made.pr_num, "closed", repo_type="space"),
+        ):
+            with pytest.raises(HfHubHTTPError) as caught:
+                refused()
+            assert _status(caught) == 403
+        carol.merge_pull_request(repo, made.pr_num, repo_type="space")
+        merged = dave.get_discussion_details(repo, made.pr_num, repo_type="space")
+        assert merged.status == "merged" and merged.merge_commit_oid == made.oid
+    finally:
+        platform.delete_space(org, "demo", tokens["alice"])
