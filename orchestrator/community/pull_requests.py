@@ -203,7 +203,9 @@ def check_push(
 
 def pushed(session: Session, space: Space, updates: list[list[str]], pusher: str) -> None:
     """After a push (the post-receive hook): the commits each refs/pr/N gained, as commit
-    events of its pull request. Committed."""
+    events of its pull request, committed (nothing to do for a push without refs/pr/*)."""
+    if not any(refname.startswith("refs/pr/") for _old, _new, refname in updates):
+        return  # most pushes: nothing to look up
     repo = repos.repo_path(space.owner, space.name)
     user = session.exec(select(User).where(User.name == pusher)).first()
     for old, new, refname in updates:
