@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from orchestrator.api import bodies, wire
 from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
@@ -97,7 +97,7 @@ def _owner(session: Session, principal: Principal, namespace: str | None) -> Use
             f"({principal.user.name}) or an organization where you are a contributor, "
             "writer or admin, and a write token",
         )
-    if name == principal.user.name:
+    if principal.is_named(name):
         return principal.user
     org = orgs.get_org(session, name)
     if org is None:  # may_create_in saw a seat in it: removed meanwhile
@@ -224,7 +224,7 @@ def move_repo(
         raise HubError(400, "fromRepo and toRepo must both look like owner/name")
     space = visible_space(session, principal, *source.split("/"), need=Access.WRITE)
     new_owner_name, new_name = target.split("/")
-    new_owner = session.exec(select(User).where(User.name == new_owner_name)).first()
+    new_owner = orgs.find_name(session, new_owner_name)  # a user or an organisation
     # As on the Hub: write access in both namespaces (into an organisation: write or admin).
     if new_owner is None or not may_move_into(principal, new_owner_name):
         raise HubError(403, f"You can't move Spaces into {new_owner_name!r}")

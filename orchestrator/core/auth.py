@@ -110,6 +110,11 @@ class Principal:
         """The user's role in the organisation with this id (None: not a member)."""
         return next((s.role for s in self.seats if s.org_id == org_id), None)
 
+    def is_named(self, namespace: str) -> bool:
+        """Whether `namespace` is the user's own (names are compared regardless of case, as
+        repo ids are: `create_repo("Alice/x")` by alice is hers)."""
+        return self.user.name.lower() == namespace.lower()
+
     def role_in_named(self, org_name: str) -> OrgRole | None:
         lowered = org_name.lower()  # names are compared regardless of case
         return next((s.role for s in self.seats if s.org_name.lower() == lowered), None)
@@ -250,7 +255,7 @@ def may_create_in(principal: Principal | None, owner: str) -> bool:
     where one is a contributor, writer or admin."""
     if principal is None or not principal.can_write:
         return False
-    return principal.user.name == owner or principal.role_in_named(owner) in CREATING_ROLES
+    return principal.is_named(owner) or principal.role_in_named(owner) in CREATING_ROLES
 
 
 def may_move_into(principal: Principal | None, owner: str) -> bool:
@@ -260,6 +265,6 @@ def may_move_into(principal: Principal | None, owner: str) -> bool:
         return False
     return (
         principal.is_admin
-        or principal.user.name == owner
+        or principal.is_named(owner)
         or principal.role_in_named(owner) in WRITING_ROLES
     )

@@ -201,7 +201,7 @@ def _authorize(
             if space is None:
                 if not may_create_in(principal, owner):
                     member = principal.role_in_named(owner) is not None
-                    if (principal.user.name == owner or member) and not principal.can_write:
+                    if (principal.is_named(owner) or member) and not principal.can_write:
                         return _deny(403, "Your token is read-only: push with a write token")
                     if member:  # sees the whole org: a 403 tells nothing new
                         return _deny(403, f"Your role in {owner} can't create Spaces")
@@ -209,7 +209,7 @@ def _authorize(
                     return _not_found()
                 # One's own namespace, or an organisation where one may create Spaces.
                 namespace = (
-                    principal.user if principal.user.name == owner else orgs.get_org(session, owner)
+                    principal.user if principal.is_named(owner) else orgs.get_org(session, owner)
                 )
                 if namespace is None:
                     return _not_found()

@@ -111,6 +111,14 @@ def test_an_outsider_with_a_write_token_reads_public_org_spaces_only() -> None:
     assert not auth.may_create_in(outsider, "lab")
 
 
+def test_ones_own_namespace_in_any_case() -> None:
+    """Repo ids are compared regardless of case: `create_repo("Carol/x")` by carol, or a
+    move into "CAROL", is in her own namespace."""
+    carol = _principal(None)
+    assert carol.is_named("Carol") and not carol.is_named("carolyn")
+    assert auth.may_create_in(carol, "CAROL") and auth.may_move_into(carol, "Carol")
+
+
 def _user(session: Session, name: str) -> User:
     return auth.get_or_create_user(session, name)
 
