@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
 from alembic import command
 from sqlalchemy import create_engine, inspect, make_url, text
 from sqlmodel import Session, select
@@ -271,6 +272,17 @@ def test_upgrading_to_0009_keeps_users_and_makes_owners_creators(empty_database:
     assert auth.space_access(stranger, space) == Access.NONE
     command.downgrade(config, "0008")
     assert "orgmember" not in inspect(db.get_engine()).get_table_names()
+    # Names stay unique regardless of case after the downgrade: SQLite's batch mode rebuilds
+    # the tables and would leave out their expression indexes.
+    for statement in (
+        "INSERT INTO \"user\" (name, created_at) VALUES ('ALICE', :t)",
+        "INSERT INTO space (uid, host, owner, name, owner_id, visibility, requested_hardware, "
+        "stage, app_port, startup_timeout_seconds, restart_count, created_at, updated_at) "
+        "VALUES ('0123456789abcdef01234568', 'alice-demo-2', 'Alice', 'DEMO', 1, 'private', "
+        "'cpu-basic', 'NO_APP_FILE', 7860, 1800, 0, :t, :t)",
+    ):
+        with pytest.raises(sqlalchemy.exc.IntegrityError), db.get_engine().begin() as connection:
+            connection.execute(text(statement), {"t": "2026-01-01 00:00:00"})
     command.upgrade(config, "0009")
 
 

@@ -55,6 +55,12 @@ def upgrade() -> None:
     op.create_index("ix_orgmember_user_id", "orgmember", ["user_id"])
 
 
+CASE_INSENSITIVE_INDEXES = (
+    ("ix_user_name_lower", "user", "lower(name)"),  # 0005
+    ("ix_space_owner_name_lower", "space", "lower(owner), lower(name)"),  # 0008
+)
+
+
 def downgrade() -> None:
     op.drop_index("ix_orgmember_user_id", table_name="orgmember")
     op.drop_table("orgmember")
@@ -63,3 +69,8 @@ def downgrade() -> None:
     with op.batch_alter_table("user") as batch_op:
         batch_op.drop_column("fullname")
         batch_op.drop_column("kind")
+    if op.get_bind().dialect.name == "sqlite":
+        # Batch mode rebuilt both tables, and SQLAlchemy can't reflect expression indexes,
+        # so the rebuilt ones lack the two that keep names unique regardless of case.
+        for index, table, expressions in CASE_INSENSITIVE_INDEXES:
+            op.execute(f'CREATE UNIQUE INDEX IF NOT EXISTS {index} ON "{table}" ({expressions})')
