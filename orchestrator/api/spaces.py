@@ -57,7 +57,9 @@ def _notes(stored: str | None) -> list[str]:
     return [str(note) for note in json.loads(stored)] if stored else []
 
 
-def space_json(space: Space) -> wire.SpaceInfo:
+def space_json(space: Space, like_count: int | None = None) -> wire.SpaceInfo:
+    """The Space in the Hub's shape; `like_count` when the caller counted a page's likes in
+    one query (else they are counted here)."""
     return wire.SpaceInfo(
         uid=space.uid,
         id=space.full_name,
@@ -71,7 +73,7 @@ def space_json(space: Space) -> wire.SpaceInfo:
         host=spaces.app_url(space),
         subdomain=spaces.subdomain(space),
         sdk=space.sdk,
-        likes=likes.count_of(space),
+        likes=likes.count_of(space) if like_count is None else like_count,
         tags=[t for t in [space.sdk] if t],
         card_data=json.loads(space.card_data) if space.card_data else {},
         duplicated_from=space.duplicated_from,
@@ -139,7 +141,8 @@ def list_spaces(
         expanded = [space_info.expanded(s, session, request, wanted) for s in page]
         link = {"Link": response.headers["Link"]} if "Link" in response.headers else None
         return JSONResponse(expanded, headers=link)  # type: ignore[return-value]
-    return [space_json(s) for s in page]
+    tally = likes.counts(session, [s.id for s in page])  # one query for the page
+    return [space_json(s, tally.get(s.id or 0, 0)) for s in page]
 
 
 @router.put("/{owner}/{name}/settings", response_model=wire.SpaceInfo)
