@@ -365,7 +365,9 @@ class Settings(BaseSettings):
         gt=0,
         description="How often a followed log or event stream (Server-Sent Events) sends a "
         "comment while nothing new happens, so proxies keep it open and a client that left "
-        "is noticed (its follower slot freed) within this time.",
+        "is noticed (its follower slot freed) within this time. Keep it above 5 s: "
+        "huggingface_hub's fetch_space_logs(follow=False) returns after 5 s of silence, and "
+        "a heartbeat would keep it reading a quiet log forever.",
     )
     max_build_log_lines: int = Field(
         default=20_000,

@@ -44,11 +44,9 @@ def post_receive(lines: list[str]) -> int:
         others = [ref for _o, _n, ref in updates if ref != DEPLOY_REF]
         if others:
             say(logstyle.detail(f"stored {', '.join(others)} (only main is deployed)"))
-        # Commits pushed to pull requests (refs/pr/N) join their timelines.
-        pr_pushes.pushed(
-            session, space, updates, os.environ.get("SPACEPORT_PUSHER") or events.ACTOR_SYSTEM
-        )
         pusher = os.environ.get("SPACEPORT_PUSHER") or events.ACTOR_SYSTEM
+        # Commits pushed to pull requests (refs/pr/N) join their timelines.
+        pr_pushes.pushed(session, space, updates, pusher)
         # Branches and tags made or deleted by the push, as the API's ref changes record them.
         for change, ref, commit in refs.pushed_changes(updates):
             events.record(session, events.EventKind(change), pusher, space, ref=ref, commit=commit)
