@@ -297,17 +297,7 @@ def create_commit(
         lfs_paths = [op.path for op in operations if isinstance(op, AddLfs)]
         _track_lfs(repo, env, [p for p in lfs_paths if changes.get(p)])
         tree = _git(repo, "write-tree", env=env).strip()
-    name, email = author
-    identity = {
-        "GIT_AUTHOR_NAME": name,
-        "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": name,
-        "GIT_COMMITTER_EMAIL": email,
-    }
-    parents = ["-p", parent] if parent else []
-    sha = _git(
-        repo, "commit-tree", tree, *parents, "-F", "-", env=identity, data=message.encode()
-    ).strip()
+    sha = repos.commit_tree(repo, tree, [parent] if parent else [], message, author)
     try:
         _git(repo, "update-ref", "-m", "commit (api)", ref, sha, parent or repos.ZERO_SHA)
     except repos.GitError as exc:

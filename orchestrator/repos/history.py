@@ -4,7 +4,6 @@ super-squash that replaces a branch's history with one commit of its current tre
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,23 +63,7 @@ def squash(repo: Path, ref: str, head: str, message: str, author: tuple[str, str
     """Replace `ref`'s history with one commit (no parent) of `head`'s tree, provided
     `ref` still points at `head`. Returns the new commit's id. The tree is the same, so
     a Space's image built for it is reused."""
-    name, email = author
-    identity = {
-        "GIT_AUTHOR_NAME": name,
-        "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": name,
-        "GIT_COMMITTER_EMAIL": email,
-    }
     tree = repos.tree_id(repo, head)
-    result = subprocess.run(
-        ["git", "-C", str(repo), "commit-tree", tree, "-F", "-"],
-        input=(message.rstrip() + "\n").encode(),
-        capture_output=True,
-        env={**os.environ, **identity},
-        check=False,
-    )
-    if result.returncode != 0:
-        raise repos.GitError(f"git commit-tree: {result.stderr.decode(errors='replace')}")
-    sha = result.stdout.decode().strip()
+    sha = repos.commit_tree(repo, tree, [], message.rstrip() + "\n", author)
     refs.move(repo, ref, sha, head, "super-squash (api)")
     return sha

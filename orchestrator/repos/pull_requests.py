@@ -10,7 +10,6 @@ value, so a push that lands meanwhile makes the merge fail instead of being over
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from dataclasses import dataclass
@@ -134,22 +133,6 @@ def merge(
     tree, conflicted = merge_tree(repo, base, head)
     if tree is None:
         raise MergeConflict(conflicted)
-    name, email = author
-    identity = {
-        "GIT_AUTHOR_NAME": name,
-        "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": name,
-        "GIT_COMMITTER_EMAIL": email,
-    }
-    result = subprocess.run(
-        ["git", "-C", str(repo), "commit-tree", tree, "-p", base, "-p", head, "-F", "-"],
-        input=message.encode(),
-        capture_output=True,
-        env={**os.environ, **identity},
-        check=False,
-    )
-    if result.returncode != 0:
-        raise repos.GitError(f"git commit-tree: {result.stderr.decode(errors='replace')}")
-    sha = result.stdout.decode().strip()
+    sha = repos.commit_tree(repo, tree, [base, head], message, author)
     move_ref(repo, base_ref, sha, base, f"merge {head_ref} (api)")
     return Merged(sha, fast_forward=False)

@@ -7,8 +7,10 @@ upgrade of Spaceport upgrades every repo's hooks at once.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from orchestrator.core.settings import get_settings
@@ -56,6 +58,32 @@ def resolve(repo: Path, rev: str) -> str | None:
         return git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").decode().strip()
     except GitError:
         return None
+
+
+def commit_tree(
+    repo: Path, tree: str, parents: Sequence[str], message: str, author: tuple[str, str]
+) -> str:
+    """A new commit object of `tree` with `parents`, by `author` (name, email) as author
+    and committer; its id. No ref moves: callers move theirs with an update-ref that names
+    the old value, so a push landing meanwhile makes them fail instead of being lost."""
+    name, email = author
+    identity = {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+    with_parents = [arg for parent in parents for arg in ("-p", parent)]
+    result = subprocess.run(
+        ["git", "-C", str(repo), "commit-tree", tree, *with_parents, "-F", "-"],
+        input=message.encode(),
+        capture_output=True,
+        env={**os.environ, **identity},
+        check=False,
+    )
+    if result.returncode != 0:
+        raise GitError(f"git commit-tree: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout.decode().strip()
 
 
 def tree_id(repo: Path, sha: str) -> str:
