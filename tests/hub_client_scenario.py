@@ -148,6 +148,7 @@ def main(owner: str, token: str, other_token: str, sample: Path) -> None:
     report(
         "move",
         old_exists=api.repo_exists(repo_id, repo_type="space"),
+        old_id_answers=api.space_info(repo_id).id,  # the old id redirects, as on the Hub
         stage_after_move=stage_after_move,
         new_stage=moved_stage,
         answer=predict(moved_id, token),

@@ -104,7 +104,9 @@ def test_pause_and_restart(scenario: dict, platform: Platform) -> None:
 
 def test_move(scenario: dict, platform: Platform) -> None:
     step = scenario["move"]
-    assert step["old_exists"] is False and step["new_stage"] == "RUNNING"
+    # The old id still answers, with the moved Space (a 307 the client follows).
+    assert step["old_exists"] is True and step["old_id_answers"] == "carol/demo-moved"
+    assert step["new_stage"] == "RUNNING"
     assert step["stage_after_move"] in ("RUNNING_APP_STARTING", "APP_STARTING")
     assert step["new_host"] == platform.app_url("carol", "demo-moved")
     assert step["old_host_status"] == 308
