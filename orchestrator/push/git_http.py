@@ -118,6 +118,11 @@ async def git_smart_http(owner: str, repo: str, request: Request) -> Response:
     service = _service(path, request)
     if service not in (UPLOAD, RECEIVE) or path not in GIT_PATHS:
         return _deny(404, "Not found")
+    # git's smart HTTP: refs are read with GET, packs sent with POST. git http-backend
+    # would answer the other method with an empty 400, so say it here.
+    method = "GET" if path == "info/refs" else "POST"
+    if request.method != method:
+        return _deny(405, f"{path} takes {method} (git's smart HTTP protocol)")
     # Token lookup, Space lookup and create-on-push (a row and `git init`) are database
     # and disk work: in a thread, never on the event loop that proxies every Space.
     current = await run_in_threadpool(
@@ -206,6 +211,10 @@ def _authorize(
                     if member:  # sees the whole org: a 403 tells nothing new
                         return _deny(403, f"Your role in {owner} can't create Spaces")
                     # Not a 403: that would tell a missing Space from a private one.
+                    return _not_found()
+                if pushes:
+                    # git always reads the refs first, which creates the Space; a pack sent
+                    # to a missing one is nobody's push (it would create one from garbage).
                     return _not_found()
                 # One's own namespace, or an organisation where one may create Spaces.
                 namespace = (
