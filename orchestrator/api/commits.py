@@ -225,7 +225,7 @@ def commit(
         summary = str(header.get("summary") or "").strip() or "Upload files with the API"
         description = str(header.get("description") or "").strip()
         message = summary + (f"\n\n{description}" if description else "") + "\n"
-        author = (caller.user.name, f"{caller.user.name}@users.noreply.spaceport")
+        author = repos.identity(caller.user.name)
         lfs.disable_repo_filters(repo)
         try:
             if pr is not None:

@@ -197,7 +197,7 @@ def create_tag(
     if refs.value(repo, ref) is not None:
         raise HubError(409, f"Reference {ref} already exists")
     _check_room(space, refs.list_refs(repo))
-    tagger = (caller.user.name, f"{caller.user.name}{history.NOREPLY}")
+    tagger = repos.identity(caller.user.name)
     try:
         refs.create_tag(repo, asked.tag, sha, asked.message, tagger)
     except RefError as exc:
@@ -333,7 +333,7 @@ def super_squash(
     if ref == repos.DEPLOY_REF:
         check_build_room(session, space)
     message = asked.message or f"Super-squash branch '{branch}'"
-    author = (caller.user.name, f"{caller.user.name}{history.NOREPLY}")
+    author = repos.identity(caller.user.name)
     try:
         sha = history.squash(repo, ref, head, message, author)
     except RefError as exc:

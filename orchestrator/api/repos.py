@@ -189,12 +189,11 @@ def _first_commit(
 ) -> None:
     """The Hub's first commit, by the creator, deployed as a push of it would be: the
     default README leaves the Space NO_APP_FILE until an app arrives; a template builds."""
-    user = principal.user.name
     repo = repos.repo_path(space.owner, space.name)
-    sha = initial_commit.write(repo, files, (user, f"{user}@users.noreply.spaceport"))
+    sha = initial_commit.write(repo, files, repos.identity(principal.user.name))
     if template:
         check_build_room(session, space)
-    deploy_commit(session, space, sha, actor=user)
+    deploy_commit(session, space, sha, actor=principal.user.name)
 
 
 @router.delete("/repos/delete", response_model=wire.Deleted)

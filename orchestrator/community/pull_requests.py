@@ -242,7 +242,7 @@ def merge(
     check_build_room(session, space)
     repo = repos.repo_path(space.owner, space.name)
     message = f"Merge pull request #{discussion.num}: {discussion.title}\n"
-    author = (principal.user.name, f"{principal.user.name}@users.noreply.spaceport")
+    author = repos.identity(principal.user.name)
     try:
         merged = git_prs.merge(
             repo, discussion.target_branch, git_prs.ref(discussion.num), message, author

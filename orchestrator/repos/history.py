@@ -16,8 +16,6 @@ from orchestrator.repos.tree import BACKGROUND
 # message can hold only if someone put them there on purpose (then the record is skipped).
 _FIELD, _RECORD = "\x1f", "\x1e"
 _FORMAT = _FIELD.join(["%H", "%an", "%ae", "%cI", "%B"]) + _RECORD
-# Commits Spaceport writes carry their user as `{user}@users.noreply.spaceport`.
-NOREPLY = "@users.noreply.spaceport"
 
 
 @dataclass(frozen=True)
@@ -32,8 +30,8 @@ class Commit:
 def author_name(name: str, email: str) -> str:
     """Who a commit is by, as the Hub lists it: the Spaceport user of an API commit,
     else the name git recorded."""
-    if email.endswith(NOREPLY):
-        return email.removesuffix(NOREPLY)
+    if email.endswith(repos.NOREPLY):
+        return email.removesuffix(repos.NOREPLY)
     return name or email
 
 

@@ -60,6 +60,15 @@ def resolve(repo: Path, rev: str) -> str | None:
         return None
 
 
+# Commits Spaceport writes carry their user as `{user}@users.noreply.spaceport`.
+NOREPLY = "@users.noreply.spaceport"
+
+
+def identity(user: str) -> tuple[str, str]:
+    """The (name, email) of commits and tags Spaceport writes for `user`."""
+    return user, f"{user}{NOREPLY}"
+
+
 def commit_tree(
     repo: Path, tree: str, parents: Sequence[str], message: str, author: tuple[str, str]
 ) -> str:
