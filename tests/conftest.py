@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests import services, stacks
+from tests.kube.fixtures import kube_cluster, kube_namespace  # noqa: F401 - fixtures
 from tests.platform import Platform
 from tests.stacks import STACKS
 

@@ -1,0 +1,1 @@
+"""The Kubernetes test environment: a real control plane with fake (kwok) nodes."""
