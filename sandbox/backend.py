@@ -91,6 +91,14 @@ class Instance:
     # busy Space that answers slowly is not taken for a broken one (crashes exit).
     ready: bool = False
     hardware: str = ""  # its tier's name, from LABEL_HARDWARE
+    # Not placed yet: why, in plain words ("all 4 A10G GPUs are in use"), for the Space's
+    # page; the raw scheduler event behind it in `waiting_detail`. The controller shows it
+    # as waiting for hardware, not as a start that failed (Kubernetes: an unschedulable pod).
+    waiting_reason: str | None = None
+    waiting_detail: str | None = None
+    # Cannot run as it is, whatever the controller waits for: why, in plain words (an image
+    # that cannot be pulled). The controller shows it as a runtime error.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,18 @@ class Capacity:
     memory_gib_free: float
     gpus: int = 0
     gpus_free: int = 0
+
+
+@dataclass(frozen=True)
+class TierRoom:
+    """How many more instances of one tier fit now, where the backend places them itself
+    (Kubernetes: nodes' allocatable less what is requested on them, by the tier's selector
+    and tolerations). `reason` says in plain words why none fit when `free` is 0 ("all 4
+    A10G GPUs are in use"); `total` is how many would fit on an empty cluster."""
+
+    free: int
+    total: int
+    reason: str | None = None
 
 
 class BackendError(Exception):
@@ -164,6 +184,19 @@ class Backend(abc.ABC):
         """Set up what every instance relies on (networks, firewall rules), idempotently;
         the controller calls it when it starts. Nothing, unless a backend needs it."""
         return None
+
+    def tier_room(self, tier: HardwareTier) -> TierRoom | None:
+        """Room for `tier` counted by the backend itself, or None when the controller's own
+        admission (sandbox/admission.py, from `capacity()`) decides (Docker: one host)."""
+        return None
+
+    def forget(self, space_uid: str) -> None:
+        """The Space is gone for good: remove everything of it (stopped instances, and on
+        Kubernetes its Deployment, Service, Ingress and NetworkPolicy). `stop` alone keeps
+        what a paused or sleeping Space comes back to."""
+        for instance in self.instances():
+            if instance.space_id == space_uid:
+                self.stop(instance.id)
 
     def disk_usage(self) -> dict[str, int]:
         """Bytes each running instance has written to its own disk, by instance id; a

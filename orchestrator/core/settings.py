@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -430,6 +431,53 @@ class Settings(BaseSettings):
         "housekeeping; a build waiting behind busy workers is re-sent less and less often "
         "(the wait doubles, up to ten times this). A build runs once however often it is "
         "delivered.",
+    )
+    # -- Where Spaces run (docs/kubernetes.md). ---------------------------------------
+    backend: Literal["docker", "kubernetes"] = Field(
+        default="docker",
+        description="Where Spaces run: `docker`, the Docker Engine of this host (the embedded "
+        "default), or `kubernetes`, a cluster's nodes (sandbox/kubernetes/: a Deployment, "
+        "Service, NetworkPolicy and, with kube_ingress_class, an Ingress per Space).",
+    )
+    kubeconfig: str = Field(
+        default="",
+        description="With backend=kubernetes: the kubeconfig file to reach the cluster with. "
+        "Empty: the in-cluster service account (the Helm chart's controller).",
+    )
+    kube_namespace: str = Field(
+        default="spaces",
+        description="With backend=kubernetes: the namespace Spaces' objects live in (the "
+        "controller's RBAC is limited to it).",
+    )
+    kube_ingress_class: str = Field(
+        default="",
+        description="With backend=kubernetes: the IngressClass of each Space's own Ingress "
+        "for its host name. Empty: no per-Space Ingress (the gateway's wildcard Ingress "
+        "serves every Space host).",
+    )
+    kube_gateway_namespace: str = Field(
+        default="",
+        description="With backend=kubernetes: the namespace of the gateway pods, the only "
+        "pods a Space accepts connections from (its NetworkPolicy). Empty: kube_namespace.",
+    )
+    kube_gateway_labels: dict[str, str] = Field(
+        default={"app.kubernetes.io/name": "spaceport", "app.kubernetes.io/component": "api"},
+        description="With backend=kubernetes: the labels of the gateway pods (the Helm chart's "
+        "API and gateway Deployment), JSON in the environment.",
+    )
+    kube_blocked_cidrs: list[str] = Field(
+        default=[
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "169.254.0.0/16",
+            "127.0.0.0/8",
+        ],
+        description="With backend=kubernetes: networks a Space's pod may never reach (its "
+        "NetworkPolicy allows the internet minus these, plus DNS): the cluster's pod and "
+        "service networks, the control plane, the nodes and the cloud's metadata address. "
+        "Add the cluster's own CIDRs if they lie outside these.",
     )
     # -- Credentials (docs/security.md, "Credentials"). ---------------------------------
     space_jwt_seconds: int = Field(
