@@ -13,6 +13,7 @@ Names, sizes and prices follow Hugging Face's Spaces flavors (hub-api.md §15.1)
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,92 @@ class UnknownHardware(ValueError):
         super().__init__(f"unknown hardware {name!r}: choose one of {', '.join(CATALOGUE)}")
 
 
+# Where a tier's pods may go on Kubernetes (sandbox/kubernetes/): GPU nodes carry this
+# label with the part in lower case ("a10g"), and the taint GPU node pools have, which only
+# GPU tiers tolerate, so CPU Spaces never take a GPU node's room.
+ACCELERATOR_LABEL = "spaceport.dev/accelerator"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+_TOLERATION_OPERATORS = ("Equal", "Exists")
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# Kubernetes' label syntax (k8s.io/apimachinery validation): an optional DNS-subdomain
+# prefix and a name of at most 63 characters; values at most 63, possibly empty.
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Toleration:
+    """One Kubernetes toleration (core/v1 Toleration), frozen so tiers stay hashable.
+    ``key`` None with ``Exists`` tolerates every taint; ``effect`` None, every effect."""
+
+    key: str | None = None
+    operator: str = "Equal"
+    value: str | None = None
+    effect: str | None = None
+    toleration_seconds: int | None = None
+
+    def to_kube(self) -> dict[str, Any]:
+        """The toleration as the Kubernetes API spells it (camelCase, unset fields left out)."""
+        fields = {
+            "key": self.key,
+            "operator": self.operator,
+            "value": self.value,
+            "effect": self.effect,
+            "tolerationSeconds": self.toleration_seconds,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+    @classmethod
+    def from_kube(cls, item: object, where: str = "toleration") -> Toleration:
+        """Parse one toleration object as Kubernetes spells it; ValueError says what is
+        wrong, with `where` naming it (e.g. "hardware override a10g-small.tolerations[0]")."""
+        if not isinstance(item, Mapping):
+            raise ValueError(f"{where} must be an object like {_TOLERATION_EXAMPLE}, not {item!r}")
+        unknown = sorted(set(item) - {"key", "operator", "value", "effect", "tolerationSeconds"})
+        if unknown:
+            raise ValueError(
+                f"{where}: {', '.join(map(repr, unknown))} is not one of key, operator, value, "
+                "effect, tolerationSeconds"
+            )
+        key, value, effect = item.get("key"), item.get("value"), item.get("effect")
+        operator = item.get("operator", "Equal")
+        seconds = item.get("tolerationSeconds")
+        for name, text in (("key", key), ("value", value), ("effect", effect)):
+            if text is not None and not isinstance(text, str):
+                raise ValueError(f"{where}.{name} must be a string, not {text!r}")
+        if operator not in _TOLERATION_OPERATORS:
+            raise ValueError(f"{where}.operator must be Equal or Exists, not {operator!r}")
+        if key is not None and key != "" and not _label_key_ok(key):
+            raise ValueError(f"{where}.key {key!r} is not a valid label key")
+        if not key and operator != "Exists":
+            raise ValueError(f"{where}: a toleration without a key needs operator Exists")
+        if operator == "Exists" and value:
+            raise ValueError(f"{where}: operator Exists takes no value")
+        if value is not None and not _LABEL_VALUE.match(value):
+            raise ValueError(f"{where}.value {value!r} is not a valid label value")
+        if effect is not None and effect != "" and effect not in _TAINT_EFFECTS:
+            raise ValueError(f"{where}.effect must be one of {', '.join(_TAINT_EFFECTS)}")
+        if seconds is not None:
+            if not isinstance(seconds, int) or isinstance(seconds, bool):
+                raise ValueError(f"{where}.tolerationSeconds must be a whole number")
+            if effect != "NoExecute":
+                raise ValueError(f"{where}: tolerationSeconds needs effect NoExecute")
+        return cls(key or None, operator, value or None, effect or None, seconds)
+
+
+_TOLERATION_EXAMPLE = '{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}'
+GPU_TOLERATION = Toleration(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+
+
+def _label_key_ok(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return bool(_LABEL_NAME.match(name))
+
+
 @dataclass(frozen=True)
 class HardwareTier:
     """One flavor. Sizes are what a Space gets, not what the host has.
@@ -49,6 +136,10 @@ class HardwareTier:
     ``default_sleep_seconds`` is None when the tier never sleeps unless the owner sets a
     sleep time (every paid tier). ``disk_gib`` is the quota of the container's writable
     layer (Hugging Face's "ephemeral disk").
+
+    ``node_selector`` (label, value) pairs and ``tolerations`` say which Kubernetes nodes
+    the tier's pods may go to (sandbox/kubernetes/); the Docker backend ignores them, and
+    clients never see them (to_hub_json).
     """
 
     name: str
@@ -61,10 +152,17 @@ class HardwareTier:
     unit_cost_usd_per_hour: float
     default_sleep_seconds: int | None
     disk_gib: float = 50
+    node_selector: tuple[tuple[str, str], ...] = ()
+    tolerations: tuple[Toleration, ...] = ()
 
     @property
     def is_free(self) -> bool:
         return self.unit_cost_usd_per_hour == 0
+
+    @property
+    def node_selector_dict(self) -> dict[str, str]:
+        """``node_selector`` as a pod's ``nodeSelector``."""
+        return dict(self.node_selector)
 
     def to_hub_json(self) -> dict[str, Any]:
         """One item of ``GET /api/spaces/hardware`` (hub-api.md §6, end).
@@ -105,6 +203,14 @@ def _tier(
     gpu_memory_gib: float = 0,
     sleep: int | None = None,
 ) -> HardwareTier:
+    # GPU tiers go to nodes with their part, and tolerate GPU pools' taint; CPU tiers, by
+    # default, anywhere untainted (an operator may pin them: SPACEPORT_HARDWARE_OVERRIDES).
+    placement: dict[str, Any] = {}
+    if gpu is not None:
+        placement = {
+            "node_selector": ((ACCELERATOR_LABEL, gpu.lower()),),
+            "tolerations": (GPU_TOLERATION,),
+        }
     return HardwareTier(
         name=name,
         pretty_name=pretty_name,
@@ -115,6 +221,7 @@ def _tier(
         gpu_memory_gib=gpu_memory_gib,
         unit_cost_usd_per_hour=cost,
         default_sleep_seconds=sleep,
+        **placement,
     )
 
 
@@ -153,35 +260,73 @@ def get_tier(name: str) -> HardwareTier:
         raise UnknownHardware(name) from None
 
 
-# What an operator may resize per tier (SPACEPORT_HARDWARE_OVERRIDES): the container's
-# limits. Names, GPUs and prices stay Hugging Face's, so clients see the flavors they know.
-RESIZABLE = ("cpu", "memory_gib", "disk_gib")
+# What an operator may change per tier (SPACEPORT_HARDWARE_OVERRIDES): the container's
+# limits, and where on Kubernetes its pods may go. Names, GPUs and prices stay Hugging Face's,
+# so clients see the flavors they know.
+SIZES = ("cpu", "memory_gib", "disk_gib")
+PLACEMENT = ("node_selector", "tolerations")
+RESIZABLE = SIZES + PLACEMENT
+
+# An override's value: a size (a number), a node selector ({label: value}), or tolerations
+# (a list of Kubernetes toleration objects).
+Overrides = Mapping[str, Mapping[str, Any]]
 
 
-def validate_overrides(overrides: Mapping[str, Mapping[str, float]]) -> None:
-    """Raise ValueError naming what is wrong: an unknown tier or field, or a size <= 0."""
-    for name, sizes in overrides.items():
+def validate_overrides(overrides: Overrides) -> None:
+    """Raise ValueError naming what is wrong: an unknown tier or field, a size <= 0, a node
+    selector that is not labels, a toleration Kubernetes would refuse."""
+    for name, fields in overrides.items():
         get_tier(name)
-        for field, value in sizes.items():
+        if not isinstance(fields, Mapping):
+            raise ValueError(f"hardware override for {name!r} must be an object, not {fields!r}")
+        for field, value in fields.items():
             if field not in RESIZABLE:
                 raise ValueError(
                     f"hardware override for {name!r}: {field!r} is not one of "
                     f"{', '.join(RESIZABLE)}"
                 )
-            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-                raise ValueError(
-                    f"hardware override {name}.{field} must be a number above 0, not {value!r}"
-                )
+            _parse_override(name, field, value)
 
 
-def sized_tier(name: str, overrides: Mapping[str, Mapping[str, float]]) -> HardwareTier:
-    """The tier called ``name`` with this installation's sizes: a 2-core machine cannot give
-    every Space Hugging Face's 2 vCPU / 16 GiB, so operators size tiers to their hosts."""
+def _parse_override(name: str, field: str, value: Any) -> Any:
+    """The HardwareTier field's value for override `name`.`field`; ValueError if invalid."""
+    where = f"hardware override {name}.{field}"
+    if field == "node_selector":
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f'{where} must be an object of labels, e.g. {{"{ACCELERATOR_LABEL}": "a10g"}}, '
+                f"not {value!r}"
+            )
+        for key, text in value.items():
+            if not isinstance(key, str) or not _label_key_ok(key):
+                raise ValueError(f"{where}: {key!r} is not a valid label key")
+            if not isinstance(text, str) or not _LABEL_VALUE.match(text):
+                raise ValueError(f"{where}[{key!r}]: {text!r} is not a valid label value")
+        return tuple(sorted(value.items()))
+    if field == "tolerations":
+        if not isinstance(value, list | tuple):
+            raise ValueError(
+                f"{where} must be a list of tolerations, e.g. [{_TOLERATION_EXAMPLE}], "
+                f"not {value!r}"
+            )
+        return tuple(Toleration.from_kube(item, f"{where}[{i}]") for i, item in enumerate(value))
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{where} must be a number above 0, not {value!r}")
+    return float(value)
+
+
+def sized_tier(name: str, overrides: Overrides) -> HardwareTier:
+    """The tier called ``name`` with this installation's sizes and placement: a 2-core
+    machine cannot give every Space Hugging Face's 2 vCPU / 16 GiB, so operators size tiers
+    to their hosts, and a cluster's GPU nodes carry its own labels and taints. An override's
+    node_selector or tolerations replace the tier's whole (not merged with the defaults)."""
     tier = get_tier(name)
-    sizes = overrides.get(tier.name)
-    if not sizes:
+    fields = overrides.get(tier.name)
+    if not fields:
         return tier
-    return dataclasses.replace(tier, **{k: float(v) for k, v in sizes.items()})
+    return dataclasses.replace(
+        tier, **{k: _parse_override(tier.name, k, v) for k, v in fields.items()}
+    )
 
 
 # Tier sizes for a small host (a laptop, a 2-core VM): Hugging Face's cpu-basic alone

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -190,14 +190,18 @@ class Settings(BaseSettings):
         '["10.0.5.0/24","10.0.6.7:5432","[fd00::7]:443"]. Every installation on a host shares '
         "the Spaces bridge, so an entry opens that range to all Spaces on the host.",
     )
-    hardware_overrides: dict[str, dict[str, float]] = Field(
+    hardware_overrides: dict[str, dict[str, Any]] = Field(
         default={},
         description="This installation's sizes of hardware tiers, by flavor: cpu (vCPU), "
         "memory_gib and disk_gib (writable-layer quota) of the container; names and prices "
         "stay Hugging Face's, and GET /api/spaces/hardware lists these sizes. JSON in the "
         "environment, e.g. "
         '{"cpu-basic":{"cpu":1,"memory_gib":2,"disk_gib":10}}. Unset, a tier has '
-        "Hugging Face's size (cpu-basic: 2 vCPU, 16 GiB, 50 GiB disk).",
+        "Hugging Face's size (cpu-basic: 2 vCPU, 16 GiB, 50 GiB disk). With "
+        "backend=kubernetes, also where its pods go: node_selector (labels, replacing the "
+        'default; GPU tiers: {"spaceport.dev/accelerator":"<part, e.g. a10g>"}) and '
+        "tolerations (Kubernetes toleration objects, replacing the default; GPU tiers: "
+        '[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]).',
     )
     platform_reserve_cpus: float = Field(
         default=0.0,
@@ -502,7 +506,7 @@ class Settings(BaseSettings):
 
     @field_validator("hardware_overrides")
     @classmethod
-    def _hardware_overrides(cls, value: dict[str, dict[str, float]]) -> dict:
+    def _hardware_overrides(cls, value: dict[str, dict[str, Any]]) -> dict:
         validate_overrides(value)
         return value
 

@@ -10,7 +10,9 @@ import pytest
 from sandbox.hardware import (
     CATALOGUE,
     DEFAULT_HARDWARE,
+    GPU_TOLERATION,
     HardwareTier,
+    Toleration,
     UnknownHardware,
     get_tier,
     sized_tier,
@@ -207,9 +209,37 @@ def test_an_installation_sizes_its_tiers() -> None:
     ("overrides", "message"),
     [
         ({"h100": {"cpu": 1}}, "unknown hardware 'h100'"),
-        ({"cpu-basic": {"gpu_count": 1}}, "'gpu_count' is not one of cpu, memory_gib, disk_gib"),
+        (
+            {"cpu-basic": {"gpu_count": 1}},
+            "'gpu_count' is not one of cpu, memory_gib, disk_gib, node_selector, tolerations",
+        ),
         ({"cpu-basic": {"memory_gib": 0}}, "must be a number above 0"),
         ({"cpu-basic": {"cpu": "2"}}, "must be a number above 0"),
+        ({"cpu-basic": 2}, "override for 'cpu-basic' must be an object"),
+        ({"t4-small": {"node_selector": ["gpu"]}}, "t4-small.node_selector must be an object"),
+        ({"t4-small": {"node_selector": {"pool": 1}}}, r"\['pool'\]: 1 is not a valid label"),
+        ({"t4-small": {"node_selector": {"a b": "x"}}}, "'a b' is not a valid label key"),
+        ({"t4-small": {"node_selector": {"pool": "-gpu"}}}, "'-gpu' is not a valid label value"),
+        ({"t4-small": {"tolerations": {"key": "x"}}}, "must be a list of tolerations"),
+        ({"t4-small": {"tolerations": ["gpu"]}}, r"tolerations\[0\] must be an object"),
+        ({"t4-small": {"tolerations": [{"kye": "x"}]}}, r"'kye' is not one of key, operator"),
+        (
+            {"t4-small": {"tolerations": [{"key": "x", "operator": "In"}]}},
+            r"tolerations\[0\].operator must be Equal or Exists, not 'In'",
+        ),
+        ({"t4-small": {"tolerations": [{"value": "x"}]}}, "without a key needs operator Exists"),
+        (
+            {"t4-small": {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}},
+            "operator Exists takes no value",
+        ),
+        (
+            {"t4-small": {"tolerations": [{"key": "k", "effect": "NoRun"}]}},
+            "effect must be one of NoSchedule, PreferNoSchedule, NoExecute",
+        ),
+        (
+            {"t4-small": {"tolerations": [{"key": "k", "tolerationSeconds": 5}]}},
+            "tolerationSeconds needs effect NoExecute",
+        ),
     ],
 )
 def test_bad_overrides_say_what_is_wrong(overrides: dict, message: str) -> None:
@@ -238,3 +268,119 @@ def test_the_hardware_listing_shows_this_installations_sizes(
     assert listed["cpu-basic"]["unitCostUSD"] == 0
     assert listed["cpu-upgrade"]["ram"] == "32 GB"
     assert list(listed) == list(CATALOGUE)
+
+
+@pytest.mark.parametrize("name", sorted(SPACES_FLAVORS - CPU_ONLY))
+def test_gpu_tiers_go_to_nodes_with_their_part_and_tolerate_gpu_pools(name: str) -> None:
+    tier = get_tier(name)
+    assert tier.gpu is not None
+    assert tier.node_selector_dict == {"spaceport.dev/accelerator": tier.gpu.lower()}
+    assert [t.to_kube() for t in tier.tolerations] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+
+
+def test_gpu_parts_are_labelled_in_lower_case() -> None:
+    assert get_tier("a10g-small").node_selector == (("spaceport.dev/accelerator", "a10g"),)
+    assert get_tier("zero-a10g").node_selector == (("spaceport.dev/accelerator", "a10g"),)
+    assert get_tier("l40sx4").node_selector == (("spaceport.dev/accelerator", "l40s"),)
+    assert get_tier("t4-small").node_selector == (("spaceport.dev/accelerator", "t4"),)
+
+
+@pytest.mark.parametrize("name", sorted(CPU_ONLY))
+def test_cpu_tiers_go_anywhere_untainted_by_default(name: str) -> None:
+    tier = get_tier(name)
+    assert tier.node_selector == () and tier.tolerations == ()
+
+
+def test_tiers_stay_hashable_with_their_placement() -> None:
+    tiers = set(CATALOGUE.values())
+    assert len(tiers) == len(CATALOGUE)
+    overrides = {"t4-small": {"tolerations": [{"operator": "Exists"}]}}
+    assert hash(sized_tier("t4-small", overrides)) == hash(sized_tier("t4-small", overrides))
+
+
+def test_an_installation_places_its_tiers_on_its_own_nodes() -> None:
+    overrides = {
+        "a10g-small": {
+            "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-a10g", "pool": "gpu"},
+            "tolerations": [
+                {
+                    "key": "nvidia.com/gpu",
+                    "operator": "Equal",
+                    "value": "present",
+                    "effect": "NoSchedule",
+                },
+                {
+                    "key": "spot",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 30,
+                },
+            ],
+        },
+        "cpu-basic": {"node_selector": {"spaceport.dev/pool": "cpu"}, "cpu": 1},
+    }
+    validate_overrides(overrides)
+    gpu = sized_tier("a10g-small", overrides)
+    # An override replaces the default whole: the accelerator label is not kept beside it.
+    assert gpu.node_selector_dict == {
+        "cloud.google.com/gke-accelerator": "nvidia-a10g",
+        "pool": "gpu",
+    }
+    assert gpu.tolerations == (
+        Toleration("nvidia.com/gpu", "Equal", "present", "NoSchedule"),
+        Toleration("spot", "Exists", None, "NoExecute", 30),
+    )
+    assert [t.to_kube() for t in gpu.tolerations][1] == {
+        "key": "spot",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 30,
+    }
+    cpu = sized_tier("cpu-basic", overrides)
+    assert cpu.node_selector_dict == {"spaceport.dev/pool": "cpu"} and cpu.cpu == 1
+    assert cpu.tolerations == ()
+    # Sizes and prices are untouched, and the catalogue itself is not changed.
+    assert (gpu.cpu, gpu.gpu_count, gpu.unit_cost_usd_per_hour) == (4, 1, 1.0)
+    assert get_tier("a10g-small").tolerations == (GPU_TOLERATION,)
+
+
+def test_an_installation_may_let_a_gpu_tier_go_anywhere() -> None:
+    tier = sized_tier("t4-small", {"t4-small": {"node_selector": {}, "tolerations": []}})
+    assert tier.node_selector == () and tier.tolerations == ()
+
+
+def test_placement_is_never_listed_to_clients() -> None:
+    overrides = {"t4-small": {"node_selector": {"pool": "gpu"}, "tolerations": []}}
+    assert sized_tier("t4-small", overrides).to_hub_json() == get_tier("t4-small").to_hub_json()
+    for tier in CATALOGUE.values():
+        text = json.dumps(tier.to_hub_json())
+        assert "toleration" not in text.lower() and "spaceport.dev" not in text
+
+
+def test_placement_overrides_come_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator.core.settings import Settings
+
+    monkeypatch.setenv(
+        "SPACEPORT_HARDWARE_OVERRIDES",
+        json.dumps(
+            {
+                "t4-small": {
+                    "memory_gib": 8,
+                    "node_selector": {"gpu": "t4"},
+                    "tolerations": [{"key": "gpu", "operator": "Exists"}],
+                }
+            }
+        ),
+    )
+    tier = sized_tier("t4-small", Settings().hardware_overrides)
+    assert tier.memory_gib == 8 and tier.node_selector == (("gpu", "t4"),)
+    assert tier.tolerations == (Toleration("gpu", "Exists"),)
+    monkeypatch.setenv(
+        "SPACEPORT_HARDWARE_OVERRIDES", '{"t4-small": {"tolerations": [{"operator": "Is"}]}}'
+    )
+    with pytest.raises(ValueError, match="operator must be Equal or Exists"):
+        Settings()
