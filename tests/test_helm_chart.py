@@ -10,6 +10,7 @@ server.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -19,16 +20,15 @@ import subprocess
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from tests import services
 from tests.kube.control_plane import ControlPlane, bin_dir
+from tests.local_registry import LocalRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "spaceport"
@@ -400,56 +400,6 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
 # -- the image and the registry ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def chart_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real registry on loopback (Debian's docker-registry), for Spaceport's image."""
-    import shutil
-
-    binary = shutil.which("docker-registry")
-    services.require(
-        "docker-registry",
-        binary is not None,
-        "apt-get install docker-registry (scripts/bootstrap.sh --test)",
-    )
-    workdir = tmp_path_factory.mktemp("chart-registry")
-    port = services.free_port()
-    config = workdir / "config.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "version": 0.1,
-                "log": {"level": "warn"},
-                "storage": {"filesystem": {"rootdirectory": str(workdir / "data")}},
-                "http": {"addr": f"127.0.0.1:{port}"},
-            }
-        )
-    )
-    log = open(workdir / "registry.log", "wb")  # noqa: SIM115 - the process owns it
-    proc = subprocess.Popen(
-        [str(binary), "serve", str(config)], stdout=log, stderr=subprocess.STDOUT
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://{address}/v2/", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    "docker-registry did not start:\n"
-                    + (workdir / "registry.log").read_text(errors="replace")[-2000:]
-                )
-            time.sleep(0.2)
-        yield address
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
-
-
 def image_context() -> tuple[bytes, str]:
     """The image's build context (what its Dockerfile copies, nothing else) and a digest of
     it, so an unchanged tree reuses the image."""
@@ -467,9 +417,9 @@ def image_context() -> tuple[bytes, str]:
 
 
 @pytest.fixture(scope="session")
-def spaceport_image(chart_registry: str) -> tuple[str, str]:
+def spaceport_image(local_registry: LocalRegistry) -> tuple[str, str]:
     """Spaceport's own image, built from charts/spaceport/image/Dockerfile and pushed to
-    the local registry: (repository, tag)."""
+    the local registry (tests/local_registry.py): (repository, tag)."""
     import docker
 
     from builder import base_image
@@ -483,7 +433,7 @@ def spaceport_image(chart_registry: str) -> tuple[str, str]:
     # python:3.11-slim, pulled or made from Debian packages when no registry answers.
     base_image.ensure_image(client, "python:3.11-slim", lines.append, get_settings())
     context, digest = image_context()
-    repository = f"{chart_registry}/spaceport/spaceport"
+    repository = f"{local_registry.address}/spaceport/spaceport"
     tag = f"test-{digest}"
     try:
         client.images.build(
@@ -496,7 +446,10 @@ def spaceport_image(chart_registry: str) -> tuple[str, str]:
     except docker.errors.BuildError as exc:
         log = "".join(str(chunk.get("stream", chunk)) for chunk in exc.build_log)
         pytest.fail(f"the Spaceport image did not build: {exc}\n{log[-4000:]}")
-    for status in client.images.push(repository, tag=tag, stream=True, decode=True):
+    pushed = client.images.push(
+        repository, tag=tag, stream=True, decode=True, auth_config=local_registry.auth_config()
+    )
+    for status in pushed:
         if "error" in status:
             pytest.fail(f"push of {repository}:{tag} failed: {status['error']}")
     return repository, tag
@@ -520,19 +473,14 @@ def test_helm_install_schedules_the_control_plane_on_fake_nodes(
     kube_cluster: ControlPlane,
     kube_namespace: str,
     spaceport_image: tuple[str, str],
-    chart_registry: str,
+    local_registry: LocalRegistry,
     tmp_path: Path,
 ) -> None:
     from kubernetes import client
 
     repository, tag = spaceport_image
     # The image is really in the registry (pods never pull: kwok runs no container).
-    manifest = httpx.get(
-        f"http://{chart_registry}/v2/spaceport/spaceport/manifests/{tag}",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-        timeout=10,
-    )
-    assert manifest.status_code == 200, manifest.text
+    assert local_registry.manifest_digest("spaceport/spaceport", tag) is not None
 
     release = "sp" + uuid.uuid4().hex[:6]
     spaces = f"{kube_namespace}-spaces"
@@ -552,9 +500,23 @@ def test_helm_install_schedules_the_control_plane_on_fake_nodes(
             },
         }
     )
+    # The pods pull with the registry's credentials, from a Secret of the operator's.
+    auth = base64.b64encode(
+        f"{local_registry.username}:{local_registry.password}".encode()
+    ).decode()
+    docker_config = {"auths": {local_registry.address: {"auth": auth}}}
+    core.create_namespaced_secret(
+        kube_namespace,
+        {
+            "metadata": {"name": "registry-pull"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": json.dumps(docker_config)},
+        },
+    )
     values = {
         **EXTERNAL_VALUES,
         "image": {"repository": repository, "tag": tag},
+        "imagePullSecrets": ["registry-pull"],
         "spaces": {"namespace": spaces},
         # No docker:dind in the local registry: builds would use an engine elsewhere.
         "worker": {"engine": {"mode": "external", "host": "tcp://engine.example.org:2376"}},
@@ -591,6 +553,7 @@ def test_helm_install_schedules_the_control_plane_on_fake_nodes(
             assert ready.get("PodScheduled") == "True" and ready.get("Ready") == "True"
             for c in pod.spec.containers:
                 assert c.image == f"{repository}:{tag}", (pod.metadata.name, c.image)
+            assert [s.name for s in pod.spec.image_pull_secrets] == ["registry-pull"]
         # Two API replicas spread over the two CPU nodes when they can.
         api_nodes = {p.spec.node_name for p in pods if "api" in p.metadata.name}
         assert len(api_nodes) == 2
