@@ -455,6 +455,41 @@ def spaceport_image(local_registry: LocalRegistry) -> tuple[str, str]:
     return repository, tag
 
 
+def test_the_image_runs_spaceport_as_uid_1000(spaceport_image: tuple[str, str]) -> None:
+    """The chart's pods run the image as uid 1000: it must serve the API so (SQLite in its
+    home here), with git, git-lfs and skopeo at hand. Probed from inside the container,
+    on its own loopback."""
+    import docker
+
+    repository, tag = spaceport_image
+    client = docker.from_env(timeout=120)
+    box = client.containers.run(
+        f"{repository}:{tag}",
+        ["spaceport", "serve", "--host", "127.0.0.1", "--port", "8000"],
+        user="1000:1000",
+        detach=True,
+        network_mode="none",
+    )
+    probe = (
+        "import urllib.request; "
+        "print(urllib.request.urlopen('http://127.0.0.1:8000/api/health').read().decode())"
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            code, out = box.exec_run(["python3", "-c", probe])
+            if code == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert code == 0, box.logs().decode(errors="replace")[-2000:]
+        assert json.loads(out) == {"status": "ok"}
+        for tool in (["git", "--version"], ["git", "lfs", "version"], ["skopeo", "--version"]):
+            code, out = box.exec_run(tool)
+            assert code == 0, (tool, out)
+    finally:
+        box.remove(force=True)
+
+
 # -- install ----------------------------------------------------------------------------------
 
 
