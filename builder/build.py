@@ -8,11 +8,11 @@ import io
 import tarfile
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import docker
 
-from builder import base_image, buildkit_build, buildkit_checks, recipe
+from builder import base_image, buildkit_build, buildkit_checks, recipe, registry_push
 from builder.cgroup import CgroupUnavailable, build_cgroup, sweep_stale
 from builder.context import build_context
 from builder.docker_build import (
@@ -57,11 +57,14 @@ class BuildInput:
     # The Space's secrets (name -> value): build secrets of docker Spaces
     # (RUN --mount=type=secret,id=NAME), never build args, never logged.
     secrets: dict[str, str] = field(default_factory=dict)
+    # Name the image in the registry (SPACEPORT_REGISTRY): <registry>/<space_uid>:<commit_sha>.
+    space_uid: str = ""
+    commit_sha: str = ""
 
 
 @dataclass(frozen=True)
 class BuildOutput:
-    image: str
+    image: str  # the Engine's tag, or with a registry <registry>/<uid>@sha256:<digest>
     reused: bool
     # What differs from the Hub (a base that is Spaceport's equivalent): builder/notes.py
     notes: tuple[str, ...] = ()
@@ -207,6 +210,28 @@ def _build_network(
 
 
 def build_image(
+    client: docker.DockerClient,
+    item: BuildInput,
+    options: BuildOptions,
+    log: LogSink,
+    stop_reason: Callable[[], str | None],
+) -> BuildOutput:
+    """Build (or reuse) the image; with a registry, push it and name it by its digest."""
+    output = _build_in_engine(client, item, options, log, stop_reason)
+    if not options.registry:
+        return output
+    if reason := stop_reason():
+        raise BuildStopped(reason)
+    target = registry_push.RegistryTarget(
+        options.registry, options.registry_username, options.registry_password
+    )
+    image = registry_push.push_image(
+        client, output.image, target, item.space_uid, item.commit_sha, log
+    )
+    return replace(output, image=image)
+
+
+def _build_in_engine(
     client: docker.DockerClient,
     item: BuildInput,
     options: BuildOptions,

@@ -54,5 +54,9 @@ class BuildOptions:
     build_blocked_networks: list[str] = field(default_factory=list)
     buildkit_dir: str = ""  # buildkitd and buildctl; "": scripts/build_buildkit.sh's cache
     registry_mirror: str = ""  # host[:port] serving Docker Hub's images
+    # Where built images are pushed (host[:port][/prefix]); "": they stay in the Engine.
+    registry: str = ""
+    registry_username: str = ""
+    registry_password: str = field(default="", repr=False)  # never logged
     npm_registry: str = "https://registry.npmjs.org"
     static_build_image: str = "node:24"  # the build stage of a static app_build_command

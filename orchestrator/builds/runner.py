@@ -118,10 +118,11 @@ def run_build(build_id: int) -> None:
             v.key: v.value
             for v in session.exec(select(Variable).where(Variable.space_id == space.id))
         }
-        space_id, owner, name = space.id, space.owner, space.name
+        space_id, space_uid, owner, name = space.id, space.uid, space.owner, space.name
         sha, no_cache, stored_config = build.commit_sha, build.no_cache, build.config
 
-    log = BuildLog(build_id, secrets)
+    # The registry's password is masked like a secret, should the Engine ever repeat it.
+    log = BuildLog(build_id, [*secrets, settings.registry_password.get_secret_value()])
     deadline = time.monotonic() + settings.build_timeout_seconds
     ending: tuple[BuildStatus, str | None, str | None, bool] | None = None
     notes: tuple[str, ...] = ()  # what the image differs in from the Hub (builder/notes.py)
@@ -138,6 +139,8 @@ def run_build(build_id: int) -> None:
             variables=variables,
             no_cache=no_cache,
             secrets=build_secrets,
+            space_uid=space_uid,
+            commit_sha=sha,
         )
         output = build_image(
             engine_client(),

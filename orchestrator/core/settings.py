@@ -7,15 +7,19 @@ generated from nothing else, so keep each description current.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.hardware import validate_overrides
 from sandbox.security import parse_egress_allow
+
+# SPACEPORT_REGISTRY: host[:port][/prefix], the prefix being repository path components.
+REGISTRY = re.compile(r"[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*")
 
 
 class Settings(BaseSettings):
@@ -123,6 +127,25 @@ class Settings(BaseSettings):
         "paths (a pull-through cache, or the operator's own registry): a base image that is "
         "not in the Engine is pulled from it first (python:3.11-slim as "
         "<mirror>/library/python:3.11-slim) and tagged under its Hub name. Empty: none.",
+    )
+    registry: str = Field(
+        default="",
+        description="Registry that every built image is pushed to, host[:port][/prefix] "
+        "(no scheme): as <registry>/<space uid>:<commit>, then run by the digest the "
+        "registry answered (<registry>/<space uid>@sha256:...), so every backend runs exactly "
+        "what was built; a failed push fails the build. The Docker Engine pushes and pulls: "
+        "a plain-http registry outside 127.0.0.0/8 must be in its insecure-registries. "
+        "Empty: images stay in the local Docker Engine (one host only).",
+    )
+    registry_username: str = Field(
+        default="",
+        description="User name for SPACEPORT_REGISTRY (pushes by the build worker, pulls by "
+        "the backends). Empty with an empty password: no login.",
+    )
+    registry_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Password (or token) for SPACEPORT_REGISTRY_USERNAME; never logged, "
+        "masked in build logs and errors.",
     )
     build_log_tail_lines: int = Field(
         default=25,
@@ -502,6 +525,19 @@ class Settings(BaseSettings):
     def _egress_allow(cls, value: list[str]) -> list[str]:
         for entry in value:
             parse_egress_allow(entry)  # ValueError says what a valid entry looks like
+        return value
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not REGISTRY.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not host[:port][/prefix] (no scheme, no tag; the prefix in "
+                "lower case), e.g. registry.example.org/spaceport or 127.0.0.1:5000"
+            )
+        if len(value) > 150:  # + /<uid>@sha256:<digest> fits the 255 of Space.built_image
+            raise ValueError("at most 150 characters")
         return value
 
     @field_validator("hardware_overrides")
