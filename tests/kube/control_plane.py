@@ -41,6 +41,14 @@ START_TIMEOUT_SECONDS = 120.0
 # Annotation kwok is told to manage nodes by: nodes without it are left alone.
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+# kwok's stage files (in its module, under kustomize/stage/) that play a kubelet.
+KWOK_STAGES = (
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+)
 
 
 class ControlPlaneUnavailable(RuntimeError):
@@ -403,7 +411,9 @@ class ControlPlane:
 
     def _kwok_args(self) -> list[str]:
         config = self.run_dir / "kwok.yaml"
-        config.write_text("")  # hermetic: not ~/.kwok/kwok.yaml
+        # Hermetic (not ~/.kwok/kwok.yaml), with kwok's own stages: plain kwok (unlike
+        # kwokctl) has no built-in ones and exits "no stages found" without them.
+        config.write_text("\n---\n".join(path.read_text() for path in self._kwok_stages()))
         return [
             f"--kubeconfig={self.kubeconfig}",
             f"--config={config}",
@@ -415,6 +425,24 @@ class ControlPlane:
             "--node-lease-duration-seconds=40",
             "--server-address=",
         ]
+
+    def _kwok_stages(self) -> list[Path]:
+        """kwok's node and pod stages (Ready nodes with leases; pods Running and Ready once
+        bound, finished when deleted), from the kwok module the build script installed."""
+        built = Path(os.path.realpath(self.binaries / "kwok")).parents[1].name  # kwok-vX-goY
+        version = built.split("-")[1]
+        cache = subprocess.run(
+            ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        stages = Path(cache) / f"sigs.k8s.io/kwok@{version}/kustomize/stage"
+        paths = [stages / name for name in KWOK_STAGES]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise ControlPlaneUnavailable(
+                f"kwok's stages are missing ({', '.join(missing)}): run "
+                "scripts/build_control_plane.sh, which downloads the kwok module"
+            )
+        return paths
 
     def _wait_ready_nodes(self, names: list[str]) -> None:
         from kubernetes import client
