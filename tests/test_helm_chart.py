@@ -344,6 +344,32 @@ def test_worker_engine_modes(tmp_path: Path) -> None:
     assert [c["name"] for c in worker["spec"]["template"]["spec"]["containers"]] == ["worker"]
     assert env_of(container(worker, "worker"))["DOCKER_HOST"] == "tcp://engine:2376"
 
+    insecure = render(
+        tmp_path, {"worker": {"engine": {"dind": {"insecureRegistries": ["reg.internal:5000"]}}}}
+    )
+    dind = container(by_kind(insecure, "Deployment")["t-spaceport-worker"], "dind")
+    assert dind["args"] == [
+        "--host=tcp://127.0.0.1:2375",
+        "--tls=false",
+        "--insecure-registry=reg.internal:5000",
+    ]
+
+
+def test_per_space_ingresses_route_to_the_gateway(tmp_path: Path) -> None:
+    docs = render(tmp_path, {"spaces": {"ingressClass": "nginx"}})
+    settings = by_kind(docs, "ConfigMap")["t-spaceport-settings"]["data"]
+    assert settings["SPACEPORT_KUBE_INGRESS_CLASS"] == "nginx"
+    assert settings["SPACEPORT_KUBE_INGRESS_SERVICE"] == "t-spaceport-gateway"
+    assert settings["SPACEPORT_KUBE_INGRESS_SERVICE_PORT"] == "80"
+    gateway = by_kind(docs, "Service")["t-spaceport-gateway"]
+    assert gateway["metadata"]["namespace"] == "spaces"
+    assert gateway["spec"] == {
+        "type": "ExternalName",
+        "externalName": "t-spaceport-api.spaceport.svc.cluster.local",
+        "ports": [{"name": "http", "port": 80}],
+    }
+    assert "t-spaceport-gateway" not in by_kind(render(tmp_path), "Service")
+
 
 # -- against the test control plane --------------------------------------------------------
 
@@ -378,9 +404,15 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
     # makes it first (Helm orders Namespace first).
     kube_cluster.create_namespace(spaces)
     try:
-        for values in ({}, EXTERNAL_VALUES):
+        everything = {
+            "spaces": {"ingressClass": "nginx"},
+            "registry": {"url": "registry.example.org/s", "username": "u", "password": "p"},
+            "ingress": {"apiTlsSecret": "api-tls", "spacesTlsSecret": "spaces-tls"},
+        }
+        for values in ({}, EXTERNAL_VALUES, everything):
+            spaces_values = {**values.get("spaces", {}), "namespace": spaces}
             docs = render(
-                tmp_path, {**values, "spaces": {"namespace": spaces}}, namespace=kube_namespace
+                tmp_path, {**values, "spaces": spaces_values}, namespace=kube_namespace
             )
             kinds = {d["kind"] for d in docs}
             assert {"Deployment", "Role", "ClusterRole", "Ingress", "Namespace"} <= kinds
