@@ -18,8 +18,10 @@ from datetime import datetime
 from pathlib import Path
 
 import docker
-from docker.errors import APIError, NotFound
+import requests
+from docker.errors import APIError, DockerException, NotFound
 from docker.models.containers import Container
+from docker.utils import parse_repository_tag
 
 from sandbox import security
 from sandbox.backend import (
@@ -53,8 +55,19 @@ class DockerBackend(Backend):
         client: docker.DockerClient | None = None,
         egress_allow: Sequence[str] = (),
         probe_concurrency: int = 16,
+        registry: str = "",
+        registry_username: str = "",
+        registry_password: str = "",
     ) -> None:
         self.instance = instance
+        # Where built images live (SPACEPORT_REGISTRY), and the login an image of it is
+        # pulled with when this Engine lacks it; other images are pulled without one.
+        self.registry_host = registry.split("/", 1)[0]
+        self._registry_auth = (
+            {"username": registry_username, "password": registry_password}
+            if registry_username or registry_password
+            else None
+        )
         self.client = client or docker.from_env(timeout=120)
         # Networks a Space may reach despite the private-range block (operator's allow-list).
         self.egress_allow = [security.parse_egress_allow(entry) for entry in egress_allow]
@@ -130,6 +143,7 @@ class DockerBackend(Backend):
 
     def start(self, revision: Revision) -> Instance:
         self.ensure_network()
+        self._ensure_image(revision)
         spec = security.container_spec(revision, self.instance, self._image_volumes(revision))
         try:
             old = self.client.containers.get(str(spec["name"]))
@@ -261,6 +275,45 @@ class DockerBackend(Backend):
         return {row["Id"]: int(row.get("SizeRw") or 0) for row in rows}
 
     # -- helpers ------------------------------------------------------------------
+
+    def _ensure_image(self, revision: Revision) -> None:
+        """Pull the revision's image when this Engine lacks it: a digest reference
+        (<registry>/<uid>@sha256:...) built by a worker on another host, or removed here
+        since. The pull names the digest, so it gets exactly the content that was built."""
+        image = revision.image
+        try:
+            self.client.images.get(image)
+            return
+        except NotFound:
+            pass
+        except APIError as exc:
+            raise BackendError(f"could not look up {image}: {exc.explanation}") from exc
+        repository, tag = parse_repository_tag(image)
+        first = repository.split("/", 1)[0]
+        auth = self._registry_auth if first == self.registry_host else None
+        problem: str | None = None
+        try:
+            for chunk in self.client.api.pull(
+                repository, tag=tag or "latest", stream=True, decode=True, auth_config=auth
+            ):
+                if "error" in chunk or "errorDetail" in chunk:
+                    problem = (chunk.get("errorDetail") or {}).get("message") or chunk.get(
+                        "error"
+                    )
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            problem = str(getattr(exc, "explanation", None) or exc)
+        if problem is not None:
+            if self._registry_auth and self._registry_auth["password"]:
+                problem = problem.replace(self._registry_auth["password"], "***")
+            refused = any(word in problem.lower() for word in ("unauthorized", "denied"))
+            hint = (
+                " (check SPACEPORT_REGISTRY_USERNAME and SPACEPORT_REGISTRY_PASSWORD)"
+                if refused
+                else " (check SPACEPORT_REGISTRY and that the registry is running)"
+                if first == self.registry_host
+                else ""
+            )
+            raise BackendError(f"could not pull {image} for {revision.space}: {problem}{hint}")
 
     def _image_volumes(self, revision: Revision) -> list[str]:
         try:
