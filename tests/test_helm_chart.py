@@ -211,6 +211,8 @@ def test_default_render_is_the_whole_control_plane(tmp_path: Path) -> None:
     # The worker's engine: a privileged Docker-in-Docker sidecar on the pod's loopback.
     worker = deployments["t-spaceport-worker"]
     assert env_of(container(worker, "worker"))["DOCKER_HOST"] == "tcp://127.0.0.1:2375"
+    # The worker can't make a cgroup on the sidecar's host: no pids limit of its own.
+    assert env_of(container(worker, "worker"))["SPACEPORT_BUILD_PIDS_LIMIT"] == "0"
     dind = container(worker, "dind")
     assert dind["securityContext"]["privileged"] is True
     assert "--host=tcp://127.0.0.1:2375" in dind["args"]
