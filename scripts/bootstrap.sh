@@ -58,7 +58,9 @@ PACKAGES=(
     skopeo # hands the Engine's base images to BuildKit (docker Spaces)
 )
 if [ "$WITH_TEST" -eq 1 ]; then
-    PACKAGES+=(postgresql redis-server)
+    # docker-registry (Distribution 2.8) and htpasswd: the local registry that tests push
+    # built images to (tests/local_registry.py starts its own; the packaged service is off).
+    PACKAGES+=(postgresql redis-server docker-registry apache2-utils)
     # chromium (browser tests of the Space UI) is left out for now: it is a large download
     # and no test needs it yet. Add it here when the first one does.
 fi
@@ -79,6 +81,13 @@ else
     export DEBIAN_FRONTEND=noninteractive
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends "${MISSING[@]}"
+fi
+
+if [ "$WITH_TEST" -eq 1 ] && [ -d /run/systemd/system ] &&
+    systemctl is-enabled --quiet docker-registry.service 2>/dev/null; then
+    # The package enables a registry on :5000 for everyone; the tests start their own.
+    step "Disabling the packaged docker-registry service"
+    as_root systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
 fi
 
 # --- Docker Engine ----------------------------------------------------------------------

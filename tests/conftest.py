@@ -18,6 +18,7 @@ import pytest
 
 from tests import services, stacks
 from tests.kube.fixtures import kube_cluster, kube_namespace  # noqa: F401 - fixtures
+from tests.local_registry import local_registry  # noqa: F401 - a fixture
 from tests.platform import Platform
 from tests.stacks import STACKS
 
