@@ -307,12 +307,26 @@ def node_rooms(
         node = by_name.get(get(pod, "spec", "node_name", default=""))
         if node is not None:
             node.take(demand)
-    bound = [p for p in pods if get(p, "spec", "node_name")]
+    # Bound pods by each of their labels, so a Deployment is matched against the few pods
+    # sharing its template's rarest label, not every pod (1,000 Spaces: 1,000 x 1,000).
+    bound_by_label: dict[tuple[Any, str, str], list[Any]] = {}
+    for pod in pods:
+        if get(pod, "spec", "node_name"):
+            namespace = get(pod, "metadata", "namespace")
+            for item in _labels(pod).items():
+                bound_by_label.setdefault((namespace, *item), []).append(pod)
     for deployment in deployments:
         wanted = int(get(deployment, "spec", "replicas", default=1))
         if wanted <= 0 or get(deployment, "metadata", "deletion_timestamp") is not None:
             continue
-        placed = sum(1 for p in bound if _is_of(p, deployment))
+        namespace = get(deployment, "metadata", "namespace")
+        template = get(deployment, "spec", "template", "metadata", "labels", default={})
+        candidates = min(
+            (bound_by_label.get((namespace, *item), []) for item in template.items()),
+            key=len,
+            default=[],
+        )
+        placed = sum(1 for p in candidates if _is_of(p, deployment))
         demand = pod_spec_demand(get(deployment, "spec", "template", "spec"))
         created = str(get(deployment, "metadata", "creation_timestamp", default=""))
         unbound += [(created, demand)] * max(0, wanted - placed)
