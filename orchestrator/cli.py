@@ -214,20 +214,11 @@ def cmd_controller(_args: argparse.Namespace) -> int:
     import logging
 
     from orchestrator.controller.loop import run_forever
-    from orchestrator.core.installation import instance_name
-    from orchestrator.core.settings import get_settings
-    from sandbox.docker_backend import DockerBackend
+    from orchestrator.core.backends import make_backend
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one health probe a second each
-    settings = get_settings()
-    run_forever(
-        DockerBackend(
-            instance_name(),
-            egress_allow=settings.spaces_egress_allow,
-            probe_concurrency=settings.readiness_probe_concurrency,
-        )
-    )
+    run_forever(make_backend())  # SPACEPORT_BACKEND: docker or kubernetes
     return 0
 
 

@@ -141,10 +141,9 @@ def run_instance(space: Space, instances: list[Instance]) -> Instance | None:
 
 def backend() -> Backend:
     """The backend whose instances' logs are shown (the tests put an in-memory one here)."""
-    from orchestrator.core.installation import instance_name
-    from sandbox.docker_backend import DockerBackend
+    from orchestrator.core.backends import reading_backend
 
-    return DockerBackend(instance_name())
+    return reading_backend()
 
 
 @router.get("/{owner}/{name}/logs/run", response_class=StreamingResponse, responses=STREAMED)

@@ -482,6 +482,22 @@ class Settings(BaseSettings):
         "for its host name. Empty: no per-Space Ingress (the gateway's wildcard Ingress "
         "serves every Space host).",
     )
+    kube_ingress_service: str = Field(
+        default="spaceport-gateway",
+        description="With kube_ingress_class: the Service in kube_namespace each Space's "
+        "Ingress routes to (the gateway's, or an ExternalName Service pointing at it): never "
+        "the Space's own, since the gateway checks a private Space's visitors and wakes a "
+        "sleeping one.",
+    )
+    kube_ingress_service_port: int = Field(
+        default=80, ge=1, le=65535, description="The port of kube_ingress_service."
+    )
+    kube_image_pull_secret: str = Field(
+        default="spaceport-registry",
+        description="With backend=kubernetes and registry credentials: the Secret in "
+        "kube_namespace the controller keeps holding SPACEPORT_REGISTRY's login, which every "
+        "Space's pod pulls its image with.",
+    )
     kube_gateway_namespace: str = Field(
         default="",
         description="With backend=kubernetes: the namespace of the gateway pods, the only "
