@@ -53,6 +53,7 @@ BACKOFF_MAX_SECONDS = 30.0
 # A watch that ends this soon with nothing in it counts as a failure (for the back-off), so
 # a server that answers and hangs up at once is not asked again in a tight loop.
 SHORT_WATCH_SECONDS = 1.0
+STOP_TIMEOUT_SECONDS = 10.0
 
 
 class ResourceExpired(Exception):
@@ -146,23 +147,39 @@ class Informer:
     # -- life cycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
+        """Start (or start again after `stop`, from the version and cache it had)."""
+        if self._thread is not None and self._thread.is_alive():
+            if not self._stopping.is_set():
+                return  # running
+            self._thread.join(STOP_TIMEOUT_SECONDS)
+        # Each run has its own flag: a thread that outlived its stop can never resume.
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stopping,), name=f"informer-{self.name}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
-        current = self._watch
-        if current is not None:
-            try:
-                current.stop()  # shuts the socket down: the blocked read returns
-            except Exception:  # noqa: BLE001 - stopping anyway
-                log.debug("stopping the %s watch", self.name, exc_info=True)
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while thread.is_alive() and time.monotonic() < deadline:
+            # Watch.stop shuts the socket of the response it reads (the blocked read
+            # returns), but only once there is one: a watch still connecting is asked
+            # again until the thread has ended.
+            current = self._watch
+            if current is not None:
+                try:
+                    current.stop()
+                except Exception:  # noqa: BLE001 - stopping anyway
+                    log.debug("stopping the %s watch", self.name, exc_info=True)
+            thread.join(0.05)
+        if thread.is_alive():
+            log.warning(
+                "the %s informer did not stop within %.0f s", self.name, STOP_TIMEOUT_SECONDS
+            )
 
     def wait_synced(self, timeout: float) -> bool:
         """True once the first list is in the cache."""
@@ -196,12 +213,12 @@ class Informer:
 
     # -- the loop --------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while not self._stopping.is_set():
+    def _run(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
             try:
                 if self.resource_version is None:
                     self._relist()
-                self._watch_once()
+                self._watch_once(stopping)
             except ResourceExpired as exc:
                 log.info(
                     "%s watch expired at %s (%s): listing again",
@@ -211,7 +228,7 @@ class Informer:
                 )
                 self.resource_version = None
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any error
-                if self._stopping.is_set():
+                if stopping.is_set():
                     return
                 delay = self._backoff.next()
                 log.warning(
@@ -221,7 +238,7 @@ class Informer:
                     exc,
                     delay,
                 )
-                self._stopping.wait(delay)
+                stopping.wait(delay)
 
     def _call_args(self) -> list[Any]:
         return [self.namespace] if self.namespace is not None else []
@@ -273,12 +290,12 @@ class Informer:
         if not first:
             self._dispatch(RELISTED, None)
 
-    def _watch_once(self) -> None:
+    def _watch_once(self, stopping: threading.Event) -> None:
         """One watch from `resource_version` until the server ends it (a normal return) or
         it fails (an exception); ResourceExpired when the version is too old."""
         current = self._watch_factory()
         self._watch = current
-        if self._stopping.is_set():
+        if stopping.is_set():
             return
         began = time.monotonic()
         seen = 0
@@ -299,20 +316,16 @@ class Informer:
                 seen += 1
                 if seen == 1:
                     self._backoff.reset()  # connected and answered: failures start over
-                self._event(event)
-                if self._stopping.is_set():
+                if stopping.is_set():
                     break
+                self._event(event)
         except ApiException as exc:
             if _is_gone(exc):
                 raise ResourceExpired(str(exc)) from exc
             raise
         finally:
             self._watch = None
-        if (
-            not seen
-            and time.monotonic() - began < SHORT_WATCH_SECONDS
-            and not self._stopping.is_set()
-        ):
+        if not seen and time.monotonic() - began < SHORT_WATCH_SECONDS and not stopping.is_set():
             raise ConnectionError("the watch ended at once, with nothing in it")
 
     def _event(self, event: dict[str, Any]) -> None:

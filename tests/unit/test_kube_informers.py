@@ -329,3 +329,57 @@ def test_the_shared_set_is_pods_deployments_events_and_nodes() -> None:
     assert informers.deployments._list_call.__name__ == "list_namespaced_deployment"
     assert informers.events._list_call.__name__ == "list_namespaced_event"
     assert informers.nodes._list_call.__name__ == "list_node"
+
+
+class ConnectingWatch:
+    """Like kubernetes.watch.Watch: stop() only reaches a response it already has, and
+    stream() forgets an earlier stop()."""
+
+    started = threading.Event()
+
+    def __init__(self) -> None:
+        self._stop = False
+        self._resp: threading.Event | None = None
+
+    def stop(self) -> None:
+        self._stop = True
+        if self._resp is not None:
+            self._resp.set()  # the socket shut: the blocked read returns
+
+    def stream(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
+        self._stop = False
+        ConnectingWatch.started.set()
+        time.sleep(0.3)  # connecting
+        self._resp = threading.Event()
+        self._resp.wait(30)  # reading
+        return
+        yield
+
+
+def test_stop_reaches_a_watch_that_was_still_connecting() -> None:
+    informer = Informer(
+        "configmaps", FakeApi([page("10")]), namespace=NS, watch_factory=ConnectingWatch
+    )
+    informer.start()
+    assert ConnectingWatch.started.wait(5)
+    thread = informer._thread
+    informer.stop()
+    assert thread is not None and not thread.is_alive()
+
+
+def test_it_starts_again_from_where_it_stopped() -> None:
+    api, watches = (
+        FakeApi([page("10", cm("a", "7"))]),
+        FakeWatches([[event("ADDED", cm("b", "8"))]]),
+    )
+    informer = Informer("configmaps", api, namespace=NS, watch_factory=watches)
+    informer.start()
+    assert watches.done.wait(5)
+    informer.stop()
+    watches.done.clear()
+    informer.start()
+    assert watches.done.wait(5)
+    informer.stop()
+    assert len(api.calls) == 1 and informer.relists == 0  # not listed again
+    assert [s["resource_version"] for s in watches.streams] == ["10", "8", "8"]
+    assert names(informer) == {"a": "7", "b": "8"}
