@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sandbox.backend import Capacity, Instance
+from sandbox.backend import Capacity, Instance, TierRoom
 from sandbox.hardware import HardwareTier
 
 
@@ -97,3 +97,22 @@ def available(machine: Capacity, own: Iterable[Instance], policy: Policy) -> Cap
         gpus=machine.gpus,
         gpus_free=machine.gpus_free,
     )
+
+
+def gpu_room(tier: HardwareTier, gpus: int, used: int) -> TierRoom:
+    """Room for a GPU tier among `gpus` GPUs of its model of which `used` are taken, with
+    the reason in plain words when none is left ("all 4 A10G GPUs are in use")."""
+    model = tier.gpu or "GPU"
+    per = max(tier.gpu_count, 1)
+    free_gpus = max(gpus - used, 0)
+    free = free_gpus // per
+    reason = None
+    if free == 0:
+        if gpus < per:
+            have = f"there are {gpus}" if gpus else "there are none"
+            reason = f"{tier.name} needs {per} {model} GPU{'s' if per > 1 else ''}, and {have}"
+        elif free_gpus == 0:
+            reason = f"all {gpus} {model} GPUs are in use"
+        else:
+            reason = f"{tier.name} needs {per} {model} GPUs, {free_gpus} of {gpus} are free"
+    return TierRoom(free=free, total=gpus // per, reason=reason)

@@ -4,7 +4,10 @@ code, hang its probe, make it vanish without a word, fail or hold the next start
 
 It keeps the Backend contract the controller relies on: `watch` callbacks for every change
 (start, stop, exit, ready; not for `vanish`, which is what a missed event looks like),
-`Instance.ready`, capacity by the instances' limits, logs and disk usage.
+`Instance.ready`, capacity by the instances' limits, logs and disk usage. With `gpus` (how
+many of each GPU model, e.g. {"T4": 1}) it counts room for GPU tiers itself
+(`tier_room`, as the Kubernetes backend does from its nodes), by the GPUs its running
+instances hold; CPU tiers are left to the controller's admission.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from sandbox.admission import gpu_room
 from sandbox.backend import (
     Backend,
     BackendError,
@@ -23,8 +27,10 @@ from sandbox.backend import (
     Instance,
     InstanceState,
     Revision,
+    TierRoom,
     WatchCallback,
 )
+from sandbox.hardware import HardwareTier, get_tier
 from sandbox.readiness import Prober
 
 
@@ -41,8 +47,10 @@ class MemoryBackend(Backend):
         ready_on_start: bool = False,
         probe: Callable[[str], bool] | None = None,
         probe_concurrency: int = 4,
+        gpus: dict[str, int] | None = None,
     ) -> None:
         self.cpus, self.memory_gib = cpus, memory_gib
+        self.gpus = gpus  # GPUs by model; None: no room counted per tier
         self.ready_on_start = ready_on_start
         self.running: dict[str, Instance] = {}
         self.written: dict[str, int] = {}
@@ -55,6 +63,7 @@ class MemoryBackend(Backend):
         self.fail_next_start: str | None = None  # the BackendError message of the next start
         # start() and stop() of a Space (by owner/name) wait until its event is set.
         self.holds: dict[str, threading.Event] = {}
+        self.forgotten: list[str] = []  # the uids `forget` was called with, in order
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._watchers: list[WatchCallback] = []
@@ -141,6 +150,24 @@ class MemoryBackend(Backend):
             self.calls += 1
             return dict(self.written)
 
+    def tier_room(self, tier: HardwareTier) -> TierRoom | None:
+        if self.gpus is None or tier.gpu is None:
+            return None
+        with self._lock:
+            self.calls += 1
+            held = [
+                get_tier(i.hardware)
+                for i in self.running.values()
+                if i.hardware and i.state != InstanceState.EXITED and not i.waiting_reason
+            ]
+        used = sum(t.gpu_count for t in held if t.gpu == tier.gpu)
+        return gpu_room(tier, self.gpus.get(tier.gpu, 0), used)
+
+    def forget(self, space_uid: str) -> None:
+        with self._lock:
+            self.forgotten.append(space_uid)
+        super().forget(space_uid)
+
     def watch(self, callback: WatchCallback) -> None:
         self._watchers.append(callback)
 
@@ -161,6 +188,17 @@ class MemoryBackend(Backend):
         if last_lines:
             self.log_lines.setdefault(instance_id, []).extend(last_lines)
         self._change(instance_id, state=InstanceState.EXITED, exit_code=code, address=None)
+
+    def unplaced(self, instance_id: str, reason: str, detail: str | None = None) -> None:
+        """Not placed (an unschedulable pod): it waits for hardware, with this reason."""
+        self._change(instance_id, waiting_reason=reason, waiting_detail=detail, address=None)
+
+    def place(self, instance_id: str, address: str = "http://10.9.200.1:7860") -> None:
+        self._change(instance_id, waiting_reason=None, waiting_detail=None, address=address)
+
+    def cannot_run(self, instance_id: str, problem: str) -> None:
+        """It cannot run as it is (an image that cannot be pulled)."""
+        self._change(instance_id, problem=problem, address=None)
 
     def vanish(self, instance_id: str) -> None:
         """Gone without an event (a missed one): only a resync notices."""

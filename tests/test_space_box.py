@@ -112,6 +112,7 @@ def test_a_space_waits_for_hardware_and_starts_when_room_frees(
     assert runtime["stage"] == "APP_STARTING", runtime
     assert runtime["errorMessage"] == (
         "waiting for hardware: cpu-basic needs 0.75 GiB of memory, 0.25 GiB free"
+        " (position 1 in line)"
     )
     assert container_of(boxed, "alice/second") is None  # not started: it would not fit
     # Its visitors are told so, by the gateway, at its own host.

@@ -49,6 +49,18 @@ def runtime_json(space: Space) -> wire.SpaceRuntime:
             )
         ],
         build_notes=_notes(space.built_notes),
+        queue=_queue(space),
+    )
+
+
+def _queue(space: Space) -> wire.HardwareQueue | None:
+    """Its place in the line for hardware, while it waits (the controller's status)."""
+    if space.paused or space.waiting_position is None or not space.waiting_hardware:
+        return None
+    return wire.HardwareQueue(
+        position=space.waiting_position,
+        hardware=space.waiting_hardware,
+        since=hub_time(space.waiting_since),
     )
 
 

@@ -69,6 +69,14 @@ class Domain(Wire):
     stage: str
 
 
+class HardwareQueue(Wire):
+    """Spaceport's own: where a Space stands in the line for its tier (1 is next)."""
+
+    position: int
+    hardware: str
+    since: str | None  # when it began waiting: the line is first come, first served
+
+
 class SpaceRuntime(Wire):
     """huggingface_hub's SpaceRuntime. `hardware` is always an object: the client
     dereferences it."""
@@ -84,6 +92,8 @@ class SpaceRuntime(Wire):
     # Spaceport's own field (the Hub's are untouched): what the running image differs in from
     # the Hub, e.g. a base image or Python version Spaceport substituted (docs/hub-api.md).
     build_notes: list[str] = Field(default_factory=list, alias="buildNotes")
+    # Spaceport's own, left out unless it waits for hardware (errorMessage says why in words).
+    queue: HardwareQueue | None = omitted()
 
 
 class SpaceInfo(Wire):

@@ -15,6 +15,15 @@ after another in the caller: one Space's slow stop never delays another. Each st
 is recorded as an instance.started / instance.stopped event. Readiness is the backend's
 (`Instance.ready`); the reconciler keeps only timers (startup timeout, drain) that the loop
 wakes it for.
+
+Spaces that cannot start for lack of room wait in a line per tier, first come first served
+(orchestrator/controller/waiting_line.py): room is the backend's count for the tier
+(`Backend.tier_room`) when it keeps one, else the host's CPU and memory (sandbox/admission.py),
+less what starts in flight take. A Space starts only if that room covers the Spaces of its
+tier ahead of it too. Its place and position are status (`waiting_*`), shown in the runtime
+and recorded as hardware.queued / queue_moved / granted / queue_left events; whoever frees
+room (a stop, a Space leaving the line, the backend's watch) makes the loop look at those
+waiting.
 """
 
 from __future__ import annotations
@@ -33,14 +42,23 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from orchestrator.controller.environment import revision_of
+from orchestrator.controller.waiting_line import Wait, WaitingLine, claimed, record_line
 from orchestrator.core import events, redaction
 from orchestrator.core.db import session_scope
 from orchestrator.core.models import Build, Event, Space, Stage
 from orchestrator.core.settings import get_settings
-from orchestrator.core.stages import Facts, Problem, RunState, stage_of
+from orchestrator.core.stages import WAITING_FOR_HARDWARE, Facts, Problem, RunState, stage_of
 from orchestrator.core.status import mark_observed, write_status
 from sandbox.admission import Policy, available, shortfall
-from sandbox.backend import Backend, BackendError, Capacity, Instance, InstanceState, Revision
+from sandbox.backend import (
+    Backend,
+    BackendError,
+    Capacity,
+    Instance,
+    InstanceState,
+    Revision,
+    TierRoom,
+)
 from sandbox.hardware import HardwareTier, sized_tier
 
 log = logging.getLogger(__name__)
@@ -50,6 +68,9 @@ DRAIN_SECONDS = 5.0
 RETRY_SECONDS = 5.0  # a Space whose reconcile failed is looked at again after this
 
 __all__ = ["Reconciler"]
+# Run states in which a Space that waited has its hardware: its start is decided or under
+# way, or the backend placed its instance.
+_GRANTED = (RunState.STARTING, RunState.READY)
 
 
 @dataclass
@@ -60,7 +81,8 @@ class Plan:
     stops: list[tuple[Instance, str]] = field(default_factory=list)
     start: Revision | None = None
     deadline: float | None = None  # time.monotonic() at which to look again
-    waiting: bool = False  # for room on the host
+    wait: Wait | None = None  # for room on its tier
+    left_line: str | None = None  # why it left the line without its hardware
     exited: Instance | None = None  # seen exited just now: its end is an event
 
 
@@ -88,7 +110,6 @@ class Reconciler:
         self._start_failed: dict[str, str] = {}  # revision key -> why the backend refused
         self._acted_at: dict[int, float] = {}  # Space id -> when its last action ended
         self._listed_at = float("-inf")  # when the instances were last listed
-        self._stopping: set[str] = set()  # orphans being stopped
         self._orphan_jobs: set[Future[None]] = set()
         self._adopted: set[str] = set()  # instances whose instance.started is known
         # When each instance started serving, to drain the ones it replaced; a restarted
@@ -96,7 +117,13 @@ class Reconciler:
         self.switched_at: dict[str, float] = {}
         self._deadlines: list[tuple[float, int]] = []
         self._next_of: dict[int, float] = {}  # each Space's earliest timer in the heap
-        self.waiting: set[int] = set()
+        self.waiting: set[int] = set()  # the Spaces in the line (any tier)
+        self.line = WaitingLine()
+        self._line_loaded = False
+        self._tier_rooms_now: dict[str, TierRoom | None] = {}  # this pass's, by tier
+        self._unplaced_at: dict[str, datetime] = {}  # instance id -> last seen not placed
+        self._forgetting: set[str] = set()  # uids of deleted Spaces being forgotten
+        self._forgotten: set[str] = set()
         self.uids: dict[int, str] = {}  # Space id -> uid, of the Spaces seen
         self.instance_owner: dict[str, tuple[str, str]] = {}  # instance id -> (uid, tier)
         self._room_now: Capacity | None = None
@@ -113,8 +140,9 @@ class Reconciler:
         ids = sorted(set(space_ids))
         if not ids:
             return
+        self._load_line()
         by_uid = self._instances_by_uid()
-        self._room_now = None
+        self._room_now, self._tier_rooms_now = None, {}
         for space_id in ids:
             self._reconcile_one(space_id, by_uid)
 
@@ -124,13 +152,14 @@ class Reconciler:
             rows = session.exec(select(Space.id, Space.uid)).all()
         known = {uid for _, uid in rows}
         self.uids = {space_id: uid for space_id, uid in rows if space_id is not None}
+        self._load_line()
         by_uid = self._instances_by_uid()
-        self._room_now = None
+        self._room_now, self._tier_rooms_now = None, {}
         for space_id in sorted(self.uids):
             self._reconcile_one(space_id, by_uid)
         for uid, orphans in by_uid.items():
             if uid not in known:
-                self._submit_orphans(uid, orphans)
+                self._forget(uid, orphans)
 
     def reconcile_once(self) -> None:
         """A full pass, with the disk check, that also waits for the starts and stops it
@@ -154,7 +183,7 @@ class Reconciler:
                     pass
 
     def waiting_now(self) -> set[int]:
-        """The Spaces waiting for room on the host."""
+        """The Spaces waiting for room (in the line, whatever their tier)."""
         with self._lock:
             return set(self.waiting)
 
@@ -194,6 +223,25 @@ class Reconciler:
 
     # -- one Space --------------------------------------------------------------------
 
+    def _load_line(self) -> None:
+        """The line as the database has it, once (a restarted controller keeps its order)."""
+        if self._line_loaded:
+            return
+        with session_scope() as session:
+            rows = session.exec(
+                select(Space.id, Space.waiting_hardware, Space.waiting_since).where(
+                    col(Space.waiting_since).is_not(None)
+                )
+            ).all()
+        self.line.load(
+            (space_id, hardware, since)
+            for space_id, hardware, since in rows
+            if space_id is not None and hardware and since is not None
+        )
+        with self._lock:
+            self.waiting = self.line.ids()
+        self._line_loaded = True
+
     def _instances_by_uid(self) -> dict[str, list[Instance]]:
         self._listed_at = time.monotonic()
         by_uid: dict[str, list[Instance]] = defaultdict(list)
@@ -221,6 +269,7 @@ class Reconciler:
                 plan = self._plan(session, space, instances)
                 if self.before_write is not None:
                     self.before_write(space_id)
+                was_waiting = (space.waiting_hardware, space.waiting_since, space.waiting_position)
                 if not self._write(session, space, plan.fields):
                     session.rollback()
                     log.info("%s changed while it was looked at: again", space.full_name)
@@ -236,6 +285,7 @@ class Reconciler:
                         space,
                         **self._stopped_data(plan.exited, "the app exited"),
                     )
+                record_line(session, space, was_waiting, plan.wait, plan.left_line)
                 if not self._is_busy(space_id):
                     self._adopt(session, space, instances)
                 session.commit()
@@ -288,8 +338,19 @@ class Reconciler:
         ).first()
         return row is not None and tuple(row) == (space.spec_version, space.status_version)
 
+    def _leave_line(self, space_id: int) -> None:
+        """A deleted Space leaves the line; those behind it move up."""
+        place = self.line.remove(space_id)
+        with self._lock:
+            self.waiting = self.line.ids()
+        if place is not None:
+            for behind in self.line.behind(place):
+                self.on_change(behind)
+
     def _gone(self, session: Session, space_id: int, by_uid: dict[str, list[Instance]]) -> None:
-        """A deleted Space: stop what still runs of it."""
+        """A deleted Space: it leaves the line, and the backend forgets all of it (what runs,
+        and what a paused Space keeps: on Kubernetes its Deployment, Service, ...)."""
+        self._leave_line(space_id)
         uid = self.uids.pop(space_id, None)
         if uid is None:  # deleted before this controller saw it: its events know the uid
             uid = session.exec(
@@ -298,8 +359,8 @@ class Reconciler:
                 .order_by(col(Event.id).desc())
                 .limit(1)
             ).first()
-        if uid and by_uid.get(uid):
-            self._submit_orphans(uid, by_uid[uid])
+        if uid:
+            self._forget(uid, by_uid.get(uid, []))
 
     def _plan(self, session: Session, space: Space, instances: list[Instance]) -> Plan:
         assert space.id is not None
@@ -378,6 +439,14 @@ class Reconciler:
         if stage == Stage.RUNTIME_ERROR and space.stage == Stage.RUNTIME_ERROR and not shown:
             shown = space.error_message
         plan.fields = {"stage": stage, "error_message": shown, "failed_revision": failed_revision}
+        wait = plan.wait
+        plan.fields.update(
+            waiting_hardware=wait.place.hardware if wait else None,
+            waiting_since=wait.place.since if wait else None,
+            waiting_position=wait.position if wait else None,
+        )
+        if space.waiting_since is not None and wait is None and run not in _GRANTED:
+            plan.left_line = "the Space is paused" if space.paused else f"the Space is {stage}"
         if serving is not None:
             plan.fields.update(
                 serving_address=serving.address,
@@ -406,25 +475,87 @@ class Reconciler:
             return RunState.FAILED, f"Runtime error: {failure}", keep_serving
         if self._is_busy(space.id):
             return RunState.STARTING, None, keep_serving  # its start is under way
+        tier = desired.hardware
         live = [i for i in older if i.state != InstanceState.EXITED]
-        room = self._room()
-        waiting = shortfall(room, desired.hardware, replacing=live)
-        if waiting:
-            if space.error_message != waiting:
-                log.info("%s is %s", space.full_name, waiting)
-            plan.waiting = True
-            return RunState.WAITING, waiting, keep_serving
-        if shortfall(room, desired.hardware) is not None:
+        place = self.line.place_for(space.id, tier.name, datetime.now(UTC))
+        ahead = self.line.ahead(place)
+        verdict, reason = self._admit(tier, ahead, live)
+        if verdict == "wait":
+            assert reason is not None
+            plan.wait = Wait(place, ahead + 1, reason)
+            message = self._waiting_message(plan.wait)
+            if space.error_message != message:
+                log.info("%s is %s", space.full_name, message)
+            return RunState.WAITING, message, keep_serving
+        if verdict == "replace":
             # It fits only in the room its older revision holds: stop that first.
             plan.stops += [(old, f"making room for revision {desired.key}") for old in older]
             keep_serving = False
         plan.start = desired
+        self._take_room(tier)
+        return RunState.STARTING, None, keep_serving
+
+    def _admit(
+        self, tier: HardwareTier, ahead: int, live: list[Instance]
+    ) -> tuple[str, str | None]:
+        """'start', 'replace' (start once its older revision is stopped) or 'wait' with why.
+        The room must cover the `ahead` Spaces of its tier before it too; only the room its
+        own older revision holds is its to reuse whatever the line."""
+        counted = self._tier_room(tier)
+        if counted is not None:
+            if counted.free - ahead >= 1:
+                return "start", None
+            if any(i.hardware == tier.name for i in live):
+                return "replace", None
+            if counted.free >= 1:
+                return "wait", claimed(tier.name, ahead)
+            if counted.reason is None:  # the backend saw room: starts under way took it
+                return "wait", f"what is free of {tier.name} is taken by starts under way"
+            return "wait", counted.reason
+        room = self._room()
+        left_over = replace(
+            room,
+            cpus_free=room.cpus_free - ahead * tier.cpu,
+            memory_gib_free=room.memory_gib_free - ahead * tier.memory_gib,
+        )
+        if shortfall(left_over, tier) is None:
+            return "start", None
+        if live and shortfall(room, tier, replacing=live) is None:
+            own = replace(room, cpus_free=0, memory_gib_free=0)
+            if ahead == 0 or shortfall(own, tier, replacing=live) is None:
+                return "replace", None
+        short = shortfall(room, tier)
+        if short is None:
+            return "wait", claimed(tier.name, ahead)
+        return "wait", short.removeprefix(f"{WAITING_FOR_HARDWARE}: ")
+
+    def _waiting_message(self, wait: Wait) -> str:
+        return f"{WAITING_FOR_HARDWARE}: {wait.reason} (position {wait.position} in line)"
+
+    def _take_room(self, tier: HardwareTier) -> None:
+        """A start decided in this pass takes its room from what the next Space sees."""
+        counted = self._tier_room(tier)
+        if counted is not None:
+            self._tier_rooms_now[tier.name] = replace(counted, free=counted.free - 1)
+            return
+        room = self._room()
         self._room_now = replace(
             room,
-            cpus_free=room.cpus_free - desired.hardware.cpu,
-            memory_gib_free=room.memory_gib_free - desired.hardware.memory_gib,
+            cpus_free=room.cpus_free - tier.cpu,
+            memory_gib_free=room.memory_gib_free - tier.memory_gib,
         )
-        return RunState.STARTING, None, keep_serving
+
+    def _tier_room(self, tier: HardwareTier) -> TierRoom | None:
+        """The backend's count of room for `tier` (None: the host's CPU and memory decide),
+        less the starts of that tier in flight; asked once a pass."""
+        if tier.name not in self._tier_rooms_now:
+            counted = self.backend.tier_room(tier)
+            if counted is not None:
+                with self._lock:
+                    pending = sum(1 for t in self._pending.values() if t.name == tier.name)
+                counted = replace(counted, free=counted.free - pending)
+            self._tier_rooms_now[tier.name] = counted
+        return self._tier_rooms_now[tier.name]
 
     def _watch_instance(
         self, space: Space, desired: Revision, instance: Instance, plan: Plan, now: float
@@ -439,6 +570,19 @@ class Reconciler:
                 f"{desired.hardware.disk_gib:g} GiB quota of {desired.hardware.name} "
                 "(keep large data in a dataset or the Hub cache of a bigger tier)",
             )
+        if instance.problem:
+            # It cannot run as it is (an image that cannot be pulled): no log to show.
+            plan.stops.append((instance, "it cannot run"))
+            return RunState.FAILED, f"Runtime error: {instance.problem}"
+        if instance.waiting_reason and not instance.ready:
+            # The backend has it but cannot place it yet (an unschedulable pod): it waits in
+            # line for its tier, and its startup timeout counts from when it is placed.
+            self._unplaced_at[instance.id] = datetime.now(UTC)
+            place = self.line.place_for(space.id, desired.hardware.name, datetime.now(UTC))
+            plan.wait = Wait(
+                place, self.line.ahead(place) + 1, instance.waiting_reason, instance.waiting_detail
+            )
+            return RunState.WAITING, self._waiting_message(plan.wait)
         if instance.state == InstanceState.EXITED:
             plan.exited = instance
             return RunState.FAILED, self._failure(
@@ -447,7 +591,10 @@ class Reconciler:
         # Serving already: a slow answer means busy, not broken (crashes exit).
         if instance.ready or (instance.address and instance.address == space.serving_address):
             return RunState.READY, None
-        started = instance.started_at or datetime.now(UTC)
+        started = max(
+            instance.started_at or datetime.now(UTC),
+            self._unplaced_at.get(instance.id, datetime.min.replace(tzinfo=UTC)),
+        )
         elapsed = (datetime.now(UTC) - started).total_seconds()
         if elapsed > space.startup_timeout_seconds:
             plan.stops.append((instance, "it never answered"))
@@ -514,11 +661,16 @@ class Reconciler:
     def _carry_out(self, ref: SpaceRef, plan: Plan) -> None:
         if plan.deadline is not None:
             self._at(plan.deadline, ref.id)
+        old = self.line.place_of(ref.id)
+        if plan.wait is not None:
+            self.line.put(plan.wait.place)
+        else:
+            self.line.remove(ref.id)
         with self._lock:
-            if plan.waiting:
-                self.waiting.add(ref.id)
-            else:
-                self.waiting.discard(ref.id)
+            self.waiting = self.line.ids()
+        if old is not None and (plan.wait is None or plan.wait.place != old):
+            for space_id in self.line.behind(old):  # one ahead of them left: they move up
+                self.on_change(space_id)
         if not plan.stops and plan.start is None:
             return
         with self._lock:
@@ -566,37 +718,49 @@ class Reconciler:
                 self.on_change(space_id)
 
     def stop_orphans(self, uids: set[str]) -> None:
-        """Stop the instances of these uids, which name no Space any more."""
+        """The backend forgets these uids, which name no Space any more."""
         for uid, orphans in self._instances_by_uid().items():
             if uid in uids:
-                self._submit_orphans(uid, orphans)
+                self._forget(uid, orphans)
 
-    def _submit_orphans(self, uid: str, orphans: list[Instance]) -> None:
+    def _forget(self, uid: str, orphans: list[Instance]) -> None:
+        """A deleted Space: the backend removes all of it (`Backend.forget`: on Kubernetes
+        its Deployment, Service, Ingress and NetworkPolicy too), once; again only if a later
+        list still shows an instance of it (a forget that failed)."""
         with self._lock:
-            todo = [i for i in orphans if i.id not in self._stopping]
-            self._stopping.update(i.id for i in todo)
+            if uid in self._forgetting or (uid in self._forgotten and not orphans):
+                return
+            self._forgetting.add(uid)
 
-        def stop_all() -> None:
-            for instance in todo:
-                try:
-                    self._stop(None, instance, "its Space no longer exists")
-                except Exception:  # noqa: BLE001 - the next resync tries again
-                    log.exception("stopping orphan %s failed", instance.id[:12])
-                finally:
-                    with self._lock:
-                        self._stopping.discard(instance.id)
+        def forget() -> None:
+            try:
+                log.info("forgetting deleted Space %s (%d instances)", uid, len(orphans))
+                self.backend.forget(uid)
+                for instance in orphans:
+                    self.switched_at.pop(instance.id, None)
+                    self._unplaced_at.pop(instance.id, None)
+                    if instance.state != InstanceState.EXITED:
+                        data = self._stopped_data(instance, "its Space no longer exists")
+                        data["space_name"] = instance.space
+                        self._record(None, events.EventKind.INSTANCE_STOPPED, **data)
+                with self._lock:
+                    self._forgotten.add(uid)
+            except Exception:  # noqa: BLE001 - the next resync tries again
+                log.exception("forgetting deleted Space %s failed", uid)
+            finally:
+                with self._lock:
+                    self._forgetting.discard(uid)
 
-        if todo:
-            job = self._pool.submit(stop_all)
-            with self._lock:
-                self._orphan_jobs.add(job)
-            job.add_done_callback(self._orphan_job_done)
+        job = self._pool.submit(forget)
+        with self._lock:
+            self._orphan_jobs.add(job)
+        job.add_done_callback(self._orphan_job_done)
 
     def _orphan_job_done(self, job: Future[None]) -> None:
         with self._lock:
             self._orphan_jobs.discard(job)
 
-    def _stop(self, ref: SpaceRef | None, instance: Instance, reason: str) -> None:
+    def _stop(self, ref: SpaceRef, instance: Instance, reason: str) -> None:
         log.info(
             "stopping %s (%s, revision %s): %s",
             instance.id[:12],
@@ -606,11 +770,10 @@ class Reconciler:
         )
         self.backend.stop(instance.id)
         self.switched_at.pop(instance.id, None)
+        self._unplaced_at.pop(instance.id, None)
         if instance.state == InstanceState.EXITED:
             return  # its end was recorded when it was seen exited (or it never ran here)
         data = self._stopped_data(instance, reason)
-        if ref is None:
-            data["space_name"] = instance.space
         self._record(ref, events.EventKind.INSTANCE_STOPPED, **data)
 
     @staticmethod

@@ -24,6 +24,10 @@ Kinds, with their data:
     instance.started     instance, revision, commit, hardware       (the controller)
     instance.stopped     instance, revision, hardware, reason, started_at?
     hardware.requested   from, to
+    hardware.queued      hardware, position, reason, detail?, since  (the controller's line)
+    hardware.queue_moved hardware, from, to (positions)
+    hardware.granted     hardware, waited_seconds, since
+    hardware.queue_left  hardware, reason, waited_seconds, since
     visibility.changed   from, to
     sleep_time.changed   from, to
     paused / restarted   factory_reboot?
@@ -82,6 +86,10 @@ class EventKind(enum.StrEnum):
     INSTANCE_STARTED = "instance.started"
     INSTANCE_STOPPED = "instance.stopped"
     HARDWARE_REQUESTED = "hardware.requested"
+    HARDWARE_QUEUED = "hardware.queued"
+    HARDWARE_QUEUE_MOVED = "hardware.queue_moved"
+    HARDWARE_GRANTED = "hardware.granted"
+    HARDWARE_QUEUE_LEFT = "hardware.queue_left"
     VISIBILITY_CHANGED = "visibility.changed"
     SLEEP_TIME_CHANGED = "sleep_time.changed"
     PAUSED = "paused"

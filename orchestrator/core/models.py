@@ -168,6 +168,12 @@ class Space(SQLModel, table=True):
     failed_revision: str | None = Field(default=None, max_length=64)
     # Bumped by each restart, so the reconciler replaces an otherwise unchanged container.
     restart_count: int = Field(default=0)
+    # Waiting for room on a tier (status; orchestrator/controller/waiting_line.py): which tier,
+    # since when (the line's order, first come first served) and its place in that tier's
+    # line. All None while it does not wait.
+    waiting_hardware: str | None = Field(default=None, max_length=64)
+    waiting_since: datetime | None = Field(default=None, index=True)
+    waiting_position: int | None = Field(default=None)
     card_data: str | None = Field(default=None, sa_column=Column(Text))
     duplicated_from: str | None = Field(default=None, max_length=200)
     # Why the head commit can't be built, as JSON {"stage": ..., "message": ...}

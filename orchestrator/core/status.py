@@ -6,7 +6,8 @@
   `change_spec`, which bumps `spec_version` in the same UPDATE (`spec_version + 1` in SQL,
   so two concurrent bumps both count).
 * The **status** is what the controller observes: the stage and its message, the serving
-  instance, the current hardware, the revision that failed. Only the controller writes it,
+  instance, the current hardware, the revision that failed, its place in a line for
+  hardware. Only the controller writes it,
   through `write_status`: one `UPDATE ... WHERE id = :id AND spec_version = :read AND
   status_version = :read`. A write computed from a read that is no longer true (the owner
   paused meanwhile, another controller wrote) matches no row and is dropped; the change
@@ -56,6 +57,9 @@ STATUS_FIELDS = frozenset(
         "serving_address",
         "current_hardware",
         "failed_revision",
+        "waiting_hardware",
+        "waiting_since",
+        "waiting_position",
     }
 )
 

@@ -174,7 +174,9 @@ def test_a_space_waits_for_hardware_and_starts_when_room_frees(database: None) -
     assert runtime(first)[0] == runtime(second)[0] == "RUNNING"
     stage, message = runtime(third)
     assert stage == "APP_STARTING"
-    assert message == "waiting for hardware: cpu-basic needs 2 GiB of memory, 0 GiB free"
+    assert message == (
+        "waiting for hardware: cpu-basic needs 2 GiB of memory, 0 GiB free (position 1 in line)"
+    )
     assert len(backend.running) == 2  # never more than the host holds
 
     with session_scope() as session:
