@@ -143,7 +143,13 @@ class KubernetesBackend(Backend):
             if self._started:
                 return
             self.informers.start()
-            self.informers.wait_synced(self.sync_timeout)
+            if not self.informers.wait_synced(self.sync_timeout):
+                # Without a full list, "nothing runs" would be a guess: say so instead (the
+                # informers keep trying; the next call waits again).
+                raise BackendError(
+                    f"the Kubernetes API did not list the Spaces of {self.namespace!r} "
+                    f"within {self.sync_timeout:g} s"
+                )
             self._started = True
 
     def close(self) -> None:
