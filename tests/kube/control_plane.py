@@ -358,13 +358,17 @@ class ControlPlane:
                 "--v=1",
             ],
         )
+        import ssl
+
         import httpx
+
+        trust = ssl.create_default_context(cafile=str(self.ca_file))
 
         def ready() -> bool:
             answer = httpx.get(
                 f"{self.server}/readyz",
                 headers={"Authorization": f"Bearer {self.token}"},
-                verify=str(self.ca_file),
+                verify=trust,
                 timeout=3,
             )
             return answer.status_code == 200
