@@ -34,7 +34,7 @@ from orchestrator.core.settings import get_settings
 from orchestrator.spaces import lifecycle
 from sandbox.backend import Backend
 from sandbox.hardware import get_tier
-from tests.kube.control_plane import ControlPlane
+from tests.kube.control_plane import ControlPlane, NodeSpec
 
 pytestmark = pytest.mark.kube
 WAIT_SECONDS = 60.0
@@ -374,3 +374,33 @@ def test_a_restarted_controller_adopts_what_exists_and_a_deleted_space_leaves_no
     until("nothing of the deleted Space left", lambda: not leftovers())
     for a in apps[1:]:
         assert deployment_of(kube_cluster, kube_namespace, a) is not None
+
+
+def test_a_gpu_space_waiting_in_line_starts_when_a_node_joins(
+    kube_cluster: ControlPlane, kube_namespace: str, run_controller: Callable[[], Running]
+) -> None:
+    until("the T4 GPU free", lambda: free_gpus(kube_cluster, "t4") == 1)
+    first, second = new_space("t4-1", "t4-small"), new_space("t4-2", "t4-small")
+    run_controller()
+    until("one RUNNING, one first in line", lambda: sorted(
+        (space(s).stage == Stage.RUNNING, (runtime_json(space(s)).queue or None) is not None)
+        for s in (first, second)
+    ) == [(False, True), (True, False)])  # fmt: skip
+    waiting = second if space(first).stage == Stage.RUNNING else first
+    assert "T4" in (space(waiting).error_message or "")
+
+    joined = NodeSpec("gpu-t4-joined", gpus=1, accelerator="t4", pool="gpu")
+    kube_cluster.add_node(joined)
+    core, _ = apis(kube_cluster)
+    try:
+        until("the waiting Space RUNNING on the new node", stage_is(waiting, Stage.RUNNING))
+        (pod,) = pods_of(kube_cluster, kube_namespace, waiting)
+        assert pod.spec.node_name in ("gpu-t4-0", joined.name)
+    finally:
+        pause(first)
+        pause(second)
+        until("no pod of either left", lambda: not (
+            pods_of(kube_cluster, kube_namespace, first)
+            or pods_of(kube_cluster, kube_namespace, second)
+        ))  # fmt: skip
+        core.delete_node(joined.name)
