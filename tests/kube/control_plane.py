@@ -64,12 +64,13 @@ class NodeSpec:
     accelerator: str | None = None  # e.g. "a10g": the label GPU tiers select
     pool: str = "cpu"
     labels: dict[str, str] = field(default_factory=dict)
+    pods: int = 110  # the kubelet's default ceiling
 
     def manifest(self) -> dict[str, Any]:
         resources = {
             "cpu": self.cpu,
             "memory": self.memory,
-            "pods": "110",
+            "pods": str(self.pods),
             "ephemeral-storage": "200Gi",
         }
         labels = {
@@ -228,6 +229,13 @@ class ControlPlane:
                 ).items
             ),
         )
+
+    def pid_of(self, component: str) -> int:
+        """The process id of a running component (benches read its CPU)."""
+        for name, proc in self._processes:
+            if name == component and proc.poll() is None:
+                return proc.pid
+        raise ControlPlaneUnavailable(f"{component} is not running")
 
     def log_tail(self, component: str, lines: int = 40) -> str:
         path = self.run_dir / f"{component}.log"
