@@ -750,6 +750,9 @@ class Reconciler:
             finally:
                 with self._lock:
                     self._forgetting.discard(uid)
+                    waiting = list(self.waiting) if orphans else []
+                for space_id in waiting:  # room freed: those waiting for it may start now
+                    self.on_change(space_id)
 
         job = self._pool.submit(forget)
         with self._lock:

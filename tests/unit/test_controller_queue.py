@@ -309,6 +309,31 @@ def test_a_deleted_space_is_forgotten_by_the_backend_once() -> None:
         close(controller)
 
 
+@pytest.mark.usefixtures("stack")
+def test_a_deleted_gpu_space_gives_its_gpu_to_the_first_in_line(
+    gpu_backend: MemoryBackend,
+) -> None:
+    controller = new_controller(gpu_backend)
+    try:
+        holder = new_space("holder", requested_hardware=T4)
+        controller.settle()
+        first = new_space("first", requested_hardware=T4)
+        second = new_space("second", requested_hardware=T4)
+        controller.settle()
+        with session_scope() as session:
+            target = session.get(Space, holder)
+            assert target is not None
+            events.record(session, events.EventKind.SPACE_DELETED, "alice", target)
+            session.flush()
+            session.delete(target)
+            session.commit()
+        controller.settle()
+        assert stage(first) == Stage.RUNNING
+        assert waiting(second) == (1, f"{FULL} (position 1 in line)")
+    finally:
+        close(controller)
+
+
 def test_gpu_room_in_plain_words() -> None:
     t4, a10g_x2 = get_tier("t4-small"), get_tier("a10g-largex2")
     assert gpu_room(t4, 1, 1).reason == "all 1 T4 GPUs are in use"
