@@ -151,6 +151,13 @@ def test_a_cpu_space_runs_on_a_cpu_node_and_becomes_ready(
     assert instance.started_at is not None
     assert instance.waiting_reason is None and instance.problem is None
 
+    # The API's reader (a watch of pods alone) sees the same instance.
+    reader = KubernetesBackend(api, backend.settings, reader=True)
+    try:
+        assert [(i.id, i.ready) for i in instance_of(reader, uid)] == [(instance.id, True)]
+    finally:
+        reader.close()
+
     (pod,) = pods_of(api, kube_namespace, uid)
     assert pod.spec.node_name.startswith("cpu-")
     app = pod.spec.containers[0]

@@ -46,11 +46,11 @@ def reading_backend() -> Backend:
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = _kubernetes(settings)
+            _shared = _kubernetes(settings, reader=True)
         return _shared
 
 
-def _kubernetes(settings: Settings) -> Backend:
+def _kubernetes(settings: Settings, reader: bool = False) -> Backend:
     from sandbox.kubernetes.backend import KubernetesBackend, api_client_from
     from sandbox.kubernetes.objects import ObjectSettings, RegistryCredentials
 
@@ -75,5 +75,5 @@ def _kubernetes(settings: Settings) -> Backend:
         image_pull_secret=settings.kube_image_pull_secret if credentials else None,
     )
     return KubernetesBackend(
-        api_client_from(settings.kubeconfig), objects, pull_credentials=credentials
+        api_client_from(settings.kubeconfig), objects, pull_credentials=credentials, reader=reader
     )

@@ -40,7 +40,7 @@ from sandbox.backend import (
 )
 from sandbox.hardware import HardwareTier
 from sandbox.kubernetes import objects, placement
-from sandbox.kubernetes.informers import Informers
+from sandbox.kubernetes.informers import Informer, Informers
 from sandbox.kubernetes.placement import get
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,11 @@ class KubernetesBackend(Backend):
         informers: Informers | None = None,
         pull_credentials: objects.RegistryCredentials | None = None,
         sync_timeout: float = SYNC_TIMEOUT_SECONDS,
+        reader: bool = False,
     ) -> None:
+        """`reader`: only to read instances and logs (the API's log streams), from a watch
+        of pods alone, which is all the API's service account may read (the Helm chart's
+        RBAC): each live pod is an instance; no Deployment, event or node is watched."""
         self.api_client = api_client
         self.settings = settings
         self.namespace = settings.namespace
@@ -100,8 +104,12 @@ class KubernetesBackend(Backend):
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.networking = client.NetworkingV1Api(api_client)
-        self.informers = informers or Informers(
-            api_client, self.namespace, objects.installation_selector(self.installation)
+        selector = objects.installation_selector(self.installation)
+        self.reader = reader
+        self.informers: Any = informers or (
+            _PodsOnly(api_client, self.namespace, selector)
+            if reader
+            else Informers(api_client, self.namespace, selector)
         )
         self.sync_timeout = sync_timeout
         self._started = False
@@ -313,6 +321,16 @@ class KubernetesBackend(Backend):
         self._ready_seen &= {get(p, "metadata", "uid") for p in live_pods}
         view = _View(self)
         found: list[Instance] = []
+        if self.reader:
+            for pods in pods_by_space.values():
+                revisions: dict[str, list[Any]] = defaultdict(list)
+                for pod in pods:
+                    labels = get(pod, "metadata", "labels", default={})
+                    revisions[labels.get(objects.LABEL_REVISION, "")].append(pod)
+                for revision, same in sorted(revisions.items()):
+                    newest = _newest(same)
+                    found.append(view.instance(None, newest, revision, newest))
+            return found
         for deployment in self.informers.deployments.items():
             if _replicas(deployment) <= 0:
                 continue
@@ -462,6 +480,41 @@ class KubernetesBackend(Backend):
         uid = get(pod, "metadata", "labels", default={}).get(objects.LABEL_SPACE_ID)
         if uid:
             self._notify(uid)
+
+
+class _Inert:
+    """An informer of a kind a reader does not watch: always empty."""
+
+    def items(self) -> list[Any]:
+        return []
+
+    def get(self, name: str, namespace: str | None = None) -> Any:
+        return None
+
+    def subscribe(self, handler: Callable[[str, Any], None]) -> None:
+        return None
+
+
+class _PodsOnly:
+    """The informers of a reader: the Spaces' pods, and nothing else."""
+
+    def __init__(self, api_client: client.ApiClient, namespace: str, selector: str) -> None:
+        self.pods = Informer(
+            "pods",
+            client.CoreV1Api(api_client).list_namespaced_pod,
+            namespace=namespace,
+            label_selector=selector,
+        )
+        self.deployments = self.events = self.nodes = _Inert()
+
+    def start(self) -> None:
+        self.pods.start()
+
+    def stop(self) -> None:
+        self.pods.stop()
+
+    def wait_synced(self, timeout: float) -> bool:
+        return self.pods.wait_synced(timeout)
 
 
 class _View:

@@ -40,4 +40,5 @@ def test_the_backend_setting_chooses_kubernetes(
     assert made.settings.image_pull_secret is None  # no registry login configured
     assert made.api_client.configuration.host == "https://127.0.0.1:9"
     assert backends.reading_backend() is backends.reading_backend()
+    assert backends.reading_backend().reader and not made.reader
     assert backends.make_backend() is not made

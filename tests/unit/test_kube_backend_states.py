@@ -284,6 +284,25 @@ def test_an_older_revision_still_serving_during_a_rollout(
     assert [i.revision for i in backend.instances()] == [new.key]
 
 
+def test_a_reader_sees_each_live_pod_as_an_instance(informers: FakeInformers) -> None:
+    """The API's backend watches pods only (all its service account may read)."""
+    reader = KubernetesBackend(
+        client.ApiClient(), settings(), informers=informers, reader=True  # type: ignore[arg-type]
+    )
+    old, new = revision(), revision(generation=1)
+    informers.deployments.objects.append(deployment(new))  # not looked at
+    informers.pods.objects += [
+        pod(old, name="old", status=running()),
+        pod(new, name="new", status=crash_loop(), created="2026-01-01T00:01:00Z"),
+    ]
+    found = {i.revision: i for i in reader.instances()}
+    assert set(found) == {old.key, new.key}
+    assert found[new.key].state == InstanceState.EXITED
+    assert found[old.key].id == instance_id(UID, old.key) and found[old.key].ready
+    informers.deployments.objects.clear()
+    assert len(reader.instances()) == 2
+
+
 class FakeResponse:
     def __init__(self, chunks: list[bytes]) -> None:
         self.chunks = chunks
