@@ -166,10 +166,27 @@ go_install() {
     publish "$dir" "$binary"
 }
 
+# kwok plays each fake node's kubelet through "stages" (node Ready with leases, pods Running
+# and Ready once bound, finished when deleted); plain kwok has none built in, so its own
+# stage files are kept beside the binary (tests/kube/control_plane.py loads them).
+kwok_stages() {
+    local dir src
+    dir="$(component_dir kwok "$KWOK_VERSION")"
+    [ -f "$dir/stages/pod/fast/pod-ready.yaml" ] && return
+    src="$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+        sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+    [ -d "$src/kustomize/stage" ] || fail "go mod download gave no kustomize/stage for kwok $KWOK_VERSION"
+    rm -rf "$dir/stages"
+    cp -r "$src/kustomize/stage" "$dir/stages"
+    chmod -R u+w "$dir/stages"
+    detail "kwok stages: $dir/stages"
+}
+
 start=$(date +%s)
 step "Checking the test control plane (Kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION, $GO_VERSION)"
 build_etcd
 go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok kwok
+kwok_stages
 go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm helm
 build_kubernetes
 detail "control plane ready in $LINKS ($(($(date +%s) - start)) s)"

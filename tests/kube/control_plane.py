@@ -440,19 +440,14 @@ class ControlPlane:
 
     def _kwok_stages(self) -> list[Path]:
         """kwok's node and pod stages (Ready nodes with leases; pods Running and Ready once
-        bound, finished when deleted), from the kwok module the build script installed."""
-        built = Path(os.path.realpath(self.binaries / "kwok")).parents[1].name  # kwok-vX-goY
-        version = built.split("-")[1]
-        cache = subprocess.run(
-            ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        stages = Path(cache) / f"sigs.k8s.io/kwok@{version}/kustomize/stage"
+        bound, finished when deleted), which the build script keeps beside the binary."""
+        stages = Path(os.path.realpath(self.binaries / "kwok")).parents[1] / "stages"
         paths = [stages / name for name in KWOK_STAGES]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise ControlPlaneUnavailable(
                 f"kwok's stages are missing ({', '.join(missing)}): run "
-                "scripts/build_control_plane.sh, which downloads the kwok module"
+                "scripts/build_control_plane.sh, which keeps them beside kwok"
             )
         return paths
 
