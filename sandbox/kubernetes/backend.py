@@ -194,11 +194,17 @@ class KubernetesBackend(Backend):
         nothing."""
         self._ensure_started()
         try:
+            # Made before anything is written: an environment a Secret cannot hold (a
+            # variable named "MY VAR") refuses the start whole, naming the variable.
+            owned_objects = self._owned_objects(revision)
+        except ValueError as exc:
+            raise BackendError(f"could not start {revision.space}: {exc}") from exc
+        try:
             deployment = self._apply(
                 objects.make_deployment(revision, self.settings, replicas=1)
             )
             name, uid = deployment.metadata.name, deployment.metadata.uid
-            for owned in self._owned_objects(revision):
+            for owned in owned_objects:
                 self._apply(objects.with_owner(owned, name, uid))
         except ApiException as exc:
             if _transient(exc):

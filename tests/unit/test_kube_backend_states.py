@@ -410,3 +410,22 @@ def test_watch_wakes_the_controller_for_what_changed(
     informers.events.send("ADDED", event)
     assert seen[-1] == UID
 
+
+
+def test_an_environment_a_secret_cannot_hold_refuses_the_start_before_any_write(
+    backend: KubernetesBackend,
+) -> None:
+    """A variable name a Secret key cannot be (the Spaces API only bounds its length) is a
+    BackendError naming it, never its value, and nothing reaches the apiserver."""
+    from dataclasses import replace
+
+    from sandbox.backend import BackendError
+
+    applied: list[Any] = []
+    backend._apply = applied.append  # type: ignore[method-assign]
+    bad = replace(revision(), env={"MY VAR": "hunter2-secret"})
+    with pytest.raises(BackendError) as raised:
+        backend.start(bad)
+    assert "MY VAR" in str(raised.value)
+    assert "hunter2-secret" not in str(raised.value)
+    assert applied == []
