@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,9 @@ class BuildOptions:
     build_timeout_seconds: int
     build_egress_allow: list[str] = field(default_factory=list)
     build_blocked_networks: list[str] = field(default_factory=list)
+    # "manage": the build network's host firewall rules are installed here (root on the
+    # Engine's host); "external": the Engine's host keeps them (a Docker-in-Docker sidecar).
+    build_host_firewall: Literal["manage", "external"] = "manage"
     buildkit_dir: str = ""  # buildkitd and buildctl; "": scripts/build_buildkit.sh's cache
     registry_mirror: str = ""  # host[:port] serving Docker Hub's images
     # Where built images are pushed (host[:port][/prefix]); "": they stay in the Engine.

@@ -1,14 +1,18 @@
 """The network builds run on: internal, with one way out through Spaceport's egress proxy.
 
 Every RUN step of a build runs on `spaceport-builds`, an internal Docker network: no route
-out, and (host firewall rule) no packet to the host itself. Like the Spaces network it is one
-network per Engine, shared by the installations on it (a network per installation would
-use up Docker's address pools); each installation has its own proxy on it. Its other
-members are the build proxies (`sandbox/build_proxy_server.py`), each a small container of
-Spaceport's own, also on Docker's default bridge, that lets through only http(s) to the
-allowed package hosts, never to a local address. Builds find theirs through the predefined
-proxy build args (HTTP_PROXY, HTTPS_PROXY and their lower-case forms), which pip and apt
-honour and which the Engine keeps out of the image's history and its layer cache keys.
+out, and (host firewall rule) no packet to the host itself. The worker installs those rules
+itself when it is root on the Engine's host (`build_host_firewall="manage"`, one machine);
+with "external" the Engine's host keeps them (the Helm chart's Docker-in-Docker sidecar
+installs `host_firewall_rules()` before dockerd starts) and the worker touches no firewall.
+Like the Spaces network it is one network per Engine, shared by the installations on it (a
+network per installation would use up Docker's address pools); each installation has its own
+proxy on it. Its other members are the build proxies (`sandbox/build_proxy_server.py`), each
+a small container of Spaceport's own, also on Docker's default bridge, that lets through
+only http(s) to the allowed package hosts, never to a local address. Builds find theirs
+through the predefined proxy build args (HTTP_PROXY, HTTPS_PROXY and their lower-case
+forms), which pip and apt honour and which the Engine keeps out of the image's history and
+its layer cache keys.
 
 The proxy image is built from Spaceport's Python base image (no package to install: the proxy
 is standard library only), tagged by a digest of its code, so a changed proxy is rebuilt and
@@ -21,6 +25,7 @@ import contextlib
 import fcntl
 import hashlib
 import io
+import logging
 import shutil
 import subprocess
 import tarfile
@@ -28,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import docker
@@ -45,6 +51,9 @@ LABEL_ROLE = "org.spaceport.build-role"
 LABEL_CONFIG = "org.spaceport.build-config"
 PROXY_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 NO_PROXY_ARGS = ("NO_PROXY", "no_proxy", "FTP_PROXY", "ftp_proxy", "ALL_PROXY", "all_proxy")
+
+logger = logging.getLogger(__name__)
+_external_firewall_noted = False  # said once per process, not before every build
 
 
 class BuildNetworkError(Exception):
@@ -71,6 +80,7 @@ class _Settings:
     debian_mirror: str
     build_egress_allow: list[str]
     build_blocked_networks: list[str]
+    build_host_firewall: Literal["manage", "external"]
 
 
 def instance_of(settings: _Settings) -> str:
@@ -130,7 +140,7 @@ def ensure_build_network(
     egress_policy(settings)  # refuse a bad setting here rather than in a crashing proxy
     with _locked(locks / "build-network.lock"):
         network = _ensure_network(client)
-        _install_host_firewall()
+        _keep_host_firewall(settings.build_host_firewall)
         image = _ensure_proxy_image(client, settings.image_prefix, base_image)
         container = _ensure_proxy(client, settings, instance, image, network, log)
         address = _address_on(container, network.name)
@@ -170,6 +180,25 @@ def _ensure_network(client: docker.DockerClient):  # type: ignore[no-untyped-def
             f"(docker network rm {name}) and Spaceport makes it again"
         )
     return network
+
+
+def _keep_host_firewall(mode: str) -> None:
+    """Install the host rules, or ("external") leave them to whoever runs the Engine."""
+    global _external_firewall_noted
+    if mode == "manage":
+        _install_host_firewall()
+    elif mode == "external":
+        if not _external_firewall_noted:
+            _external_firewall_noted = True
+            logger.info(
+                "build_host_firewall=external: the Engine's host must keep builds off its "
+                "own ports (INPUT rules for %s); this worker installs no rule",
+                BUILD_BRIDGE,
+            )
+    else:
+        raise BuildNetworkError(
+            f"build_host_firewall is {mode!r}: it must be 'manage' or 'external'"
+        )
 
 
 def _install_host_firewall() -> None:

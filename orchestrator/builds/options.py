@@ -40,6 +40,7 @@ def build_options(settings: Settings | None = None, instance: str | None = None)
         registry_password=settings.registry_password.get_secret_value(),
         build_egress_allow=list(settings.build_egress_allow),
         build_blocked_networks=list(settings.build_blocked_networks),
+        build_host_firewall=settings.build_host_firewall,
         npm_registry=settings.npm_registry,
         static_build_image=settings.static_build_image,
     )

@@ -204,6 +204,16 @@ class Settings(BaseSettings):
         "resolving into one is refused: DNS rebinding): loopback, private, carrier-grade NAT, "
         "link-local and metadata (169.254.169.254), multicast and reserved ranges.",
     )
+    build_host_firewall: Literal["manage", "external"] = Field(
+        default="manage",
+        description="Who keeps the Engine host's firewall rules that stop builds reaching "
+        "the host's own ports (two iptables INPUT rules for the build bridge spaceportb0, "
+        "sandbox/build_network.host_firewall_rules). `manage`: the worker installs them "
+        "before each build, so it must run as root on the Engine's host (one machine). "
+        "`external`: whoever runs the Engine keeps them (the Helm chart's Docker-in-Docker "
+        "sidecar installs them when it starts; a node's or a build VM's Engine needs them "
+        "installed by its operator) and the worker touches no firewall.",
+    )
     spaces_egress_allow: list[str] = Field(
         default=[],
         description="Private or link-local networks a running Space may reach anyway (Spaces "
