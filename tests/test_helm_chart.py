@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sandbox.build_network import host_firewall_rules
 from tests import services
 from tests.kube.control_plane import ControlPlane, bin_dir
 from tests.local_registry import LocalRegistry
@@ -213,6 +214,8 @@ def test_default_render_is_the_whole_control_plane(tmp_path: Path) -> None:
     assert env_of(container(worker, "worker"))["DOCKER_HOST"] == "tcp://127.0.0.1:2375"
     # The worker can't make a cgroup on the sidecar's host: no pids limit of its own.
     assert env_of(container(worker, "worker"))["SPACEPORT_BUILD_PIDS_LIMIT"] == "0"
+    # Nor install the build firewall: the sidecar does (test_the_dind_sidecar_...).
+    assert env_of(container(worker, "worker"))["SPACEPORT_BUILD_HOST_FIREWALL"] == "external"
     dind = container(worker, "dind")
     assert dind["securityContext"]["privileged"] is True
     assert "--host=tcp://127.0.0.1:2375" in dind["args"]
@@ -345,6 +348,11 @@ def test_worker_engine_modes(tmp_path: Path) -> None:
     worker = by_kind(external, "Deployment")["t-spaceport-worker"]
     assert [c["name"] for c in worker["spec"]["template"]["spec"]["containers"]] == ["worker"]
     assert env_of(container(worker, "worker"))["DOCKER_HOST"] == "tcp://engine:2376"
+    # The worker can't reach the firewall of a node's or a build VM's Engine either: its
+    # operator keeps it (charts/README.md).
+    for docs in (host_socket, external):
+        worker = by_kind(docs, "Deployment")["t-spaceport-worker"]
+        assert env_of(container(worker, "worker"))["SPACEPORT_BUILD_HOST_FIREWALL"] == "external"
 
     insecure = render(
         tmp_path, {"worker": {"engine": {"dind": {"insecureRegistries": ["reg.internal:5000"]}}}}
@@ -355,6 +363,51 @@ def test_worker_engine_modes(tmp_path: Path) -> None:
         "--tls=false",
         "--insecure-registry=reg.internal:5000",
     ]
+
+
+FAKE_IPTABLES = """#!/bin/sh
+# An INPUT chain in the file $CHAIN, one rule a line: -nL, -C INPUT ..., -I INPUT 1 ...
+case "$1" in
+  -nL) exit 0 ;;
+  -C) shift 2; grep -qxF -- "$*" "$CHAIN" ;;
+  -I) shift 3; { echo "$*"; cat "$CHAIN"; } > "$CHAIN.new" && mv "$CHAIN.new" "$CHAIN" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def test_the_dind_sidecar_installs_the_build_firewall(tmp_path: Path) -> None:
+    """The rules the worker leaves to its Engine (SPACEPORT_BUILD_HOST_FIREWALL=external)
+    are exactly sandbox/build_network.host_firewall_rules(), in order, in the sidecar's
+    network namespace (the pod's) before dockerd starts; a restarted sidecar adds none."""
+    dind = container(by_kind(render(tmp_path), "Deployment")["t-spaceport-worker"], "dind")
+    shell, flags, script, name = dind["command"]
+    assert (shell, flags, name) == ("/bin/sh", "-ec", "dind")
+    expected = [" ".join(rule) for rule in host_firewall_rules()]
+    for rule in expected:
+        assert f"iptables -C INPUT {rule} 2>/dev/null || iptables -I INPUT 1 {rule}" in script
+    inserted = re.findall(r"iptables -I INPUT 1 (.+)$", script, flags=re.MULTILINE)
+    assert list(reversed(inserted)) == expected
+    assert script.rstrip().endswith('exec dockerd-entrypoint.sh "$@"')
+    # What charts/README.md tells the operator of a node's or a build VM's Engine to run.
+    readme = (ROOT / "charts" / "README.md").read_text()
+    assert all(f"iptables -I INPUT 1 {rule}" in readme for rule in expected)
+
+    # Run it as the sidecar would, with an iptables and an entrypoint that write down what
+    # they are told: the chain ends up as host_firewall_rules() says, twice run or once.
+    bin_path = tmp_path / "bin"
+    bin_path.mkdir()
+    (bin_path / "iptables").write_text(FAKE_IPTABLES)
+    (bin_path / "dockerd-entrypoint.sh").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS"\n')
+    for tool in bin_path.iterdir():
+        tool.chmod(0o755)
+    chain, args = tmp_path / "chain", tmp_path / "args"
+    chain.write_text("")
+    env = {"PATH": f"{bin_path}:/usr/bin:/bin", "CHAIN": str(chain), "ARGS": str(args)}
+    for _ in range(2):
+        subprocess.run([*dind["command"], *dind["args"]], env=env, check=True, timeout=30)
+        assert chain.read_text().splitlines() == expected
+        assert args.read_text().splitlines() == dind["args"]
 
 
 def test_per_space_ingresses_route_to_the_gateway(tmp_path: Path) -> None:
