@@ -4,8 +4,10 @@ etcd, kube-apiserver, kube-controller-manager and kube-scheduler are the real pr
 (built from Go modules by scripts/build_control_plane.sh); kwok plays the kubelet of every
 node: it marks nodes Ready and pods bound to them Running and Ready, and finishes deleted
 pods. So scheduling (requests, taints, selectors), Deployments, ReplicaSets, garbage
-collection and watches are all real; no container ever runs. Pod and node IPs are made-up
-data: nothing may connect to them.
+collection and watches are all real; no container ever runs. Pod IPs are made-up data
+(10.0.0.0/16): nothing may connect to them. Every node's address is 127.0.0.1 and its
+kubelet port is kwok's own server there, which serves each container's log from the files
+`write_app_log` writes, so the apiserver's pod log API works and dials only loopback.
 
     python -m tests.kube.control_plane          start one, print its kubeconfig, wait
 
@@ -147,6 +149,9 @@ class ControlPlane:
         self.api_port = _free_port()
         self.server = f"https://127.0.0.1:{self.api_port}"
         self.ca_file = self.run_dir / "pki" / "ca.crt"
+        self.kubelet_port = _free_port()  # kwok's kubelet endpoint (logs), on loopback
+        self.app_log = self.run_dir / "app.log"
+        self.previous_app_log = self.run_dir / "app-previous.log"
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     # -- life cycle -------------------------------------------------------------------
@@ -425,7 +430,33 @@ class ControlPlane:
         config = self.run_dir / "kwok.yaml"
         # Hermetic (not ~/.kwok/kwok.yaml), with kwok's own stages: plain kwok (unlike
         # kwokctl) has no built-in ones and exits "no stages found" without them.
-        config.write_text("\n---\n".join(path.read_text() for path in self._kwok_stages()))
+        documents = [path.read_text() for path in self._kwok_stages()]
+        # Container logs, served by kwok's own kubelet endpoint from two files the tests
+        # write (write_app_log): the apiserver's pod log API then works end to end. Every
+        # node's address is 127.0.0.1 and its kubelet port kwok's, so the apiserver dials
+        # only loopback; pod IPs stay made-up data from --cidr.
+        self.app_log.write_text("")
+        self.previous_app_log.write_text("")
+        documents.append(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kwok.x-k8s.io/v1alpha1",
+                    "kind": "ClusterLogs",
+                    "metadata": {"name": "app-logs"},
+                    "spec": {
+                        "logs": [
+                            {
+                                "logsFile": str(self.app_log),
+                                "previousLogsFile": str(self.previous_app_log),
+                                "follow": True,
+                            }
+                        ]
+                    },
+                }
+            )
+        )
+        config.write_text("\n---\n".join(documents))
+        pki = self.run_dir / "pki"
         return [
             f"--kubeconfig={self.kubeconfig}",
             f"--config={config}",
@@ -433,10 +464,26 @@ class ControlPlane:
             f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION[0]}={KWOK_ANNOTATION[1]}",
             "--manage-nodes-with-label-selector=",
             "--cidr=10.0.0.0/16",
-            "--node-ip=10.0.255.1",
+            "--node-ip=127.0.0.1",
+            f"--node-port={self.kubelet_port}",
+            f"--server-address=127.0.0.1:{self.kubelet_port}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
             "--node-lease-duration-seconds=40",
-            "--server-address=",
         ]
+
+    def write_app_log(self, lines: list[str], previous: bool = False) -> None:
+        """What every fake container "printed": kwok serves these lines as the log of each
+        container (the previous container's with `previous`)."""
+        from datetime import UTC, datetime
+
+        path = self.previous_app_log if previous else self.app_log
+        with path.open("a") as log:
+            for line in lines:
+                # The CRI log format a kubelet reads containers' logs in: time, stream,
+                # F(ull line), text.
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                log.write(f"{stamp} stdout F {line}\n")
 
     def _kwok_stages(self) -> list[Path]:
         """kwok's node and pod stages (Ready nodes with leases; pods Running and Ready once
