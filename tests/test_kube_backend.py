@@ -10,6 +10,7 @@ is what kwok itself does. Nothing here connects to a pod or node IP.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -444,3 +445,34 @@ def test_watch_calls_back_with_the_space_that_changed(backend: KubernetesBackend
     (instance,) = instance_of(backend, uid)
     backend.stop(instance.id)
     wait_for("a callback for its stop", lambda: len([s for s in seen if s == uid]) > count)
+
+
+def test_logs_come_through_the_pod_log_api(
+    backend: KubernetesBackend, kube_cluster: ControlPlane
+) -> None:
+    """The apiserver's pod log API end to end: kwok serves each container's log on the
+    nodes' loopback kubelet endpoint (tests/kube/control_plane.py), nothing else is dialed."""
+    uid = new_uid()
+    backend.start(revision(uid))
+    instance = ready_instance(backend, uid)
+    kube_cluster.write_app_log([f"line {n} of {uid}" for n in range(5)])
+
+    tail = list(backend.logs(instance.id, tail=2))
+    assert tail[-2:] == [f"line 3 of {uid}", f"line 4 of {uid}"]
+    stamped = list(backend.logs(instance.id, tail=1, timestamps=True))
+    stamp, _, text = stamped[-1].partition(" ")
+    assert text == f"line 4 of {uid}" and stamp.endswith("Z") and "T" in stamp
+
+    seen: list[str] = []
+
+    def follow() -> None:
+        # In a thread of its own, as Backend.follow_logs runs it: the call itself may wait
+        # for the first line (kwok sends the response headers with it).
+        seen.extend(line for line in backend.logs(instance.id, tail=0, follow=True))
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    time.sleep(1)
+    kube_cluster.write_app_log([f"later {uid}"])
+    wait_for("the followed line", lambda: f"later {uid}" in seen)
+    backend.forget(uid)

@@ -54,6 +54,9 @@ CRASH_LOOP = "CrashLoopBackOff"
 # the caches) never misses what it just did and starts or stops it twice.
 SEEN_TIMEOUT_SECONDS = 10.0
 SYNC_TIMEOUT_SECONDS = 60.0
+# A log read waits no longer than this for the node's kubelet: the controller reads a
+# crashed app's last lines while it decides, and must never hang on one node.
+LOG_READ_TIMEOUT_SECONDS = 10.0
 
 
 def api_client_from(kubeconfig: str = "") -> client.ApiClient:
@@ -382,7 +385,11 @@ class KubernetesBackend(Backend):
         if follow and not crashed:
             try:
                 stream = self.core.read_namespaced_pod_log(
-                    name, self.namespace, follow=True, _preload_content=False, **options
+                    name,
+                    self.namespace,
+                    follow=True,
+                    _preload_content=False,
+                    **options,
                 )
             except ApiException:  # not started yet, or gone: no log to read
                 return iter(())
@@ -390,7 +397,11 @@ class KubernetesBackend(Backend):
         for previous in (True, False) if crashed else (False,):
             try:
                 text = self.core.read_namespaced_pod_log(
-                    name, self.namespace, previous=previous, **options
+                    name,
+                    self.namespace,
+                    previous=previous,
+                    _request_timeout=LOG_READ_TIMEOUT_SECONDS,
+                    **options,
                 )
             except ApiException:
                 continue

@@ -350,6 +350,7 @@ def test_logs_of_a_running_pod_and_of_a_crashed_container(
         "timestamps": True,
         "tail_lines": 30,
         "previous": False,
+        "_request_timeout": 10.0,  # never hangs the controller on one node's kubelet
     }
     # Crashed: what the container printed before it died.
     informers.pods.objects[0] = pod(rev, status=crash_loop())
