@@ -404,3 +404,67 @@ def test_a_gpu_space_waiting_in_line_starts_when_a_node_joins(
             or pods_of(kube_cluster, kube_namespace, second)
         ))  # fmt: skip
         core.delete_node(joined.name)
+
+
+def crash_loop(cluster: ControlPlane, namespace: str, pod: Any) -> None:
+    """Write the app container's status as a kubelet reports a crash loop (kwok is the
+    kubelet here): waiting in CrashLoopBackOff, the last run ended with code 3."""
+    body = {
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": "Ready", "status": "False"},
+                {"type": "ContainersReady", "status": "False"},
+                {"type": "PodScheduled", "status": "True"},
+            ],
+            "containerStatuses": [
+                {
+                    "name": pod.spec.containers[0].name,
+                    "image": pod.spec.containers[0].image,
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 3,
+                    "started": False,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+                    "lastState": {
+                        "terminated": {
+                            "exitCode": 3,
+                            "reason": "Error",
+                            "startedAt": "2026-01-01T00:00:00Z",
+                            "finishedAt": "2026-01-01T00:00:01Z",
+                        }
+                    },
+                }
+            ],
+        }
+    }
+    core, _ = apis(cluster)
+    core.patch_namespaced_pod_status(pod.metadata.name, namespace, body)
+
+
+def test_a_crash_loop_is_a_runtime_error_with_the_previous_log_and_frees_its_gpu(
+    kube_cluster: ControlPlane, kube_namespace: str, run_controller: Callable[[], Running]
+) -> None:
+    until("the T4 GPU free", lambda: free_gpus(kube_cluster, "t4") == 1)
+    crashing, next_in_line = new_space("t4-crash", "t4-small"), new_space("t4-next", "t4-small")
+    run_controller()
+    until("the first RUNNING", stage_is(crashing, Stage.RUNNING))
+    until("the second first in line", lambda: (runtime_json(space(next_in_line)).queue or None))
+    kube_cluster.write_app_log(
+        ["Traceback (most recent call last):", "ValueError: the model file is missing"],
+        previous=True,
+    )
+    (pod,) = pods_of(kube_cluster, kube_namespace, crashing)
+    crash_loop(kube_cluster, kube_namespace, pod)
+
+    until("RUNTIME_ERROR", stage_is(crashing, Stage.RUNTIME_ERROR))
+    message = space(crashing).error_message or ""
+    assert "exited with code 3" in message, message
+    # The previous container's log, read through the apiserver's pod log API.
+    assert "ValueError: the model file is missing" in message, message
+    # Its GPU goes to the next in line instead of being held by a pod that keeps restarting.
+    until("the next one RUNNING", stage_is(next_in_line, Stage.RUNNING))
+    assert deployment_of(kube_cluster, kube_namespace, crashing).spec.replicas == 0
+    assert space(crashing).stage == Stage.RUNTIME_ERROR
+    pause(next_in_line)
+    until("the T4 handed back", lambda: free_gpus(kube_cluster, "t4") == 1)

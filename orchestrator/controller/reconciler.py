@@ -399,6 +399,11 @@ class Reconciler:
                 # Crashed before: wait for a push, a restart or a settings change (its
                 # exited instance stays, so its run log can still be read).
                 run, message = RunState.FAILED, space.error_message
+                if desired.hardware.gpu_count:
+                    # ... except on a GPU: a crashed GPU Space must not hold its GPU from
+                    # the line until its owner acts (on Kubernetes its pod keeps being
+                    # restarted on it). Its error keeps the app's last log lines.
+                    plan.stops += [(i, "it crashed: its GPU goes back") for i in current]
             elif not current:
                 run, message, keep_serving = self._start_or_wait(
                     space, desired, older, plan, keep_serving
