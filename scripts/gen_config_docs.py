@@ -17,6 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from orchestrator.core.settings import Settings
@@ -49,6 +50,10 @@ def type_name(annotation: Any) -> str:
         names = [type_name(arg) for arg in args if arg is not type(None)]
         optional = len(names) < len(args)
         return " or ".join(names) + (" (optional)" if optional else "")
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(f"`{arg}`" for arg in args)
+    if annotation is SecretStr:
+        return "text (secret: never shown or logged)"
     return {str: "text", int: "integer", bool: "true/false", float: "number", Path: "path"}.get(
         annotation, getattr(annotation, "__name__", str(annotation))
     )
