@@ -40,6 +40,7 @@ from sandbox.backend import (
     Revision,
     WatchCallback,
 )
+from sandbox.log_stream import ClosableLines
 from sandbox.readiness import Prober
 
 log = logging.getLogger(__name__)
@@ -246,7 +247,7 @@ class DockerBackend(Backend):
             stream = container.logs(stream=True, follow=True, tail=lines, timestamps=timestamps)
         except (NotFound, APIError):  # gone, or being removed: no log left to read
             return iter(())
-        return _LogLines(stream)
+        return ClosableLines(_lines(stream), stream.close)
 
     def capacity(self) -> Capacity:
         """The machine, less the limits of every running Space of every installation (they
@@ -425,28 +426,6 @@ def _parse_time(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value[:26].rstrip("Z") + "+00:00")
     except ValueError:
         return None
-
-
-class _LogLines:
-    """A followed log's lines; close(), from any thread, ends a read that is waiting for
-    the next line (docker's CancellableStream shuts its socket down), so a follower whose
-    client left does not hold its thread until the app prints again."""
-
-    def __init__(self, stream: Iterator[bytes]) -> None:
-        self._stream = stream
-        self._lines = _lines(stream)
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._lines)
-
-    def close(self) -> None:
-        try:
-            self._stream.close()  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - already closed, or the socket is gone
-            pass
 
 
 def _lines(stream: Iterator[bytes]) -> Iterator[str]:

@@ -93,3 +93,27 @@ def split_timestamp(line: str) -> tuple[str, datetime | None]:
         return text, datetime.fromisoformat(stamp)
     except ValueError:
         return line, None
+
+
+class ClosableLines:
+    """A followed log's lines whose close(), from any thread, ends a read that is waiting
+    for the next line, by closing what it reads from (Docker's CancellableStream shuts its
+    socket down; a pod log response is closed under the read), so a follower whose client
+    left does not hold its thread until the app prints again."""
+
+    def __init__(self, lines: Iterator[str], *closers: Callable[[], object]) -> None:
+        self._lines = lines
+        self._closers = closers
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._lines)
+
+    def close(self) -> None:
+        for close in self._closers:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - already closed, or the socket is gone
+                pass

@@ -42,6 +42,7 @@ from sandbox.hardware import HardwareTier
 from sandbox.kubernetes import objects, placement
 from sandbox.kubernetes.informers import Informer, Informers
 from sandbox.kubernetes.placement import get
+from sandbox.log_stream import ClosableLines
 
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "spaceport-controller"
@@ -393,7 +394,7 @@ class KubernetesBackend(Backend):
                 )
             except ApiException:  # not started yet, or gone: no log to read
                 return iter(())
-            return _LogLines(stream)
+            return ClosableLines(_lines(stream), stream.close, stream.release_conn)
         for previous in (True, False) if crashed else (False,):
             try:
                 text = self.core.read_namespaced_pod_log(
@@ -745,28 +746,6 @@ def _ignore_missing(call: Callable[[], Any]) -> None:
     except ApiException as exc:
         if exc.status != 404:
             raise
-
-
-class _LogLines:
-    """A followed log's lines; close(), from any thread, ends a read that is waiting for
-    the next line (the response is closed under it)."""
-
-    def __init__(self, response: Any) -> None:
-        self._response = response
-        self._lines = _lines(response)
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._lines)
-
-    def close(self) -> None:
-        for method in ("close", "release_conn"):
-            try:
-                getattr(self._response, method)()
-            except Exception:  # noqa: BLE001 - already closed, or the socket is gone
-                pass
 
 
 def _lines(response: Any) -> Iterator[str]:
