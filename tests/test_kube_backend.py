@@ -24,6 +24,7 @@ from sandbox.hardware import get_tier
 from sandbox.kubernetes import objects
 from sandbox.kubernetes.backend import KubernetesBackend, instance_id
 from tests.kube.control_plane import ControlPlane
+from tests.kube.kubelet import CRASH_LOOP, report_app_status
 
 pytestmark = pytest.mark.kube
 
@@ -349,32 +350,6 @@ def test_tier_room_counts_gpus_and_unschedulable_pods_say_why(
     ready_instance(backend, third)
 
 
-def set_app_status(
-    api: client.ApiClient, namespace: str, pod: client.V1Pod, status: dict[str, Any]
-) -> None:
-    """Write the app container's status as a kubelet would (kwok is the kubelet here)."""
-    body = {
-        "status": {
-            "phase": "Running",
-            "conditions": [
-                {"type": "Ready", "status": "False"},
-                {"type": "ContainersReady", "status": "False"},
-                {"type": "PodScheduled", "status": "True"},
-            ],
-            "containerStatuses": [
-                {
-                    "name": objects.CONTAINER,
-                    "image": pod.spec.containers[0].image,
-                    "imageID": "",
-                    "ready": False,
-                    **status,
-                }
-            ],
-        }
-    }
-    client.CoreV1Api(api).patch_namespaced_pod_status(pod.metadata.name, namespace, body)
-
-
 def test_image_pull_failures_and_crash_loops_as_the_kubelet_reports_them(
     backend: KubernetesBackend, api: client.ApiClient, kube_namespace: str
 ) -> None:
@@ -386,7 +361,7 @@ def test_image_pull_failures_and_crash_loops_as_the_kubelet_reports_them(
 
     (pod,) = pods_of(api, kube_namespace, pulling)
     message = 'failed to pull "registry.test/spaces/app": 401 Unauthorized'
-    set_app_status(
+    report_app_status(
         api,
         kube_namespace,
         pod,
@@ -406,24 +381,7 @@ def test_image_pull_failures_and_crash_loops_as_the_kubelet_reports_them(
     assert broken.state == InstanceState.STARTING
 
     (pod,) = pods_of(api, kube_namespace, crashing)
-    set_app_status(
-        api,
-        kube_namespace,
-        pod,
-        {
-            "restartCount": 3,
-            "started": False,
-            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
-            "lastState": {
-                "terminated": {
-                    "exitCode": 3,
-                    "reason": "Error",
-                    "startedAt": "2026-01-01T00:00:00Z",
-                    "finishedAt": "2026-01-01T00:00:01Z",
-                }
-            },
-        },
-    )
+    report_app_status(api, kube_namespace, pod, CRASH_LOOP)
     crashed = wait_for(
         "the crash loop",
         lambda: next(

@@ -35,6 +35,7 @@ from orchestrator.spaces import lifecycle
 from sandbox.backend import Backend
 from sandbox.hardware import get_tier
 from tests.kube.control_plane import ControlPlane, NodeSpec
+from tests.kube.kubelet import CRASH_LOOP, report_app_status
 
 pytestmark = pytest.mark.kube
 WAIT_SECONDS = 60.0
@@ -406,42 +407,6 @@ def test_a_gpu_space_waiting_in_line_starts_when_a_node_joins(
         core.delete_node(joined.name)
 
 
-def crash_loop(cluster: ControlPlane, namespace: str, pod: Any) -> None:
-    """Write the app container's status as a kubelet reports a crash loop (kwok is the
-    kubelet here): waiting in CrashLoopBackOff, the last run ended with code 3."""
-    body = {
-        "status": {
-            "phase": "Running",
-            "conditions": [
-                {"type": "Ready", "status": "False"},
-                {"type": "ContainersReady", "status": "False"},
-                {"type": "PodScheduled", "status": "True"},
-            ],
-            "containerStatuses": [
-                {
-                    "name": pod.spec.containers[0].name,
-                    "image": pod.spec.containers[0].image,
-                    "imageID": "",
-                    "ready": False,
-                    "restartCount": 3,
-                    "started": False,
-                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
-                    "lastState": {
-                        "terminated": {
-                            "exitCode": 3,
-                            "reason": "Error",
-                            "startedAt": "2026-01-01T00:00:00Z",
-                            "finishedAt": "2026-01-01T00:00:01Z",
-                        }
-                    },
-                }
-            ],
-        }
-    }
-    core, _ = apis(cluster)
-    core.patch_namespaced_pod_status(pod.metadata.name, namespace, body)
-
-
 def test_a_crash_loop_is_a_runtime_error_with_the_previous_log_and_frees_its_gpu(
     kube_cluster: ControlPlane, kube_namespace: str, run_controller: Callable[[], Running]
 ) -> None:
@@ -455,7 +420,7 @@ def test_a_crash_loop_is_a_runtime_error_with_the_previous_log_and_frees_its_gpu
         previous=True,
     )
     (pod,) = pods_of(kube_cluster, kube_namespace, crashing)
-    crash_loop(kube_cluster, kube_namespace, pod)
+    report_app_status(kube_cluster.api_client(), kube_namespace, pod, CRASH_LOOP)
 
     until("RUNTIME_ERROR", stage_is(crashing, Stage.RUNTIME_ERROR))
     message = space(crashing).error_message or ""
