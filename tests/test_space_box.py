@@ -249,11 +249,17 @@ def test_a_space_writing_past_its_disk_quota_is_stopped(boxed: Platform, two_spa
     runtime = wait_for(failed, timeout=60, what="the Space to be stopped over quota")
     assert "over the 0.25 GiB quota of cpu-basic" in runtime["errorMessage"], runtime
     # Its writable layer went with the container: nothing it wrote is left on the host.
-    wait_for(lambda: container_of(boxed, "alice/second") is None, timeout=30, what="removal")
-    leftovers = docker.from_env().containers.list(
-        all=True, filters={"label": f"org.spaceport.instance={boxed.env['SPACEPORT_INSTANCE']}"}
-    )
-    assert [c.name for c in leftovers if "second" in c.name] == []
+    # (The backend stops it, then removes it: a stopped container is not yet a removed
+    # one, so wait for it to leave the list of all containers, not just the running.)
+    def leftovers() -> list[str]:
+        found = docker.from_env().containers.list(
+            all=True,
+            filters={"label": f"org.spaceport.instance={boxed.env['SPACEPORT_INSTANCE']}"},
+        )
+        return [c.name for c in found if "second" in c.name]
+
+    wait_for(lambda: not leftovers(), timeout=30, what="removal")
+    assert leftovers() == []
 
 
 def test_volumes_an_image_declares_are_bounded_in_memory_not_on_the_host_disk(
