@@ -338,19 +338,24 @@ class Reconciler:
         ).first()
         return row is not None and tuple(row) == (space.spec_version, space.status_version)
 
-    def _leave_line(self, space_id: int) -> None:
-        """A deleted Space leaves the line; those behind it move up."""
-        place = self.line.remove(space_id)
+    def _set_place(self, space_id: int, wait: Wait | None) -> None:
+        """Put the Space in the line at `wait`'s place, or take it out (None); when it
+        left its old place, those behind it move up and are looked at again."""
+        old = self.line.place_of(space_id)
+        if wait is not None:
+            self.line.put(wait.place)
+        else:
+            self.line.remove(space_id)
         with self._lock:
             self.waiting = self.line.ids()
-        if place is not None:
-            for behind in self.line.behind(place):
+        if old is not None and (wait is None or wait.place != old):
+            for behind in self.line.behind(old):
                 self.on_change(behind)
 
     def _gone(self, session: Session, space_id: int, by_uid: dict[str, list[Instance]]) -> None:
         """A deleted Space: it leaves the line, and the backend forgets all of it (what runs,
         and what a paused Space keeps: on Kubernetes its Deployment, Service, ...)."""
-        self._leave_line(space_id)
+        self._set_place(space_id, None)
         uid = self.uids.pop(space_id, None)
         if uid is None:  # deleted before this controller saw it: its events know the uid
             uid = session.exec(
@@ -666,16 +671,7 @@ class Reconciler:
     def _carry_out(self, ref: SpaceRef, plan: Plan) -> None:
         if plan.deadline is not None:
             self._at(plan.deadline, ref.id)
-        old = self.line.place_of(ref.id)
-        if plan.wait is not None:
-            self.line.put(plan.wait.place)
-        else:
-            self.line.remove(ref.id)
-        with self._lock:
-            self.waiting = self.line.ids()
-        if old is not None and (plan.wait is None or plan.wait.place != old):
-            for space_id in self.line.behind(old):  # one ahead of them left: they move up
-                self.on_change(space_id)
+        self._set_place(ref.id, plan.wait)
         if not plan.stops and plan.start is None:
             return
         with self._lock:
