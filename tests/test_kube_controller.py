@@ -26,16 +26,17 @@ from sqlmodel import select
 
 from orchestrator.api.spaces import runtime_json
 from orchestrator.controller.loop import Controller
-from orchestrator.core import changes, db, events, secret_store
+from orchestrator.core import changes, db, secret_store
 from orchestrator.core.backends import make_backend
 from orchestrator.core.db import session_scope
-from orchestrator.core.models import Event, Space, Stage, User
+from orchestrator.core.models import Event, Space, Stage
 from orchestrator.core.settings import get_settings
 from orchestrator.spaces import lifecycle
 from sandbox.backend import Backend
 from sandbox.hardware import get_tier
 from tests.kube.control_plane import ControlPlane, NodeSpec
 from tests.kube.kubelet import CRASH_LOOP, report_app_status
+from tests.unit.test_controller import new_space as unit_new_space
 
 pytestmark = pytest.mark.kube
 WAIT_SECONDS = 60.0
@@ -113,31 +114,9 @@ def run_controller(home: Path) -> Iterator[Callable[[], Running]]:
 
 
 def new_space(name: str, hardware: str = "cpu-basic") -> int:
-    with session_scope() as session:
-        user = session.exec(select(User).where(User.name == "alice")).first()
-        if user is None:
-            user = User(name="alice")
-            session.add(user)
-            session.flush()
-        assert user.id is not None
-        sha = uuid.uuid4().hex + "0" * 8
-        space = Space(
-            owner="alice",
-            name=name,
-            host=f"alice-{name}",
-            owner_id=user.id,
-            sdk="docker",
-            head_sha=sha,
-            built_sha=sha,
-            built_image=f"registry.test/{name}@sha256:{'0' * 64}",
-            requested_hardware=hardware,
-        )
-        session.add(space)
-        session.flush()
-        events.record(session, events.EventKind.SPACE_CREATED, "alice", space)
-        session.commit()
-        assert space.id is not None
-        return space.id
+    """A built Space of alice's on `hardware` (tests/unit/test_controller.new_space: its
+    image reference is never pulled on kwok nodes)."""
+    return unit_new_space(name, requested_hardware=hardware)
 
 
 def pause(space_id: int) -> None:
