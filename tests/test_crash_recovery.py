@@ -251,7 +251,10 @@ def test_worker_killed_mid_build_then_rebuilt(
     assert len([b for b in builds if b["commit"] == sha]) == 1, builds
     if builds[0]["status"] != "succeeded":
         assert "worker" in (builds[0]["errorMessage"] or ""), builds[0]
-        assert platform.runtime("crash-w", "space", token)["stage"] == "BUILD_ERROR"
+        # The controller writes the stage just after the build's end (its own ring): wait
+        # for it, then require exactly BUILD_ERROR.
+        runtime = platform.wait_for_stage("crash-w", "space", token, timeout=60)
+        assert runtime["stage"] == "BUILD_ERROR", runtime
         assert not containers(platform, "crash-w", "space")
         platform.cli("rebuild", "crash-w/space")
     assert_recovered(platform, "crash-w", "space", token, sha)
