@@ -25,7 +25,7 @@ from builder.docker_build import BuildFailed
 from builder.registry_push import RegistryTarget, push_image
 from tests import services, stacks
 from tests.local_registry import LocalRegistry
-from tests.platform import Platform, push, sample_checkout
+from tests.platform import Platform, commit_change, push, sample_checkout
 
 pytestmark = pytest.mark.docker
 
@@ -79,7 +79,12 @@ def test_a_built_image_runs_by_its_digest_in_the_registry(
 ) -> None:
     client = docker.from_env()
     token = pushing.token("alice")
-    result = push(sample_checkout(SAMPLE, workdir), pushing.git_url("alice", "pushed", token))
+    # Content of its own, so the image id is this test's alone: ids are content addresses, and
+    # another installation on this Engine may be running the same sample's image, which Docker
+    # then refuses to remove (409) below.
+    checkout = sample_checkout(SAMPLE, workdir)
+    commit_change(checkout, "unique.txt", uuid.uuid4().hex, "content of this test's own")
+    result = push(checkout, pushing.git_url("alice", "pushed", token))
     assert "remote: -----> Build succeeded" in result.stderr, result.stderr[-3000:]
     runtime = pushing.wait_for_stage("alice", "pushed", token)
     assert runtime["stage"] == "RUNNING", runtime
