@@ -1,0 +1,24 @@
+"""sleep (issue 12)
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-12-02 19:45:00
+
+Reserved in the chain so the parts of issue 12 can each add their tables without racing for
+a number; the part that owns it fills upgrade() and downgrade().
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0014"
+down_revision: str | None = "0013"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
