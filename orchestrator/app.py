@@ -24,6 +24,7 @@ from orchestrator.api import space_jwt as space_jwt_api
 from orchestrator.api import spaces as spaces_api
 from orchestrator.api import templates as templates_api
 from orchestrator.api import users as users_api
+from orchestrator.api import volumes as volumes_api
 from orchestrator.api.request_ids import RequestIds
 from orchestrator.core import db
 from orchestrator.core.limits import BodySizeLimit
@@ -58,6 +59,7 @@ def create_api(*, migrate: bool = True) -> FastAPI:
     # Fixed paths (/api/spaces/hardware, /api/spaces/templates) before the {owner}/{name} ones.
     app.include_router(templates_api.router)
     app.include_router(runtime_api.router)
+    app.include_router(volumes_api.router)
     app.include_router(space_jwt_api.router)
     app.include_router(access_check_api.router)
     app.include_router(spaces_api.router)

@@ -44,6 +44,22 @@ WatchCallback = Callable[[str | None], None]
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """A volume a Space's container mounts, as a backend sees it.
+
+    `name` is the volume's stable identity (a bucket's uid, or a Space's export at one
+    commit), so the same bucket is the same Docker volume or PersistentVolumeClaim across
+    restarts, rebuilds, sleep and moves. `source_dir`, for a read-only export of files
+    (another Space's repo at a revision), is the directory on the platform's disk to bind;
+    None for a writable bucket, which the backend keeps itself."""
+
+    name: str
+    mount_path: str
+    read_only: bool = False
+    source_dir: str | None = None
+
+
+@dataclass(frozen=True)
 class Revision:
     """One runnable version of a Space: an image, its environment and its hardware."""
 
@@ -55,13 +71,21 @@ class Revision:
     hardware: HardwareTier
     env: dict[str, str] = field(default_factory=dict)
     generation: int = 0  # bumped by a restart: same everything else, new container
+    mounts: tuple[VolumeMount, ...] = ()
 
     @property
     def key(self) -> str:
         """Changes whenever anything that needs a new container changes."""
-        material = json.dumps(
-            [self.image, self.port, self.hardware.name, sorted(self.env.items()), self.generation]
-        )
+        parts: list[object] = [
+            self.image,
+            self.port,
+            self.hardware.name,
+            sorted(self.env.items()),
+            self.generation,
+        ]
+        if self.mounts:  # only then, so a Space without volumes keeps its revision key
+            parts.append([[m.name, m.mount_path, m.read_only, m.source_dir] for m in self.mounts])
+        material = json.dumps(parts)
         return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -132,6 +156,9 @@ class BackendError(Exception):
 class Backend(abc.ABC):
     @abc.abstractmethod
     def start(self, revision: Revision) -> Instance: ...
+
+    def remove_volume(self, name: str) -> None:  # noqa: B027 - optional, not abstract
+        """Delete a bucket's data (its VolumeMount.name); a no-op where none is kept."""
 
     @abc.abstractmethod
     def stop(self, instance_id: str) -> None:

@@ -146,6 +146,8 @@ class DockerBackend(Backend):
         self.ensure_network()
         self._ensure_image(revision)
         spec = security.container_spec(revision, self.instance, self._image_volumes(revision))
+        if revision.mounts:
+            self._mount_volumes(revision, spec)
         try:
             old = self.client.containers.get(str(spec["name"]))
             old.remove(force=True)  # a leftover of the same revision that never became ready
@@ -315,6 +317,75 @@ class DockerBackend(Backend):
                 else ""
             )
             raise BackendError(f"could not pull {image} for {revision.space}: {problem}{hint}")
+
+    def volume_name(self, name: str) -> str:
+        """The Docker volume of a Space volume: per installation, so two on one Engine never
+        share a bucket."""
+        return f"spaceport-{self.instance}-{name}"
+
+    def _mount_volumes(self, revision: Revision, spec: dict[str, object]) -> None:
+        """The revision's volumes in the container spec: a bucket is a named volume (made on
+        first use, kept across containers), a Space's files a read-only bind of their export.
+        A mount over a path the image declares as VOLUME replaces that path's tmpfs."""
+        binds: dict[str, dict[str, str]] = {}
+        for mount in revision.mounts:
+            mode = "ro" if mount.read_only else "rw"
+            if mount.source_dir is not None:
+                binds[mount.source_dir] = {"bind": mount.mount_path, "mode": mode}
+            else:
+                binds[self._ensure_volume(revision, mount.name)] = {
+                    "bind": mount.mount_path,
+                    "mode": mode,
+                }
+        spec["volumes"] = binds
+        tmpfs = spec.get("tmpfs")
+        if isinstance(tmpfs, dict):
+            for mount in revision.mounts:
+                tmpfs.pop(mount.mount_path, None)
+            if not tmpfs:
+                del spec["tmpfs"]
+
+    def _ensure_volume(self, revision: Revision, name: str) -> str:
+        """The bucket's named volume, made writable for the Space's user (uid 1000) when it is
+        new: the Engine makes a volume's root owned by root, and Spaces never run as root."""
+        volume = self.volume_name(name)
+        try:
+            self.client.volumes.get(volume)
+            return volume
+        except NotFound:
+            pass
+        try:
+            self.client.volumes.create(name=volume, labels={LABEL_INSTANCE: self.instance})
+            # A one-off root process in the Space's own image (already here), without network
+            # and with only CAP_CHOWN/FOWNER: it changes the empty volume's owner and exits.
+            self.client.containers.run(
+                revision.image,
+                ["chown", f"{security.SPACE_UID}:{security.SPACE_UID}", "/volume"],
+                entrypoint=[],
+                user="0:0",
+                network_mode="none",
+                cap_drop=["ALL"],
+                cap_add=["CHOWN", "FOWNER"],
+                security_opt=["no-new-privileges"],
+                volumes={volume: {"bind": "/volume", "mode": "rw"}},
+                labels={LABEL_INSTANCE: self.instance},
+                remove=True,
+            )
+        except (APIError, DockerException) as exc:
+            try:
+                self.client.volumes.get(volume).remove(force=True)
+            except (NotFound, APIError):
+                pass
+            raise BackendError(f"could not prepare a volume for {revision.space}: {exc}") from exc
+        return volume
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.client.volumes.get(self.volume_name(name)).remove(force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            raise BackendError(f"could not remove volume {name}: {exc.explanation}") from exc
 
     def _image_volumes(self, revision: Revision) -> list[str]:
         try:

@@ -52,6 +52,30 @@ class KeyValue(StrictBody):
     description: Description | None = None
 
 
+class VolumeBody(StrictBody):
+    """One huggingface_hub Volume; orchestrator/volumes/spec.py checks what it means."""
+
+    type: Text
+    source: Annotated[Text, Field(max_length=256)]
+    mountPath: Annotated[Text, Field(max_length=256)]  # noqa: N815 - the Hub's name
+    revision: Annotated[Text, Field(max_length=256)] | None = None
+    readOnly: bool | None = None  # noqa: N815
+    path: Annotated[Text, Field(max_length=256)] | None = None
+
+
+# More than any installation allows (SPACEPORT_MAX_VOLUMES_PER_SPACE says the exact limit).
+VolumeList = Annotated[list[VolumeBody], Field(max_length=64)]
+
+
+class Volumes(StrictBody):
+    volumes: VolumeList
+
+
+class CreateBucket(StrictBody):
+    visibility: Visibility | None = None
+    private: bool | None = None
+
+
 class CreateRepo(StrictBody):
     name: Text
     organization: Text | None = None
@@ -64,6 +88,7 @@ class CreateRepo(StrictBody):
     secrets: list[KeyValue] | None = None
     variables: list[KeyValue] | None = None
     template: Annotated[Text, Field(max_length=200)] | None = None  # a template's repo id
+    volumes: VolumeList | None = None
 
 
 class DeleteRepo(StrictBody):
@@ -86,6 +111,7 @@ class Duplicate(StrictBody):
     sleepTimeSeconds: Seconds | None = None  # noqa: N815
     secrets: list[KeyValue] | None = None
     variables: list[KeyValue] | None = None
+    volumes: VolumeList | None = None
 
 
 class RepoSettings(StrictBody):

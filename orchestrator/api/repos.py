@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from orchestrator.api import bodies, wire
+from orchestrator.api import volumes as volumes_api
 from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
 from orchestrator.api.errors import ERROR_RESPONSES, HubError, error_response, repo_not_found
 from orchestrator.builds.deploy import deploy_commit
@@ -24,6 +25,7 @@ from orchestrator.repos import store as repos
 from orchestrator.spaces import lifecycle, templates
 from orchestrator.spaces import registry as spaces
 from orchestrator.spaces.config import SDKS
+from orchestrator.volumes import lifecycle as volume_lifecycle
 from sandbox.hardware import UnknownHardware, get_tier
 
 router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
@@ -160,6 +162,10 @@ def create_repo(
             sleep_time=sleep,
         )
         session.commit()
+        if body.get("volumes"):  # checked against the new Space (its sdk), or all undone
+            volumes_api.set_from_body(
+                session, principal, space, body["volumes"], principal.user.name
+            )
         _first_commit(session, space, files, principal, template=template is not None)
     return wire.RepoUrl(url=url, name=full_name, id=space.uid)
 
@@ -256,6 +262,10 @@ def duplicate_space(
             raise repo_not_found(target)
         return error_response(409, f"{user.name}/{to_name} already exists", url=url)
     check_space_count(session, user, admin=principal.is_admin)
+    # Volumes are checked before the copy exists (same sdk as its source): a refusal
+    # writes nothing. Not given: the copy mounts nothing (the source's buckets are not
+    # necessarily the duplicator's to use).
+    volumes = volumes_api.checked(session, principal, source, body.get("volumes"))
     try:
         copy = lifecycle.duplicate(
             session,
@@ -275,4 +285,6 @@ def duplicate_space(
         copy.creator_id = principal.user.id
         session.add(copy)
         session.commit()
+    if volumes:
+        volume_lifecycle.set_volumes(session, copy, volumes, actor=principal.user.name)
     return wire.RepoUrl(url=url, name=copy.full_name, id=copy.uid)

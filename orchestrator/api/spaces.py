@@ -22,6 +22,7 @@ from orchestrator.core.settings import get_settings
 from orchestrator.core.stages import shown_error, shown_stage
 from orchestrator.spaces import lifecycle
 from orchestrator.spaces import registry as spaces
+from orchestrator.volumes import spec as volume_spec
 from sandbox.hardware import get_tier
 
 router = APIRouter(prefix="/api/spaces", responses=ERROR_RESPONSES)
@@ -50,6 +51,7 @@ def runtime_json(space: Space) -> wire.SpaceRuntime:
         ],
         build_notes=_notes(space.built_notes),
         queue=_queue(space),
+        volumes=[wire.Volume.model_validate(v) for v in volume_spec.wire(space) or []] or None,
     )
 
 

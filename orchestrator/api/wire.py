@@ -77,6 +77,35 @@ class HardwareQueue(Wire):
     since: str | None  # when it began waiting: the line is first come, first served
 
 
+class Volume(Wire):
+    """huggingface_hub's Volume: what a Space mounts (orchestrator/volumes/spec.py)."""
+
+    type: str
+    source: str
+    mount_path: str = Field(alias="mountPath")
+    revision: str | None = omitted()
+    read_only: bool = Field(alias="readOnly")
+    path: str | None = omitted()
+
+
+class BucketInfo(Wire):
+    """huggingface_hub's BucketInfo (bucket_info, list_buckets). Spaceport does not count a
+    bucket's files (they live in the backend's volume): size and totalFiles are 0."""
+
+    id: str
+    private: bool
+    created_at: str = Field(alias="createdAt")
+    size: int = 0
+    total_files: int = Field(default=0, alias="totalFiles")
+
+
+class BucketCreated(Wire):
+    """create_bucket's answer: the bucket's URL (BucketUrl parses owner/name from it)."""
+
+    url: str
+    id: str
+
+
 class SpaceRuntime(Wire):
     """huggingface_hub's SpaceRuntime. `hardware` is always an object: the client
     dereferences it."""
@@ -94,6 +123,8 @@ class SpaceRuntime(Wire):
     build_notes: list[str] = Field(default_factory=list, alias="buildNotes")
     # Spaceport's own, left out unless it waits for hardware (errorMessage says why in words).
     queue: HardwareQueue | None = omitted()
+    # The Hub's: what the Space mounts; left out without volumes (the client reads None).
+    volumes: list[Volume] | None = omitted()
 
 
 class SpaceInfo(Wire):

@@ -49,6 +49,7 @@ from orchestrator.core.models import Build, Event, Space, Stage
 from orchestrator.core.settings import get_settings
 from orchestrator.core.stages import WAITING_FOR_HARDWARE, Facts, Problem, RunState, stage_of
 from orchestrator.core.status import mark_observed, write_status
+from orchestrator.volumes.mounts import MountError
 from sandbox.admission import Policy, available, shortfall
 from sandbox.backend import (
     Backend,
@@ -379,7 +380,11 @@ class Reconciler:
                 .order_by(col(Build.id).desc())
                 .limit(1)
             ).first()
-        desired = None if space.paused else revision_of(session, space)
+        mount_problem = None
+        try:
+            desired = None if space.paused else revision_of(session, space)
+        except MountError as exc:  # a volume's source is gone: nothing to run until it's back
+            desired, mount_problem = None, str(exc)
         plan = Plan(fields={})
         serving: Instance | None = None  # the instance visitors go to after this look
         keep_serving = False  # an older revision keeps serving
@@ -388,7 +393,9 @@ class Reconciler:
 
         if desired is None:
             reason = "the Space is paused" if space.paused else "nothing is built"
-            plan.stops += [(i, reason) for i in instances]
+            plan.stops += [(i, mount_problem or reason) for i in instances]
+            if mount_problem is not None:
+                run, message = RunState.FAILED, mount_problem
         else:
             current = [i for i in instances if i.revision == desired.key]
             older = [i for i in instances if i.revision != desired.key]

@@ -250,6 +250,20 @@ def sees_private_of(principal: Principal | None, owner_id: int) -> bool:
     )
 
 
+def bucket_access(principal: Principal | None, owner_id: int, private: bool) -> Access:
+    """Who may see and write a bucket (the data of `bucket` volumes): its owner, platform
+    admins and the writers and admins of its organisation write (with a write token); other
+    members read; anyone reads a public one. NONE answers 404, as for a Space."""
+    if principal is None:
+        return Access.NONE if private else Access.READ
+    role = principal.role_in(owner_id)
+    if principal.is_admin or principal.user.id == owner_id or role in WRITING_ROLES:
+        return Access.WRITE if principal.can_write else Access.READ
+    if role is not None or not private:
+        return Access.READ
+    return Access.NONE
+
+
 def may_create_in(principal: Principal | None, owner: str) -> bool:
     """Spaces are created, with a write token, in one's own namespace, or in an organisation
     where one is a contributor, writer or admin."""

@@ -176,6 +176,9 @@ class Space(SQLModel, table=True):
     waiting_position: int | None = Field(default=None)
     card_data: str | None = Field(default=None, sa_column=Column(Text))
     duplicated_from: str | None = Field(default=None, max_length=200)
+    # The owner's volumes (spec), a JSON list in the Hub's wire shape
+    # (orchestrator/volumes/spec.py); None without any.
+    volumes: str | None = Field(default=None, sa_column=Column(Text))
     # Why the head commit can't be built, as JSON {"stage": ..., "message": ...}
     # (CONFIG_ERROR, NO_APP_FILE): the pipeline writes it, the controller shows it as the stage.
     head_problem: str | None = Field(default=None, sa_column=Column(Text))
@@ -408,3 +411,18 @@ class SpaceLike(SQLModel, table=True):
     user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
     space_id: int = Field(foreign_key="space.id", index=True, ondelete="CASCADE")
     created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Bucket(SQLModel, table=True):
+    """A writable bucket (the Hub's buckets API), owned by a user or an organisation: the
+    data a Space's `bucket` volume mounts. `uid` names its data on the backend (a Docker
+    volume, a PersistentVolumeClaim), so a renamed owner or a moved Space keeps it."""
+
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(default_factory=new_space_uid, max_length=24, unique=True)
+    owner_id: int = Field(foreign_key="user.id", index=True)
+    name: str = Field(max_length=96)
+    private: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow)

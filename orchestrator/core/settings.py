@@ -441,6 +441,18 @@ class Settings(BaseSettings):
         description="Most Spaces one user owns (create, push-to-create and duplicate); admins "
         "are not limited.",
     )
+    max_volumes_per_space: int = Field(
+        default=8,
+        ge=0,
+        description="Most volumes (buckets and other Spaces' files) one Space mounts: "
+        "set_space_volumes with more is refused with 400.",
+    )
+    max_buckets_per_owner: int = Field(
+        default=100,
+        ge=0,
+        description="Most buckets one user or organisation owns: create_bucket past it is "
+        "refused with 429.",
+    )
     max_refs_per_space: int = Field(
         default=1000,
         description="Most branches and tags one Space holds: create_branch and create_tag "

@@ -46,6 +46,7 @@ SPEC_FIELDS = frozenset(
         "paused",
         "restart_count",
         "duplicated_from",
+        "volumes",  # the owner's volumes (orchestrator/volumes/spec.py)
     }
 )
 STATUS_FIELDS = frozenset(

@@ -182,6 +182,7 @@ class KubernetesBackend(Backend):
             "Secret": self.core.patch_namespaced_secret,
             "NetworkPolicy": self.networking.patch_namespaced_network_policy,
             "Ingress": self.networking.patch_namespaced_ingress,
+            "PersistentVolumeClaim": self.core.patch_namespaced_persistent_volume_claim,
         }[kind]
         return patch(
             body["metadata"]["name"],
@@ -203,7 +204,18 @@ class KubernetesBackend(Backend):
             owned_objects = self._owned_objects(revision)
         except ValueError as exc:
             raise BackendError(f"could not start {revision.space}: {exc}") from exc
+        if any(m.source_dir is not None for m in revision.mounts):
+            # Another Space's files are exported on the control plane's disk: no pod sees it.
+            raise BackendError(
+                f"could not start {revision.space}: a 'space' volume is not served on "
+                "Kubernetes yet; use a bucket"
+            )
         try:
+            for mount in revision.mounts:
+                # Not owned by the Deployment: a bucket's data outlives every Space using it.
+                self._apply(
+                    objects.make_volume_claim(mount.name, self.settings, objects.VOLUME_CLAIM_GIB)
+                )
             deployment = self._apply(
                 objects.make_deployment(revision, self.settings, replicas=1)
             )

@@ -40,7 +40,7 @@ from typing import TypeVar
 
 from kubernetes import client
 
-from sandbox.backend import Revision
+from sandbox.backend import LABEL_INSTANCE, Revision
 from sandbox.hardware import GPU_RESOURCE, HardwareTier
 from sandbox.security import SPACE_UID
 
@@ -305,8 +305,11 @@ def make_deployment(
             failure_threshold=3,
         ),
     )
+    volumes, mounts = _space_volumes(revision)
+    container.volume_mounts = mounts or None
     pod = client.V1PodSpec(
         containers=[container],
+        volumes=volumes or None,
         # Spaces have no business with the Kubernetes API: no token to steal.
         automount_service_account_token=False,
         # No *_SERVICE_HOST variables naming the namespace's other Services.
@@ -355,6 +358,65 @@ def make_deployment(
             ),
         ),
     )
+
+
+# What a bucket's claim asks for: the Hub's buckets have no size, a claim must name one.
+VOLUME_CLAIM_GIB = 10.0
+
+
+def volume_claim_name(volume: str) -> str:
+    """A bucket's PersistentVolumeClaim: named by the bucket alone, so every revision of
+    every Space that mounts it (after a restart, a rebuild, a move) finds the same data."""
+    return f"vol-{volume}"[:63].rstrip("-")
+
+
+def make_volume_claim(
+    volume: str, settings: ObjectSettings, size_gib: float, storage_class: str | None = None
+) -> client.V1PersistentVolumeClaim:
+    """A bucket's claim: ReadWriteOnce (one Space's pod at a time), not owned by a
+    Deployment, so it outlives the Space that made it; the installation's label finds it."""
+    return client.V1PersistentVolumeClaim(
+        api_version="v1",
+        kind="PersistentVolumeClaim",
+        metadata=client.V1ObjectMeta(
+            name=volume_claim_name(volume),
+            namespace=settings.namespace,
+            labels={LABEL_INSTANCE: settings.installation},
+        ),
+        spec=client.V1PersistentVolumeClaimSpec(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=storage_class,
+            resources=client.V1VolumeResourceRequirements(
+                requests={"storage": gib_quantity(size_gib)}
+            ),
+        ),
+    )
+
+
+def _space_volumes(
+    revision: Revision,
+) -> tuple[list[client.V1Volume], list[client.V1VolumeMount]]:
+    """The pod's volumes for the revision's bucket mounts, each its claim (the pod's
+    fs_group makes it writable for uid 1000). A read-only export of another Space's files
+    lives on the control plane's disk, which pods can't reach: the backend refuses those."""
+    volumes: list[client.V1Volume] = []
+    mounts: list[client.V1VolumeMount] = []
+    for index, mount in enumerate(revision.mounts):
+        name = f"volume-{index}"
+        volumes.append(
+            client.V1Volume(
+                name=name,
+                persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(
+                    claim_name=volume_claim_name(mount.name), read_only=mount.read_only or None
+                ),
+            )
+        )
+        mounts.append(
+            client.V1VolumeMount(
+                name=name, mount_path=mount.mount_path, read_only=mount.read_only or None
+            )
+        )
+    return volumes, mounts
 
 
 def make_service(revision: Revision, settings: ObjectSettings) -> client.V1Service:

@@ -1,0 +1,165 @@
+"""Volumes of a Space (set_space_volumes, delete_space_volumes) and the buckets they mount
+(create_bucket, bucket_info, list_buckets, delete_bucket): huggingface_hub's calls."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends
+from sqlmodel import Session, select
+
+from orchestrator.api import bodies, wire
+from orchestrator.api.deps import current_principal, visible_space
+from orchestrator.api.errors import ERROR_RESPONSES, REPO_NOT_FOUND, HubError
+from orchestrator.api.spaces import runtime_json
+from orchestrator.api.timefmt import hub_time
+from orchestrator.core.auth import Access, Principal
+from orchestrator.core.db import get_session
+from orchestrator.core.events import ACTOR_SYSTEM
+from orchestrator.core.models import Bucket, Space, User
+from orchestrator.core.settings import get_settings
+from orchestrator.volumes import buckets
+from orchestrator.volumes import lifecycle as volume_lifecycle
+from orchestrator.volumes import spec as volume_spec
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+
+def _actor(principal: Principal | None) -> str:
+    return principal.user.name if principal is not None else ACTOR_SYSTEM
+
+
+def checked(
+    session: Session, principal: Principal | None, space: Space, raw: list[Any] | None
+) -> list[volume_spec.Volume]:
+    """Volumes sent as the Hub's dicts, checked for `space`; a refusal is the one error
+    shape (a source the caller can't see: the 404 of a missing repo)."""
+    try:
+        return volume_spec.parse(session, principal, space, raw or [])
+    except volume_spec.VolumeError as exc:
+        code = REPO_NOT_FOUND if exc.status == 404 else None
+        raise HubError(exc.status, str(exc), code) from exc
+
+
+def set_from_body(
+    session: Session, principal: Principal | None, space: Space, raw: list[Any], actor: str
+) -> None:
+    """Check and store volumes (set_space_volumes, create_repo); nothing written if refused."""
+    volumes = checked(session, principal, space, raw)
+    volume_lifecycle.set_volumes(session, space, volumes, actor=actor)
+
+
+@router.put("/api/spaces/{owner}/{name}/volumes", response_model=wire.SpaceRuntime)
+def set_volumes(
+    owner: str,
+    name: str,
+    body: dict[str, Any] = Body(...),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> wire.SpaceRuntime:
+    checked = bodies.check(bodies.Volumes, body)
+    space = visible_space(session, principal, owner, name, need=Access.WRITE)
+    raw = [v.model_dump(exclude_none=True) for v in checked.volumes]
+    set_from_body(session, principal, space, raw, _actor(principal))
+    session.refresh(space)
+    return runtime_json(space)
+
+
+@router.delete("/api/spaces/{owner}/{name}/volumes", response_model=wire.SpaceRuntime)
+def delete_volumes(
+    owner: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> wire.SpaceRuntime:
+    space = visible_space(session, principal, owner, name, need=Access.WRITE)
+    if not space.volumes:
+        raise HubError(400, f"{space.full_name} has no volumes to remove")
+    volume_lifecycle.set_volumes(session, space, [], actor=_actor(principal))
+    session.refresh(space)
+    return runtime_json(space)
+
+
+# -- buckets -----------------------------------------------------------------------------
+
+
+def _bucket_error(exc: buckets.BucketError) -> HubError:
+    # 404 carries RepoNotFound: huggingface_hub then raises BucketNotFoundError.
+    return HubError(exc.status, str(exc), REPO_NOT_FOUND if exc.status == 404 else None)
+
+
+def _info(owner: User, bucket: Bucket) -> wire.BucketInfo:
+    return wire.BucketInfo(
+        id=buckets.bucket_id(owner, bucket),
+        private=bucket.private,
+        created_at=hub_time(bucket.created_at) or "",
+    )
+
+
+@router.post("/api/buckets/{namespace}/{name}", response_model=wire.BucketCreated)
+def create_bucket(
+    namespace: str,
+    name: str,
+    body: dict[str, Any] = Body(default={}),
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> wire.BucketCreated:
+    checked = bodies.check(bodies.CreateBucket, body)
+    private = checked.visibility == "private" if checked.visibility else bool(checked.private)
+    try:
+        owner, bucket = buckets.create(session, principal, namespace, name, private)
+    except buckets.BucketError as exc:
+        raise _bucket_error(exc) from exc
+    full = buckets.bucket_id(owner, bucket)
+    url = f"{get_settings().public_url.rstrip('/')}/buckets/{full}"
+    return wire.BucketCreated(url=url, id=full)
+
+
+@router.get("/api/buckets/{namespace}/{name}", response_model=wire.BucketInfo)
+def bucket_info(
+    namespace: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> wire.BucketInfo:
+    try:
+        owner, bucket = buckets.visible(session, principal, namespace, name, Access.READ)
+    except buckets.BucketError as exc:
+        raise _bucket_error(exc) from exc
+    return _info(owner, bucket)
+
+
+@router.get("/api/buckets/{namespace}", response_model=list[wire.BucketInfo])
+def list_buckets(
+    namespace: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> list[wire.BucketInfo]:
+    return [_info(owner, b) for owner, b in buckets.listed(session, principal, namespace)]
+
+
+@router.delete("/api/buckets/{namespace}/{name}")
+def delete_bucket(
+    namespace: str,
+    name: str,
+    session: Session = Depends(get_session),
+    principal: Principal | None = Depends(current_principal),
+) -> dict[str, Any]:
+    try:
+        owner, bucket = buckets.visible(session, principal, namespace, name, Access.WRITE)
+    except buckets.BucketError as exc:
+        raise _bucket_error(exc) from exc
+    users = [s.full_name for s in _spaces_mounting(session, bucket.uid)]
+    if users:
+        raise HubError(409, f"{', '.join(users[:5])} mount this bucket: remove the volume first")
+    session.delete(bucket)
+    session.commit()
+    return {}
+
+
+def _spaces_mounting(session: Session, uid: str) -> list[Space]:
+    with_volumes = session.exec(select(Space).where(Space.volumes.is_not(None)))  # type: ignore[union-attr]
+    return [
+        s for s in with_volumes if any(v.get("uid") == uid for v in json.loads(s.volumes or "[]"))
+    ]

@@ -1,0 +1,95 @@
+"""A Space's volumes as the backend mounts them (sandbox.backend.VolumeMount).
+
+A bucket is named by its uid: the backend keeps its data (a Docker volume, a claim) under
+that name, so it survives restarts, rebuilds, sleep and moves of the Space. Another Space's
+files are the commit its revision names, exported once per commit under
+$SPACEPORT_HOME/volumes/spaces/{uid}/{sha} (LFS files resolved) and bound read-only; a push
+to that revision is a new commit, so a new mount and a new revision of this Space."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+from sqlmodel import Session
+
+from orchestrator.core.settings import get_settings
+from orchestrator.repos import lfs
+from orchestrator.repos import store as repos
+from orchestrator.repos import tree as repo_tree
+from orchestrator.spaces import registry
+from orchestrator.volumes.spec import Volume
+from sandbox.backend import VolumeMount
+
+
+class MountError(Exception):
+    """A volume that can't be mounted now (its source is gone): the Space's runtime error."""
+
+
+def bucket_volume_name(uid: str) -> str:
+    return f"bucket-{uid}"
+
+
+def space_mounts(session: Session, space_volumes: list[Volume]) -> tuple[VolumeMount, ...]:
+    mounts = []
+    for volume in space_volumes:
+        if volume.type == "bucket" and volume.uid:
+            mounts.append(
+                VolumeMount(bucket_volume_name(volume.uid), volume.mount_path, volume.read_only)
+            )
+        elif volume.type == "space":
+            mounts.append(_space_files(session, volume))
+    return tuple(mounts)
+
+
+def _space_files(session: Session, volume: Volume) -> VolumeMount:
+    namespace, _, name = volume.source.partition("/")
+    other = registry.get_space(session, namespace, name)
+    if other is None:
+        raise MountError(f"the Space {volume.source} mounted at {volume.mount_path} is gone")
+    repo = repos.repo_path(other.owner, other.name)
+    sha = repo_tree.resolve_revision(repo, volume.revision or "main")
+    if sha is None:
+        raise MountError(
+            f"{volume.source} has no revision {volume.revision!r} to mount at {volume.mount_path}"
+        )
+    root = export(other.id or 0, other.uid, other.owner, other.name, sha)
+    source = root / volume.path if volume.path else root
+    if not source.is_dir():
+        raise MountError(f"{volume.source}@{sha[:7]} has no folder {volume.path!r}")
+    return VolumeMount(
+        f"space-{other.uid}-{sha[:12]}", volume.mount_path, True, source_dir=str(source)
+    )
+
+
+def export(space_id: int, uid: str, owner: str, name: str, sha: str) -> Path:
+    """The commit's files on disk, readable by the Space's user; made once per commit (a
+    temporary folder renamed into place, so a half-written export is never mounted)."""
+    target = get_settings().home / "volumes" / "spaces" / uid / sha
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tar_bytes = lfs.smudge_tar(space_id, repos.archive(repos.repo_path(owner, name), sha))
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".export-"))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:") as tar:
+            tar.extractall(staging, filter="data")
+        for folder, _dirs, files in os.walk(staging):
+            os.chmod(folder, 0o755)  # the Space runs as uid 1000, the export is ours
+            for f in files:
+                path = Path(folder, f)
+                if not path.is_symlink():
+                    os.chmod(path, 0o644)
+        os.chmod(staging, 0o755)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
