@@ -263,6 +263,7 @@ def test_rbac_is_limited_to_the_spaces_namespace(tmp_path: Path) -> None:
         "pods",
         "pods/log",
         "events",
+        "persistentvolumeclaims",
     } <= granted
     assert roles["t-spaceport-api"]["metadata"]["namespace"] == "spaces"
     for binding in by_kind(docs, "RoleBinding").values():

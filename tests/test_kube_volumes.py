@@ -10,7 +10,8 @@ from dataclasses import replace
 import pytest
 from kubernetes import client
 
-from sandbox.backend import VolumeMount
+from sandbox.backend import BackendError, VolumeMount
+from sandbox.kubernetes.backend import KubernetesBackend
 from sandbox.kubernetes.objects import (
     VOLUME_CLAIM_GIB,
     make_deployment,
@@ -18,6 +19,8 @@ from sandbox.kubernetes.objects import (
     volume_claim_name,
 )
 from tests.kube.control_plane import ControlPlane
+from tests.test_kube_backend import new_uid, object_settings
+from tests.test_kube_backend import revision as backend_revision
 from tests.test_kube_objects_dry_run import revision, sent, settings
 
 pytestmark = pytest.mark.kube
@@ -57,3 +60,28 @@ def test_a_bucket_claim_validates_mounts_and_outlives_its_space(
     assert sorted(c.metadata.name for c in claims) == sorted(
         volume_claim_name(m.name) for m in MOUNTS
     )
+
+
+def test_the_backend_makes_each_buckets_claim_at_a_start_and_forget_keeps_it(
+    kube_cluster: ControlPlane, kube_namespace: str
+) -> None:
+    backend = KubernetesBackend(kube_cluster.api_client(), object_settings(kube_namespace))
+    backend.prepare()
+    core = client.CoreV1Api(kube_cluster.api_client())
+    try:
+        uid = new_uid()
+        rev = replace(backend_revision(uid), mounts=MOUNTS)
+        backend.start(rev)
+        backend.start(rev)  # applied again: the same claims, no conflict
+        names = sorted(volume_claim_name(m.name) for m in MOUNTS)
+        claims = core.list_namespaced_persistent_volume_claim(kube_namespace).items
+        assert sorted(c.metadata.name for c in claims) == names
+        backend.forget(uid)
+        claims = core.list_namespaced_persistent_volume_claim(kube_namespace).items
+        assert sorted(c.metadata.name for c in claims) == names
+        # Another Space's files are exported on the control plane's disk: no pod sees it.
+        files = VolumeMount("space-x", "/files", read_only=True, source_dir="/tmp/x")
+        with pytest.raises(BackendError, match="'space' volume"):
+            backend.start(replace(backend_revision(new_uid()), mounts=(files,)))
+    finally:
+        backend.close()
