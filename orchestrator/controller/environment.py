@@ -14,7 +14,6 @@ from orchestrator.core.models import Secret, Space, Variable
 from orchestrator.core.settings import get_settings
 from orchestrator.spaces import registry as spaces_module
 from orchestrator.volumes import mounts as volume_mounts
-from orchestrator.volumes import spec as volume_spec
 from sandbox.backend import Revision
 from sandbox.hardware import sized_tier
 
@@ -87,5 +86,5 @@ def revision_of(session: Session, space: Space) -> Revision | None:
         env=space_environment(session, space),
         generation=space.restart_count,
         # Its volumes (MountError when a source is gone: the reconciler shows it).
-        mounts=volume_mounts.space_mounts(session, volume_spec.stored(space)),
+        mounts=volume_mounts.space_mounts(session, space),
     )

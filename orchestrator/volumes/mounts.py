@@ -15,14 +15,16 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from orchestrator.core.auth import Access, Principal, bucket_access, space_access
+from orchestrator.core.models import Bucket, Space
 from orchestrator.core.settings import get_settings
 from orchestrator.repos import lfs
 from orchestrator.repos import store as repos
 from orchestrator.repos import tree as repo_tree
 from orchestrator.spaces import registry
-from orchestrator.volumes.spec import Volume
+from orchestrator.volumes.spec import Volume, owner_reader, stored
 from sandbox.backend import VolumeMount
 
 
@@ -34,22 +36,37 @@ def bucket_volume_name(uid: str) -> str:
     return f"bucket-{uid}"
 
 
-def space_mounts(session: Session, space_volumes: list[Volume]) -> tuple[VolumeMount, ...]:
+def space_mounts(session: Session, space: Space) -> tuple[VolumeMount, ...]:
+    """The Space's volumes as mounts, each source checked again now: it must still exist
+    and its owner (the Space's, not whoever set the volume) may still read it, so a source
+    made private later is not served to a Space whose owner can't see it."""
+    volumes = stored(space)
+    if not volumes:
+        return ()
+    reader = owner_reader(session, space)
     mounts = []
-    for volume in space_volumes:
+    for volume in volumes:
         if volume.type == "bucket" and volume.uid:
+            bucket = session.exec(select(Bucket).where(Bucket.uid == volume.uid)).first()
+            if (
+                bucket is None
+                or bucket_access(reader, bucket.owner_id, bucket.private) == Access.NONE
+            ):
+                raise MountError(
+                    f"the bucket {volume.source} mounted at {volume.mount_path} is gone"
+                )
             mounts.append(
                 VolumeMount(bucket_volume_name(volume.uid), volume.mount_path, volume.read_only)
             )
         elif volume.type == "space":
-            mounts.append(_space_files(session, volume))
+            mounts.append(_space_files(session, reader, volume))
     return tuple(mounts)
 
 
-def _space_files(session: Session, volume: Volume) -> VolumeMount:
+def _space_files(session: Session, reader: Principal, volume: Volume) -> VolumeMount:
     namespace, _, name = volume.source.partition("/")
     other = registry.get_space(session, namespace, name)
-    if other is None:
+    if other is None or space_access(reader, other) == Access.NONE:
         raise MountError(f"the Space {volume.source} mounted at {volume.mount_path} is gone")
     repo = repos.repo_path(other.owner, other.name)
     sha = repo_tree.resolve_revision(repo, volume.revision or "main")

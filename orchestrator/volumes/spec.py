@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlmodel import Session
 
-from orchestrator.core.auth import Access, Principal, space_access
-from orchestrator.core.models import Space
+from orchestrator.core.auth import Access, Principal, seats_of, space_access
+from orchestrator.core.models import Space, TokenRole, User
 from orchestrator.core.settings import get_settings
 from orchestrator.spaces import registry
 from orchestrator.volumes import buckets
@@ -104,6 +104,16 @@ def _split_source(source: str, kind: str) -> tuple[str, str]:
     return namespace, name
 
 
+def owner_reader(session: Session, space: Space) -> Principal:
+    """The Space's owner as a reader: what a volume's source must stay readable by (the
+    Space serves its files to visitors; whoever set the volume may lose access later)."""
+    owner = session.get(User, space.owner_id)
+    assert owner is not None  # users are never deleted
+    return Principal(
+        user=owner, role=TokenRole.READ, token_name="volumes", seats=seats_of(session, owner)
+    )
+
+
 def parse(session: Session, principal: Principal | None, space: Space, raw: Any) -> list[Volume]:
     """The volumes asked for, each checked: the shape, the limits, and that the caller may
     use each source (a source they can't see is the same 404 as one that doesn't exist)."""
@@ -117,10 +127,22 @@ def parse(session: Session, principal: Principal | None, space: Space, raw: Any)
     if space.sdk == "static":
         raise VolumeError(400, "static Spaces have no container to mount volumes in")
     volumes: list[Volume] = []
+    owner = owner_reader(session, space)
     for item in raw:
         if not isinstance(item, dict) or set(item) - _FIELDS:
             raise VolumeError(400, f"a volume has only the fields {sorted(_FIELDS)}")
-        volumes.append(_one(session, principal, space, item))
+        volume = _one(session, principal, space, item)
+        # The caller may read it; the Space's owner must too (an organisation's Space
+        # does not mount a member's private bucket).
+        try:
+            _one(session, owner, space, {**item, "readOnly": True})
+        except VolumeError as exc:
+            raise VolumeError(
+                403,
+                f"{space.owner}, the Space's owner, can't read {volume.source}: "
+                "a Space mounts only what its owner may read",
+            ) from exc
+        volumes.append(volume)
     paths = [v.mount_path for v in volumes]
     for a in paths:
         for b in paths:

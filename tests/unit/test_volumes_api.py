@@ -218,3 +218,41 @@ def test_the_revision_carries_the_mounts(api: Api, tmp_path: Path) -> None:
         with pytest.raises(MountError, match="alice/weights"):
             revision_of(session, space)
         session.rollback()
+
+
+def test_a_source_its_owner_can_no_longer_read_is_not_mounted(api: Api) -> None:
+    """Checked again at each start: bob's public Space, mounted by alice, made private."""
+    client, alice, bob = api
+    with Session(db.get_engine()) as session:
+        owner = auth.get_or_create_user(session, "bob")
+        spaces.create_space(session, owner, "open", sdk="gradio")
+        session.commit()
+    body = {"volumes": [{"type": "space", "source": "bob/open", "mountPath": "/o"}]}
+    assert client.put("/api/spaces/alice/demo/volumes", json=body, headers=alice).status_code == 200
+    made_private = client.put("/api/spaces/bob/open/settings", json={"private": True}, headers=bob)
+    assert made_private.status_code == 200, made_private.text
+    with Session(db.get_engine()) as session:
+        space = spaces.get_space(session, "alice", "demo")
+        assert space is not None
+        space.built_sha, space.built_image = "a" * 40, "img:1"
+        with pytest.raises(MountError, match="bob/open"):
+            revision_of(session, space)
+        session.rollback()
+    # And it can't be mounted again.
+    assert client.put("/api/spaces/alice/demo/volumes", json=body, headers=alice).status_code == 404
+
+
+def test_an_organisations_space_does_not_mount_a_members_private_bucket(api: Api) -> None:
+    from orchestrator.core import organizations
+
+    client, alice, _ = api
+    client.post("/api/buckets/me/mine", json={"visibility": "private"}, headers=alice)
+    with Session(db.get_engine()) as session:
+        member = auth.get_or_create_user(session, "alice")
+        lab = organizations.create_org(session, "lab", member, actor="alice")
+        spaces.create_space(session, lab, "shared", sdk="gradio")
+        session.commit()
+    body = {"volumes": [{"type": "bucket", "source": "alice/mine", "mountPath": "/d"}]}
+    refused = client.put("/api/spaces/lab/shared/volumes", json=body, headers=alice)
+    assert refused.status_code == 403, refused.text
+    assert "the Space's owner" in refused.json()["error"]
