@@ -65,7 +65,11 @@ def space_mounts(session: Session, space: Space) -> tuple[VolumeMount, ...]:
 
 def _space_files(session: Session, reader: Principal, volume: Volume) -> VolumeMount:
     namespace, _, name = volume.source.partition("/")
-    other = registry.get_space(session, namespace, name)
+    other = (
+        session.exec(select(Space).where(Space.uid == volume.uid)).first()
+        if volume.uid
+        else registry.get_space(session, namespace, name)
+    )
     if other is None or space_access(reader, other) == Access.NONE:
         raise MountError(f"the Space {volume.source} mounted at {volume.mount_path} is gone")
     repo = repos.repo_path(other.owner, other.name)

@@ -40,7 +40,8 @@ class Volume:
     revision: str | None = None
     read_only: bool = False
     path: str | None = None  # a folder inside the bucket or repo
-    # A bucket's uid: its data's name on the backend, kept when its owner is renamed.
+    # The source's uid (a bucket's: its data's name on the backend; a Space's: found again
+    # after a move), so a renamed owner or a moved source keeps being mounted.
     uid: str | None = None
 
     def to_column(self) -> dict[str, Any]:
@@ -186,7 +187,9 @@ def _one(session: Session, principal: Principal | None, space: Space, item: dict
         other = registry.get_space(session, namespace, name)
         if other is None or space_access(principal, other) == Access.NONE:
             raise VolumeError(404, f"Repository not found: {source}")
-        return Volume("space", other.full_name, mount_path, revision or "main", True, sub_path)
+        return Volume(
+            "space", other.full_name, mount_path, revision or "main", True, sub_path, other.uid
+        )
     raise VolumeError(400, f"volume type {kind!r} is not one of bucket, space, model, dataset")
 
 

@@ -256,3 +256,32 @@ def test_an_organisations_space_does_not_mount_a_members_private_bucket(api: Api
     refused = client.put("/api/spaces/lab/shared/volumes", json=body, headers=alice)
     assert refused.status_code == 403, refused.text
     assert "the Space's owner" in refused.json()["error"]
+
+
+def test_a_moved_source_space_is_still_mounted(api: Api, tmp_path: Path) -> None:
+    client, alice, _ = api
+    with Session(db.get_engine()) as session:
+        owner = auth.get_or_create_user(session, "alice")
+        other = spaces.create_space(session, owner, "weights", sdk="gradio")
+        session.commit()
+        session.refresh(other)
+        session.expunge(other)
+    _commit_file(other, "model.txt", b"v1\n", tmp_path)
+    body = {"volumes": [{"type": "space", "source": "alice/weights", "mountPath": "/w"}]}
+    assert client.put("/api/spaces/alice/demo/volumes", json=body, headers=alice).status_code == 200
+    moved = client.post(
+        "/api/repos/move",
+        json={"fromRepo": "alice/weights", "toRepo": "alice/weights2", "type": "space"},
+        headers=alice,
+    )
+    assert moved.status_code == 200, moved.text
+    with Session(db.get_engine()) as session:
+        space = spaces.get_space(session, "alice", "demo")
+        assert space is not None
+        space.built_sha, space.built_image = "a" * 40, "img:1"
+        revision = revision_of(session, space)
+        assert revision is not None
+        (files,) = revision.mounts
+        assert files.source_dir is not None
+        assert Path(files.source_dir, "model.txt").read_text() == "v1\n"
+        session.rollback()
