@@ -285,3 +285,20 @@ def test_a_moved_source_space_is_still_mounted(api: Api, tmp_path: Path) -> None
         assert files.source_dir is not None
         assert Path(files.source_dir, "model.txt").read_text() == "v1\n"
         session.rollback()
+
+
+def test_migration_0013_adds_buckets_and_volumes_and_goes_back(database: str) -> None:
+    from alembic import command
+    from sqlalchemy import inspect
+
+    def present() -> tuple[bool, bool]:
+        inspector = inspect(db.get_engine())
+        columns = {c["name"] for c in inspector.get_columns("space")}
+        return "bucket" in inspector.get_table_names(), "volumes" in columns
+
+    assert present() == (True, True)
+    config = db.alembic_config(get_settings().sqlalchemy_url)
+    command.downgrade(config, "0012")
+    assert present() == (False, False)
+    command.upgrade(config, "head")
+    assert present() == (True, True)
