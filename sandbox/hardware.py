@@ -154,6 +154,12 @@ class HardwareTier:
     disk_gib: float = 50
     node_selector: tuple[tuple[str, str], ...] = ()
     tolerations: tuple[Toleration, ...] = ()
+    # Visitors let in at once before the rest wait in the visitor queue (the owner may set
+    # their own); seconds a start may take before the Space is APP_STARTING's error; and
+    # whether a Space may ask for the tier at all (zero-a10g is listed but not served).
+    concurrency: int = 4
+    start_timeout_seconds: int = 1800
+    supported: bool = True
 
     @property
     def is_free(self) -> bool:
@@ -202,6 +208,8 @@ def _tier(
     gpu_count: int = 0,
     gpu_memory_gib: float = 0,
     sleep: int | None = None,
+    concurrency: int = 4,
+    supported: bool = True,
 ) -> HardwareTier:
     # GPU tiers go to nodes with their part, and tolerate GPU pools' taint; CPU tiers, by
     # default, anywhere untainted (an operator may pin them: SPACEPORT_HARDWARE_OVERRIDES).
@@ -221,17 +229,21 @@ def _tier(
         gpu_memory_gib=gpu_memory_gib,
         unit_cost_usd_per_hour=cost,
         default_sleep_seconds=sleep,
+        concurrency=concurrency,
+        supported=supported,
         **placement,
     )
 
 
 _TIERS: tuple[HardwareTier, ...] = (
     _tier("cpu-basic", "CPU Basic", 2, 16, 0.0, sleep=FREE_SLEEP_SECONDS),
-    _tier("cpu-upgrade", "CPU Upgrade", 8, 32, 0.03),
+    _tier("cpu-upgrade", "CPU Upgrade", 8, 32, 0.03, concurrency=8),
     # ZeroGPU lends a GPU per call out of a quota instead of billing by the hour, so it is
     # priced 0 and sleeps like a free Space. Hugging Face publishes no CPU/RAM for it; we give
     # it the cpu-basic container and one A10G (the part its name refers to).
-    _tier("zero-a10g", "ZeroGPU", 2, 16, 0.0, "A10G", 1, 24, sleep=FREE_SLEEP_SECONDS),
+    _tier(
+        "zero-a10g", "ZeroGPU", 2, 16, 0.0, "A10G", 1, 24, sleep=FREE_SLEEP_SECONDS, supported=False
+    ),
     _tier("t4-small", "Nvidia T4 - small", 4, 15, 0.40, "T4", 1, 16),
     _tier("t4-medium", "Nvidia T4 - medium", 8, 30, 0.60, "T4", 1, 16),
     _tier("l4x1", "1x Nvidia L4", 8, 30, 0.80, "L4", 1, 24),
