@@ -125,7 +125,7 @@ def parse(session: Session, principal: Principal | None, space: Space, raw: Any)
         raise VolumeError(
             400, f"at most {most} volumes per Space (SPACEPORT_MAX_VOLUMES_PER_SPACE)"
         )
-    if space.sdk == "static":
+    if raw and space.sdk == "static":
         raise VolumeError(400, "static Spaces have no container to mount volumes in")
     volumes: list[Volume] = []
     owner = owner_reader(session, space)

@@ -302,3 +302,19 @@ def test_migration_0013_adds_buckets_and_volumes_and_goes_back(database: str) ->
     assert present() == (False, False)
     command.upgrade(config, "head")
     assert present() == (True, True)
+
+
+def test_a_static_space_refuses_volumes_but_not_an_empty_list(api: Api) -> None:
+    # Duplicating a static Space passes its (empty) volumes on: that must not be refused.
+    from orchestrator.volumes import spec as volume_spec
+
+    client, alice, _ = api
+    client.post("/api/buckets/me/data", json={}, headers=alice)
+    with Session(db.get_engine()) as session:
+        owner = auth.get_or_create_user(session, "alice")
+        site = spaces.create_space(session, owner, "site", sdk="static")
+        session.commit()
+        assert volume_spec.parse(session, None, site, []) == []
+    body = {"volumes": [{"type": "bucket", "source": "alice/data", "mountPath": "/d"}]}
+    answer = client.put("/api/spaces/alice/site/volumes", json=body, headers=alice)
+    assert answer.status_code == 400 and "static" in answer.json()["error"]
