@@ -186,6 +186,18 @@ class Platform:
         )
 
 
+def get_when_served(url: str, timeout: float = 30) -> httpx.Response:
+    """GET `url` until it answers 200 (or `timeout` passes): a Space the API already calls
+    RUNNING is served once the gateway's route table has read that event (a moment later,
+    longer on a loaded machine; meanwhile visitors get the status page)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = httpx.get(url, timeout=30)
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.5)
+
+
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = dict(
         os.environ,

@@ -29,7 +29,7 @@ import httpx
 import pytest
 import sqlalchemy
 
-from tests.platform import Platform, git
+from tests.platform import Platform, get_when_served, git
 from tests.test_processes import alive, descendants
 from tests.test_push_to_build import wait_for_log_line
 
@@ -181,7 +181,7 @@ def assert_recovered(platform: Platform, owner: str, name: str, token: str, sha:
     runtime = platform.wait_for_stage(owner, name, token, timeout=300)
     assert runtime["stage"] == "RUNNING", f"{runtime}\n{platform.log_tail()}"
     assert runtime["sha"] == sha
-    answer = httpx.get(platform.app_url(owner, name), timeout=30)
+    answer = get_when_served(platform.app_url(owner, name))
     assert answer.status_code == 200, answer.text[:500]
     # A restarted controller that failed to adopt would start a second container soon
     # after it came back: watch the count for a while, not once.
