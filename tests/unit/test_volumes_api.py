@@ -287,7 +287,7 @@ def test_a_moved_source_space_is_still_mounted(api: Api, tmp_path: Path) -> None
         session.rollback()
 
 
-def test_migration_0013_adds_buckets_and_volumes_and_goes_back(database: str) -> None:
+def test_migration_0012_adds_buckets_and_volumes_and_goes_back(database: str) -> None:
     from alembic import command
     from sqlalchemy import inspect
 
@@ -298,7 +298,7 @@ def test_migration_0013_adds_buckets_and_volumes_and_goes_back(database: str) ->
 
     assert present() == (True, True)
     config = db.alembic_config(get_settings().sqlalchemy_url)
-    command.downgrade(config, "0012")
+    command.downgrade(config, "0011")
     assert present() == (False, False)
     command.upgrade(config, "head")
     assert present() == (True, True)

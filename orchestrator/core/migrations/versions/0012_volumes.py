@@ -1,7 +1,7 @@
 """volumes (issue 12)
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02 19:45:00
 
 A Space's volumes (spec: a JSON list in the Hub's wire shape, orchestrator/volumes/spec.py)
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0013"
-down_revision: str | None = "0012"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 Moment = sqlmodel.sql.sqltypes.UTCDateTime
