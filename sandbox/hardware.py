@@ -6,6 +6,10 @@ listing, the sandbox that sizes containers, sleep defaults) reads it from here, 
 added or re-priced in exactly one place. Later issues extend it (e.g. mapping tiers to
 container limits or to the GPUs of this host) rather than keeping a second list elsewhere.
 
+The tiers themselves are data: sandbox/hardware_catalogue.yaml (or the operator's own file,
+SPACEPORT_HARDWARE_CATALOGUE), read and kept current by sandbox/catalogue.py. This module
+holds what a tier is (HardwareTier), how to look one up, and per-installation resizing.
+
 Names, sizes and prices follow Hugging Face's Spaces flavors (hub-api.md §15.1) so that
 ``huggingface_hub`` and ``gradio_client`` calls that pass a flavor name work unchanged.
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +39,27 @@ _GPU_MANUFACTURERS: dict[str, str] = {
 
 
 class UnknownHardware(ValueError):
-    """A flavor name that is not in the catalogue."""
+    """A flavor name that is not in the catalogue (and the base of every refused request
+    for a tier, so callers that turn it into a 400 need one except clause)."""
 
-    def __init__(self, name: object) -> None:
+    def __init__(self, name: object, message: str | None = None) -> None:
         self.name = name
-        super().__init__(f"unknown hardware {name!r}: choose one of {', '.join(CATALOGUE)}")
+        super().__init__(
+            message or f"unknown hardware {name!r}: choose one of {', '.join(CATALOGUE)}"
+        )
+
+
+class UnsupportedHardware(UnknownHardware):
+    """A tier the catalogue lists but this installation does not serve (supported: false)."""
+
+    def __init__(self, name: str) -> None:
+        served = ", ".join(n for n, t in CATALOGUE.items() if t.supported)
+        super().__init__(
+            name,
+            f"hardware {name!r} is listed but not available on this Spaceport installation "
+            f"(its catalogue marks it unsupported): choose one of {served}, or ask the "
+            "operator to enable it in the hardware catalogue (SPACEPORT_HARDWARE_CATALOGUE)",
+        )
 
 
 # Where a tier's pods may go on Kubernetes (sandbox/kubernetes/): GPU nodes carry this
@@ -160,6 +180,7 @@ class HardwareTier:
     concurrency: int = 4
     start_timeout_seconds: int = 1800
     supported: bool = True
+    gpu_driver: str = "nvidia"  # the Docker Engine's device driver for this tier's GPUs
 
     @property
     def is_free(self) -> bool:
@@ -198,70 +219,33 @@ class HardwareTier:
         return item
 
 
-def _tier(
-    name: str,
-    pretty_name: str,
-    cpu: float,
-    memory_gib: float,
-    cost: float,
-    gpu: str | None = None,
-    gpu_count: int = 0,
-    gpu_memory_gib: float = 0,
-    sleep: int | None = None,
-    concurrency: int = 4,
-    supported: bool = True,
-) -> HardwareTier:
-    # GPU tiers go to nodes with their part, and tolerate GPU pools' taint; CPU tiers, by
-    # default, anywhere untainted (an operator may pin them: SPACEPORT_HARDWARE_OVERRIDES).
-    placement: dict[str, Any] = {}
-    if gpu is not None:
-        placement = {
-            "node_selector": ((ACCELERATOR_LABEL, gpu.lower()),),
-            "tolerations": (GPU_TOLERATION,),
-        }
-    return HardwareTier(
-        name=name,
-        pretty_name=pretty_name,
-        cpu=cpu,
-        memory_gib=memory_gib,
-        gpu=gpu,
-        gpu_count=gpu_count,
-        gpu_memory_gib=gpu_memory_gib,
-        unit_cost_usd_per_hour=cost,
-        default_sleep_seconds=sleep,
-        concurrency=concurrency,
-        supported=supported,
-        **placement,
-    )
+class _Catalogue(Mapping[str, HardwareTier]):
+    """The tiers of the catalogue file in use (sandbox/catalogue.py), by name, in the file's
+    order (the listing order of GET /api/spaces/hardware). A live view: an operator's edit
+    of the file shows here within a second, in every process, without a restart."""
+
+    def _tiers(self) -> dict[str, HardwareTier]:
+        from sandbox.catalogue import LIVE  # it builds HardwareTiers, so it imports this
+
+        return LIVE.tiers()
+
+    def __getitem__(self, name: str) -> HardwareTier:
+        return self._tiers()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tiers())
+
+    def __len__(self) -> int:
+        return len(self._tiers())
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            return name in self._tiers()
+        except TypeError:  # an unhashable name from decoded JSON
+            return False
 
 
-_TIERS: tuple[HardwareTier, ...] = (
-    _tier("cpu-basic", "CPU Basic", 2, 16, 0.0, sleep=FREE_SLEEP_SECONDS),
-    _tier("cpu-upgrade", "CPU Upgrade", 8, 32, 0.03, concurrency=8),
-    # ZeroGPU lends a GPU per call out of a quota instead of billing by the hour, so it is
-    # priced 0 and sleeps like a free Space. Hugging Face publishes no CPU/RAM for it; we give
-    # it the cpu-basic container and one A10G (the part its name refers to).
-    _tier(
-        "zero-a10g", "ZeroGPU", 2, 16, 0.0, "A10G", 1, 24, sleep=FREE_SLEEP_SECONDS, supported=False
-    ),
-    _tier("t4-small", "Nvidia T4 - small", 4, 15, 0.40, "T4", 1, 16),
-    _tier("t4-medium", "Nvidia T4 - medium", 8, 30, 0.60, "T4", 1, 16),
-    _tier("l4x1", "1x Nvidia L4", 8, 30, 0.80, "L4", 1, 24),
-    _tier("l4x4", "4x Nvidia L4", 48, 186, 3.80, "L4", 4, 96),
-    _tier("l40sx1", "1x Nvidia L40S", 8, 62, 1.80, "L40S", 1, 48),
-    _tier("l40sx4", "4x Nvidia L40S", 48, 382, 8.30, "L40S", 4, 192),
-    _tier("l40sx8", "8x Nvidia L40S", 192, 1534, 23.50, "L40S", 8, 384),
-    _tier("a10g-small", "Nvidia A10G - small", 4, 15, 1.00, "A10G", 1, 24),
-    _tier("a10g-large", "Nvidia A10G - large", 12, 46, 1.50, "A10G", 1, 24),
-    _tier("a10g-largex2", "2x Nvidia A10G - large", 24, 92, 3.00, "A10G", 2, 48),
-    _tier("a10g-largex4", "4x Nvidia A10G - large", 48, 184, 5.00, "A10G", 4, 96),
-    _tier("a100-large", "Nvidia A100 - large", 12, 142, 2.50, "A100", 1, 80),
-    _tier("a100x4", "4x Nvidia A100", 48, 568, 10.00, "A100", 4, 320),
-    _tier("a100x8", "8x Nvidia A100", 96, 1136, 20.00, "A100", 8, 640),
-)
-
-# Insertion order is the listing order of GET /api/spaces/hardware: CPU first, then GPUs.
-CATALOGUE: dict[str, HardwareTier] = {tier.name: tier for tier in _TIERS}
+CATALOGUE: Mapping[str, HardwareTier] = _Catalogue()
 
 
 def get_tier(name: str) -> HardwareTier:
@@ -270,6 +254,16 @@ def get_tier(name: str) -> HardwareTier:
         return CATALOGUE[name]
     except (KeyError, TypeError):  # TypeError: an unhashable name from decoded JSON
         raise UnknownHardware(name) from None
+
+
+def requestable_tier(name: str) -> HardwareTier:
+    """The tier called ``name`` if a Space may ask for it: UnknownHardware if it is not
+    listed, UnsupportedHardware if the catalogue lists it as not served here. For requests
+    (create, duplicate, POST .../hardware); running Spaces keep using ``get_tier``."""
+    tier = get_tier(name)
+    if not tier.supported:
+        raise UnsupportedHardware(tier.name)
+    return tier
 
 
 # What an operator may change per tier (SPACEPORT_HARDWARE_OVERRIDES): the container's
@@ -302,7 +296,13 @@ def validate_overrides(overrides: Overrides) -> None:
 
 def _parse_override(name: str, field: str, value: Any) -> Any:
     """The HardwareTier field's value for override `name`.`field`; ValueError if invalid."""
-    where = f"hardware override {name}.{field}"
+    return parse_placement(f"hardware override {name}", field, value)
+
+
+def parse_placement(prefix: str, field: str, value: Any) -> Any:
+    """The HardwareTier field's value for `field` (a size, node_selector or tolerations) as
+    an override or the catalogue file spells it; ValueError naming `prefix`.`field`."""
+    where = f"{prefix}.{field}"
     if field == "node_selector":
         if not isinstance(value, Mapping):
             raise ValueError(

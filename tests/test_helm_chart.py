@@ -251,9 +251,7 @@ def test_rbac_is_limited_to_the_spaces_namespace(tmp_path: Path) -> None:
     roles = by_kind(docs, "Role")
     controller = roles["t-spaceport-controller"]
     assert controller["metadata"]["namespace"] == "spaces"
-    granted = {
-        resource for rule in controller["rules"] for resource in rule["resources"]
-    }
+    granted = {resource for rule in controller["rules"] for resource in rule["resources"]}
     assert {
         "deployments",
         "services",
@@ -316,6 +314,24 @@ def test_external_postgres_and_redis(tmp_path: Path) -> None:
     assert env["SPACEPORT_REGISTRY_PASSWORD"] == {
         "secretKeyRef": {"name": "reg", "key": "password"}
     }
+
+
+def test_an_operators_hardware_catalogue_is_mounted_and_named(tmp_path: Path) -> None:
+    from sandbox import catalogue
+
+    shipped = catalogue.shipped_path().read_text()
+    mine = shipped.replace("price_usd_per_hour: 0.40", "price_usd_per_hour: 0.45")
+    default = env_of(container(by_kind(render(tmp_path), "Deployment")["t-spaceport-api"], "api"))
+    assert "SPACEPORT_HARDWARE_CATALOGUE" not in default  # the shipped file
+    docs = render(tmp_path, {"hardware": {"catalogue": mine}})
+    data = by_kind(docs, "ConfigMap")["t-spaceport-hardware"]["data"]
+    assert (
+        catalogue.parse(data["catalogue.yaml"], "chart")["t4-small"].unit_cost_usd_per_hour == 0.45
+    )
+    for name, deployment in by_kind(docs, "Deployment").items():
+        if name.endswith(("-api", "-controller", "-worker")):
+            env = env_of(container(deployment, name.rsplit("-", 1)[1]))
+            assert env["SPACEPORT_HARDWARE_CATALOGUE"] == "/etc/spaceport/hardware/catalogue.yaml"
 
 
 def test_values_that_cannot_work_are_refused(tmp_path: Path) -> None:
@@ -467,9 +483,7 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
         }
         for values in ({}, EXTERNAL_VALUES, everything):
             spaces_values = {**values.get("spaces", {}), "namespace": spaces}
-            docs = render(
-                tmp_path, {**values, "spaces": spaces_values}, namespace=kube_namespace
-            )
+            docs = render(tmp_path, {**values, "spaces": spaces_values}, namespace=kube_namespace)
             kinds = {d["kind"] for d in docs}
             assert {"Deployment", "Role", "ClusterRole", "Ingress", "Namespace"} <= kinds
             dry_run_create(kube_cluster, docs, kube_namespace)

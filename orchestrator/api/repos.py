@@ -26,7 +26,7 @@ from orchestrator.spaces import lifecycle, templates
 from orchestrator.spaces import registry as spaces
 from orchestrator.spaces.config import SDKS
 from orchestrator.volumes import lifecycle as volume_lifecycle
-from sandbox.hardware import UnknownHardware, get_tier
+from sandbox.hardware import UnknownHardware, requestable_tier
 
 router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 
@@ -66,7 +66,7 @@ def _hardware(body: dict[str, Any]) -> str | None:
     if not flavor:
         return None
     try:
-        return get_tier(str(flavor)).name
+        return requestable_tier(str(flavor)).name
     except UnknownHardware as exc:
         raise HubError(400, str(exc)) from exc
 

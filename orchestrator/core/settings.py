@@ -223,6 +223,17 @@ class Settings(BaseSettings):
         '["10.0.5.0/24","10.0.6.7:5432","[fd00::7]:443"]. Every installation on a host shares '
         "the Spaces bridge, so an entry opens that range to all Spaces on the host.",
     )
+    hardware_catalogue: Path | None = Field(
+        default=None,
+        validate_default=True,
+        description="The hardware catalogue file: every tier a Space may ask for, with its "
+        "resources, GPUs, hourly price, default sleep time, start timeout, visitor "
+        "concurrency, whether it is served here, and how it maps onto Docker and Kubernetes "
+        "(the file documents each key). Unset: the shipped sandbox/hardware_catalogue.yaml "
+        "(Hugging Face's flavors and prices). Every process re-reads the file within a second "
+        "of an edit, without a restart; an edit that does not validate is logged and the last "
+        "good catalogue stays in use (sandbox/catalogue.py).",
+    )
     hardware_overrides: dict[str, dict[str, Any]] = Field(
         default={},
         description="This installation's sizes of hardware tiers, by flavor: cpu (vCPU), "
@@ -576,6 +587,15 @@ class Settings(BaseSettings):
             )
         if len(value) > 150:  # + /<uid>@sha256:<digest> fits the 255 of Space.built_image
             raise ValueError("at most 150 characters")
+        return value
+
+    @field_validator("hardware_catalogue")
+    @classmethod
+    def _hardware_catalogue(cls, value: Path | None) -> Path | None:
+        # Read it now, so a broken file stops start-up with its tier and field named.
+        from sandbox.catalogue import LIVE
+
+        LIVE.refresh()
         return value
 
     @field_validator("hardware_overrides")

@@ -40,7 +40,7 @@ from orchestrator.core.status import change_spec
 from orchestrator.repos import lfs
 from orchestrator.repos import store as repos
 from orchestrator.spaces import registry as spaces
-from sandbox.hardware import get_tier
+from sandbox.hardware import requestable_tier
 
 EnvKind = type[Secret] | type[Variable]
 _SET = {Secret: EventKind.SECRET_SET, Variable: EventKind.VARIABLE_SET}
@@ -99,7 +99,7 @@ def request_hardware(
         _check_sleep_time(sleep_time)  # before anything is written
     fields: dict[str, Any] = {}
     if flavor:  # gradio_client's duplicate may send null: keep what is there
-        tier = get_tier(flavor).name
+        tier = requestable_tier(flavor).name
         if tier != space.requested_hardware:
             fields["requested_hardware"] = tier
             events.record(
@@ -350,7 +350,7 @@ def duplicate(
         name,
         sdk=source.sdk,
         visibility=visibility or source.visibility,
-        hardware=get_tier(hardware).name if hardware else "cpu-basic",
+        hardware=requestable_tier(hardware).name if hardware else "cpu-basic",
         duplicated_from=source.full_name,
         actor=actor,
     )

@@ -146,6 +146,10 @@ broker-url
     configMapKeyRef:
       name: {{ include "spaceport.fullname" . }}-hardware
       key: overrides.json
+{{- if .Values.hardware.catalogue }}
+- name: SPACEPORT_HARDWARE_CATALOGUE
+  value: /etc/spaceport/hardware/catalogue.yaml
+{{- end }}
 {{- if .Values.registry.url }}
 - name: SPACEPORT_REGISTRY
   value: {{ .Values.registry.url | quote }}
