@@ -77,7 +77,7 @@ def available(machine: Capacity, own: Iterable[Instance], policy: Policy) -> Cap
         used_cpus = machine.cpus - machine.cpus_free
         used_memory = machine.memory_gib - machine.memory_gib_free
     else:
-        used_cpus = sum(i.cpus for i in mine)
+        used_cpus = sum(i.cpus for i in mine if not i.frozen)  # a frozen one's CPU is free
         used_memory = sum(i.memory_gib for i in mine)
     cpus = max(machine.cpus - policy.reserve_cpus, 0) * policy.cpu_allocation_ratio
     memory = max(machine.memory_gib - policy.reserve_memory_gib, 0)
@@ -85,7 +85,7 @@ def available(machine: Capacity, own: Iterable[Instance], policy: Policy) -> Cap
     memory_free = memory - used_memory
     if policy.spaces_cpus is not None:
         cpus = min(cpus, policy.spaces_cpus)
-        cpus_free = min(cpus_free, policy.spaces_cpus - sum(i.cpus for i in mine))
+        cpus_free = min(cpus_free, policy.spaces_cpus - sum(i.cpus for i in mine if not i.frozen))
     if policy.spaces_memory_gib is not None:
         memory = min(memory, policy.spaces_memory_gib)
         memory_free = min(memory_free, policy.spaces_memory_gib - sum(i.memory_gib for i in mine))
@@ -116,3 +116,31 @@ def gpu_room(tier: HardwareTier, gpus: int, used: int) -> TierRoom:
         else:
             reason = f"{tier.name} needs {per} {model} GPUs, {free_gpus} of {gpus} are free"
     return TierRoom(free=free, total=gpus // per, reason=reason)
+
+
+def host_room(capacity: Capacity, tier: HardwareTier) -> TierRoom:
+    """How many instances of `tier` the host's CPU and memory (`available`'s answer) hold
+    now and when empty, with `shortfall`'s reason when none fits: what bounds a GPU tier
+    besides its GPUs."""
+
+    def fitting(cpus: float, memory_gib: float) -> int:
+        # Tiers ask for more than nothing of both (the catalogue and overrides check it).
+        by_cpu = (cpus + 1e-9) // max(tier.cpu, 1e-9)
+        by_memory = (memory_gib + 1e-9) // max(tier.memory_gib, 1e-9)
+        return max(int(min(by_cpu, by_memory)), 0)
+
+    free = fitting(capacity.cpus_free, capacity.memory_gib_free)
+    total = fitting(capacity.cpus, capacity.memory_gib)
+    reason = None
+    if free == 0:
+        reason = (shortfall(capacity, tier) or "").removeprefix("waiting for hardware: ")
+    return TierRoom(free=free, total=total, reason=reason or None)
+
+
+def combined(first: TierRoom, second: TierRoom) -> TierRoom:
+    """Room that needs both: the smaller count, and the reason of whichever has none left."""
+    free = min(first.free, second.free)
+    reason = None
+    if free <= 0:
+        reason = first.reason if first.free <= 0 else second.reason
+    return TierRoom(free=free, total=min(first.total, second.total), reason=reason)

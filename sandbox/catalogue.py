@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -68,7 +68,10 @@ class _Accelerator(_Strict):
 
 
 class _Docker(_Strict):
-    gpu_driver: str = Field(default="nvidia", min_length=1, max_length=64)
+    # nvidia: a device request for the GPUs the backend picked (by uuid). none: the GPUs are
+    # still counted and assigned (a container's label names them), but no device request is
+    # sent, for runtimes that inject GPUs themselves and for tests with a fake inventory.
+    gpu_driver: Literal["nvidia", "none"] = "nvidia"
 
 
 class _Kubernetes(_Strict):

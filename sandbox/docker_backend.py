@@ -3,6 +3,12 @@
 It tells the controller what changes (`watch`): the Engine's event stream, filtered by this
 installation's label (start, die, destroy, oom), and the readiness prober
 (sandbox/readiness.py), which probes each new instance until it answers.
+
+GPU tiers get specific GPUs of the host (sandbox/gpus.py's inventory): `tier_room` counts
+the GPUs of the tier's model that no Space container of any installation holds (each names
+its GPUs in LABEL_GPUS, so Docker is the only record), bounded by the host's CPU and memory
+as admission counts them; `start` picks free ones under a lock, so two starts never get the
+same GPU. CPU tiers are left to the controller's admission (`tier_room` is None).
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ from docker.models.containers import Container
 from docker.utils import parse_repository_tag
 
 from sandbox import security
+from sandbox.admission import Policy, available, combined, gpu_room, host_room
 from sandbox.backend import (
+    LABEL_GPUS,
     LABEL_HARDWARE,
     LABEL_INSTANCE,
     LABEL_MANAGED,
@@ -38,15 +46,24 @@ from sandbox.backend import (
     Instance,
     InstanceState,
     Revision,
+    RoomTaken,
+    TierRoom,
     WatchCallback,
 )
+from sandbox.gpus import Gpu, Inventory
+from sandbox.hardware import HardwareTier
 from sandbox.log_stream import ClosableLines
 from sandbox.readiness import Prober
 
 log = logging.getLogger(__name__)
 RESOLV_CONFS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
 # The Engine's container events that change what the controller sees.
-WATCHED_EVENTS = ("start", "die", "destroy", "oom")
+WATCHED_EVENTS = ("start", "die", "destroy", "oom", "pause", "unpause")
+# Container states in which a container no longer holds its GPUs.
+GPU_RELEASED_STATES = ("exited", "dead")
+# Held while GPUs are picked and the container that holds them is created, so two starts in
+# this process never pick the same GPU (every backend object of the process shares it).
+_GPU_LOCK = threading.Lock()
 
 
 class DockerBackend(Backend):
@@ -59,8 +76,14 @@ class DockerBackend(Backend):
         registry: str = "",
         registry_username: str = "",
         registry_password: str = "",
+        gpu_inventory: Inventory | None = None,
+        admission: Policy | None = None,
     ) -> None:
         self.instance = instance
+        # The host's GPUs (read at prepare, refreshed in the background), and the operator's
+        # admission settings, which bound a GPU tier's room by CPU and memory too.
+        self.gpu_inventory = gpu_inventory or Inventory()
+        self.admission = admission or Policy()
         # Where built images live (SPACEPORT_REGISTRY), and the login an image of it is
         # pulled with when this Engine lacks it; other images are pulled without one.
         self.registry_host = registry.split("/", 1)[0]
@@ -83,6 +106,7 @@ class DockerBackend(Backend):
 
     def prepare(self) -> None:
         self.ensure_network()
+        self.gpu_inventory.read()
 
     def ensure_network(self) -> None:
         if self._network_ready:
@@ -145,7 +169,18 @@ class DockerBackend(Backend):
     def start(self, revision: Revision) -> Instance:
         self.ensure_network()
         self._ensure_image(revision)
-        spec = security.container_spec(revision, self.instance, self._image_volumes(revision))
+        image_volumes = self._image_volumes(revision)
+        if not revision.hardware.gpu_count:
+            return self._run(revision, image_volumes)
+        with _GPU_LOCK:  # until the container exists, its GPUs are free to anyone else
+            return self._run(revision, image_volumes, self._pick_gpus(revision.hardware))
+
+    def _run(
+        self, revision: Revision, image_volumes: list[str], gpus: Sequence[Gpu] = ()
+    ) -> Instance:
+        spec = security.container_spec(
+            revision, self.instance, image_volumes, gpus=[gpu.uuid for gpu in gpus]
+        )
         if revision.mounts:
             self._mount_volumes(revision, spec)
         try:
@@ -163,10 +198,34 @@ class DockerBackend(Backend):
     def stop(self, instance_id: str) -> None:
         try:
             container = self.client.containers.get(instance_id)
+            if container.status == "paused":  # a light sleeper: its processes must run to end
+                container.unpause()
             container.stop(timeout=10)
             container.remove(force=True)
         except NotFound:
             pass
+
+    @property
+    def can_freeze(self) -> bool:
+        return True
+
+    def freeze(self, instance_id: str) -> None:
+        """`docker pause`: the cgroup freezer stops its processes where they are (its CPU is
+        free at once, its memory stays), so `thaw` resumes it in milliseconds."""
+        try:
+            self.client.containers.get(instance_id).pause()
+        except (NotFound, APIError) as exc:
+            raise BackendError(f"could not freeze {instance_id[:12]}: {exc}") from exc
+
+    def thaw(self, instance_id: str) -> None:
+        try:
+            container = self.client.containers.get(instance_id)
+            if container.status == "paused":
+                container.unpause()
+        except NotFound:
+            pass
+        except APIError as exc:
+            raise BackendError(f"could not thaw {instance_id[:12]}: {exc}") from exc
 
     def instances(self) -> list[Instance]:
         found = [self._instance(c) for c in self._containers({"label": self._mine}, all=True)]
@@ -260,14 +319,66 @@ class DockerBackend(Backend):
         used_cpus = used_memory = 0.0
         for container in self._containers({"label": f"{LABEL_MANAGED}=true"}):
             host = container.attrs.get("HostConfig", {})
-            used_cpus += host.get("NanoCpus", 0) / 1e9
+            if container.status != "paused":  # a frozen Space's CPU is free, its memory not
+                used_cpus += host.get("NanoCpus", 0) / 1e9
             used_memory += host.get("Memory", 0) / 2**30
+        gpus = self.gpu_inventory.gpus()
+        held = self._held_gpus()
         return Capacity(
             cpus=cpus,
             memory_gib=memory,
             cpus_free=cpus - used_cpus,
             memory_gib_free=memory - used_memory,
+            gpus=len(gpus),
+            gpus_free=sum(1 for gpu in gpus if gpu.uuid not in held),
         )
+
+    def tier_room(self, tier: HardwareTier) -> TierRoom | None:
+        """A GPU tier's room: free GPUs of its model (in `gpu_count`s), and no more than the
+        host's CPU and memory hold after the operator's reserve (sandbox/admission.py)."""
+        if not tier.gpu_count:
+            return None  # the controller's admission counts CPU and memory itself
+        ours = self._gpus_of(tier)
+        if not ours:
+            return TierRoom(
+                free=0, total=0, reason=f"this host has no {tier.gpu} GPU: choose another tier"
+            )
+        held = self._held_gpus()
+        gpus = gpu_room(tier, len(ours), sum(1 for gpu in ours if gpu.uuid in held))
+        running = [i for i in self.instances() if i.state != InstanceState.EXITED]
+        host = host_room(available(self.capacity(), running, self.admission), tier)
+        return combined(gpus, host)
+
+    def _gpus_of(self, tier: HardwareTier) -> list[Gpu]:
+        model = (tier.gpu or "").upper()
+        return [gpu for gpu in self.gpu_inventory.gpus() if gpu.model == model]
+
+    def _held_gpus(self) -> set[str]:
+        """The uuids of GPUs that a Space container of any installation on this Engine holds
+        (created or running): read from the list's labels, no inspect per container."""
+        rows = self.client.api.containers(
+            all=True, filters={"label": [f"{LABEL_MANAGED}=true", LABEL_GPUS]}
+        )
+        held: set[str] = set()
+        for row in rows:
+            if str(row.get("State", "")).lower() in GPU_RELEASED_STATES:
+                continue
+            labels = row.get("Labels") or {}
+            held.update(uuid for uuid in str(labels.get(LABEL_GPUS, "")).split(",") if uuid)
+        return held
+
+    def _pick_gpus(self, tier: HardwareTier) -> list[Gpu]:
+        """Free GPUs of the tier's model for a new container, lowest index first; the caller
+        holds _GPU_LOCK until that container exists."""
+        held = self._held_gpus()
+        free = sorted(
+            (gpu for gpu in self._gpus_of(tier) if gpu.uuid not in held), key=lambda g: g.index
+        )
+        if len(free) < tier.gpu_count:
+            raise RoomTaken(
+                f"{tier.name} needs {tier.gpu_count} {tier.gpu} GPU(s) and {len(free)} are free"
+            )
+        return free[: tier.gpu_count]
 
     def disk_usage(self) -> dict[str, int]:
         """SizeRw of each running container of this installation: what it wrote to its
@@ -300,9 +411,7 @@ class DockerBackend(Backend):
                 repository, tag=tag or "latest", stream=True, decode=True, auth_config=auth
             ):
                 if "error" in chunk or "errorDetail" in chunk:
-                    problem = (chunk.get("errorDetail") or {}).get("message") or chunk.get(
-                        "error"
-                    )
+                    problem = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
         except (DockerException, requests.exceptions.RequestException) as exc:
             problem = str(getattr(exc, "explanation", None) or exc)
         if problem is not None:
@@ -404,7 +513,7 @@ class DockerBackend(Backend):
         status = state.get("Status", "")
         if status in ("created", "restarting"):
             instance_state = InstanceState.STARTING
-        elif status == "running":
+        elif status in ("running", "paused"):  # paused: frozen, a light sleep
             instance_state = InstanceState.RUNNING
         else:
             instance_state = InstanceState.EXITED
@@ -413,7 +522,7 @@ class DockerBackend(Backend):
         port = _exposed_port(container)
         address = f"http://{ip}:{port}" if ip and instance_state != InstanceState.EXITED else None
         instance_id = container.id or ""
-        if address and instance_state == InstanceState.RUNNING:
+        if address and instance_state == InstanceState.RUNNING and status != "paused":
             if self._watchers:  # only a controller probes (not an API reading a log)
                 self._prober.watch(instance_id, address, labels.get(LABEL_SPACE_ID, ""))
         else:
@@ -432,6 +541,7 @@ class DockerBackend(Backend):
             memory_gib=container.attrs.get("HostConfig", {}).get("Memory", 0) / 2**30,
             ready=self._prober.is_ready(instance_id),
             hardware=labels.get(LABEL_HARDWARE, ""),
+            frozen=status == "paused",
         )
 
 

@@ -180,7 +180,8 @@ class HardwareTier:
     concurrency: int = 4
     start_timeout_seconds: int = 1800
     supported: bool = True
-    gpu_driver: str = "nvidia"  # the Docker Engine's device driver for this tier's GPUs
+    # The Docker Engine's device driver for this tier's GPUs; "none": assigned, not requested.
+    gpu_driver: str = "nvidia"
 
     @property
     def is_free(self) -> bool:

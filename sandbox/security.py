@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sandbox.backend import (
+    LABEL_GPUS,
     LABEL_HARDWARE,
     LABEL_INSTANCE,
     LABEL_MANAGED,
@@ -22,6 +24,9 @@ from sandbox.backend import (
 )
 
 SPACE_UID = 1000
+# A catalogue `docker.gpu_driver` that sends no device request: GPUs are counted and assigned,
+# and the runtime (or a test's fake inventory) provides them.
+NO_GPU_DRIVER = "none"
 PIDS_LIMIT = 1024
 # One bridge for every Space, with traffic between containers switched off (enable_icc),
 # so a Space reaches neither another Space nor, through the host rules in
@@ -36,7 +41,10 @@ def container_name(revision: Revision, instance: str) -> str:
 
 
 def container_spec(
-    revision: Revision, instance: str, image_volumes: tuple[str, ...] | list[str] = ()
+    revision: Revision,
+    instance: str,
+    image_volumes: tuple[str, ...] | list[str] = (),
+    gpus: Sequence[str] = (),
 ) -> dict[str, object]:
     """Keyword arguments for docker's `containers.run` (docker SDK) for this revision;
     `instance` names the Spaceport installation that owns it.
@@ -76,9 +84,16 @@ def container_spec(
         size_mb = int(min(tier.memory_gib, tier.disk_gib) * 1024)
         spec["tmpfs"] = {path: f"size={size_mb}m,mode=1777" for path in sorted(image_volumes)}
     if tier.gpu_count:
-        spec["device_requests"] = [
-            {"Driver": "nvidia", "Count": tier.gpu_count, "Capabilities": [["gpu"]]}
-        ]
+        request: dict[str, object] = {"Driver": tier.gpu_driver, "Capabilities": [["gpu"]]}
+        if gpus:
+            request["DeviceIDs"] = list(gpus)
+            labels = spec["labels"]
+            assert isinstance(labels, dict)
+            labels[LABEL_GPUS] = ",".join(gpus)
+        else:
+            request["Count"] = tier.gpu_count
+        if tier.gpu_driver != NO_GPU_DRIVER:
+            spec["device_requests"] = [request]
     return spec
 
 

@@ -10,6 +10,7 @@ import threading
 
 from orchestrator.core.installation import instance_name
 from orchestrator.core.settings import Settings, get_settings
+from sandbox.admission import Policy
 from sandbox.backend import Backend
 
 _shared: Backend | None = None
@@ -23,6 +24,7 @@ def make_backend(settings: Settings | None = None) -> Backend:
     if settings.backend == "kubernetes":
         return _kubernetes(settings)
     from sandbox.docker_backend import DockerBackend
+    from sandbox.gpus import Inventory
 
     return DockerBackend(
         instance_name(),
@@ -31,6 +33,21 @@ def make_backend(settings: Settings | None = None) -> Backend:
         registry=settings.registry,
         registry_username=settings.registry_username,
         registry_password=settings.registry_password.get_secret_value(),
+        gpu_inventory=Inventory(settings.gpu_inventory_command),
+        admission=admission_policy(settings),
+    )
+
+
+def admission_policy(settings: Settings) -> Policy:
+    """The operator's admission settings: the controller's for CPU tiers, and the Docker
+    backend's bound on a GPU tier's room by CPU and memory."""
+    return Policy(
+        reserve_cpus=settings.platform_reserve_cpus,
+        reserve_memory_gib=settings.platform_reserve_memory_gib,
+        cpu_allocation_ratio=settings.cpu_allocation_ratio,
+        spaces_cpus=settings.spaces_cpus,
+        spaces_memory_gib=settings.spaces_memory_gib,
+        count_other_installations=settings.admission_counts_other_installations,
     )
 
 
