@@ -58,7 +58,7 @@ from sandbox.readiness import Prober
 log = logging.getLogger(__name__)
 RESOLV_CONFS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
 # The Engine's container events that change what the controller sees.
-WATCHED_EVENTS = ("start", "die", "destroy", "oom", "pause", "unpause")
+WATCHED_EVENTS = ("start", "die", "destroy", "oom")
 # Container states in which a container no longer holds its GPUs.
 GPU_RELEASED_STATES = ("exited", "dead")
 # Held while GPUs are picked and the container that holds them is created, so two starts in
@@ -198,34 +198,10 @@ class DockerBackend(Backend):
     def stop(self, instance_id: str) -> None:
         try:
             container = self.client.containers.get(instance_id)
-            if container.status == "paused":  # a light sleeper: its processes must run to end
-                container.unpause()
             container.stop(timeout=10)
             container.remove(force=True)
         except NotFound:
             pass
-
-    @property
-    def can_freeze(self) -> bool:
-        return True
-
-    def freeze(self, instance_id: str) -> None:
-        """`docker pause`: the cgroup freezer stops its processes where they are (its CPU is
-        free at once, its memory stays), so `thaw` resumes it in milliseconds."""
-        try:
-            self.client.containers.get(instance_id).pause()
-        except (NotFound, APIError) as exc:
-            raise BackendError(f"could not freeze {instance_id[:12]}: {exc}") from exc
-
-    def thaw(self, instance_id: str) -> None:
-        try:
-            container = self.client.containers.get(instance_id)
-            if container.status == "paused":
-                container.unpause()
-        except NotFound:
-            pass
-        except APIError as exc:
-            raise BackendError(f"could not thaw {instance_id[:12]}: {exc}") from exc
 
     def instances(self) -> list[Instance]:
         found = [self._instance(c) for c in self._containers({"label": self._mine}, all=True)]
@@ -319,8 +295,7 @@ class DockerBackend(Backend):
         used_cpus = used_memory = 0.0
         for container in self._containers({"label": f"{LABEL_MANAGED}=true"}):
             host = container.attrs.get("HostConfig", {})
-            if container.status != "paused":  # a frozen Space's CPU is free, its memory not
-                used_cpus += host.get("NanoCpus", 0) / 1e9
+            used_cpus += host.get("NanoCpus", 0) / 1e9
             used_memory += host.get("Memory", 0) / 2**30
         gpus = self.gpu_inventory.gpus()
         held = self._held_gpus()
@@ -513,7 +488,7 @@ class DockerBackend(Backend):
         status = state.get("Status", "")
         if status in ("created", "restarting"):
             instance_state = InstanceState.STARTING
-        elif status in ("running", "paused"):  # paused: frozen, a light sleep
+        elif status == "running":
             instance_state = InstanceState.RUNNING
         else:
             instance_state = InstanceState.EXITED
@@ -522,7 +497,7 @@ class DockerBackend(Backend):
         port = _exposed_port(container)
         address = f"http://{ip}:{port}" if ip and instance_state != InstanceState.EXITED else None
         instance_id = container.id or ""
-        if address and instance_state == InstanceState.RUNNING and status != "paused":
+        if address and instance_state == InstanceState.RUNNING:
             if self._watchers:  # only a controller probes (not an API reading a log)
                 self._prober.watch(instance_id, address, labels.get(LABEL_SPACE_ID, ""))
         else:
@@ -541,7 +516,6 @@ class DockerBackend(Backend):
             memory_gib=container.attrs.get("HostConfig", {}).get("Memory", 0) / 2**30,
             ready=self._prober.is_ready(instance_id),
             hardware=labels.get(LABEL_HARDWARE, ""),
-            frozen=status == "paused",
         )
 
 

@@ -70,30 +70,6 @@ class Settings(BaseSettings):
         "follows the event log and rereads only the Spaces that changed, so this only bounds "
         "how long a change whose ring was missed (a lost database connection) goes unseen.",
     )
-    # -- The visitor queue (docs/architecture.md, "The visitor queue"). ----------------
-    visitor_queue_depth: int = Field(
-        default=100,
-        ge=0,
-        le=5000,
-        description="Most visitors waiting in line for one Space (default 100); past it a "
-        "visitor is told the Space is full, with Retry-After. The line is kept in Redis when "
-        "SPACEPORT_BROKER_URL is a Redis (one line for all gateway replicas), else in the "
-        "gateway's memory.",
-    )
-    visitor_idle_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        le=86400,
-        description="How long an admitted visitor keeps their slot with no request and no "
-        "open connection (default 60 s), and a waiting visitor their place once their "
-        "waiting page stops asking.",
-    )
-    max_visitor_concurrency: int = Field(
-        default=1000,
-        ge=1,
-        description="Highest concurrency (visitors admitted at once) an owner may set for a "
-        "Space (default 1000); without one, the tier's concurrency applies.",
-    )
     instance: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
@@ -329,19 +305,6 @@ class Settings(BaseSettings):
         "to its container's disk (0: every pass of the controller); a Space over its tier's "
         "disk_gib is stopped with RUNTIME_ERROR.",
     )
-    billing_enabled: bool = Field(
-        default=True,
-        description="Whether paid hardware is charged to its owner's credit (default true). "
-        "False, for labs that don't bill: every tier is free of charge, none is refused for "
-        "want of credit, and the meter moves on without charging.",
-    )
-    billing_period_seconds: float = Field(
-        default=60,
-        gt=0,
-        description="How often the controller charges the use of paid hardware, in seconds "
-        "(default 60: metered per minute); also how far below zero a balance can go before "
-        "the owner's paid Spaces fall back to cpu-basic.",
-    )
     controller_resync_seconds: float = Field(
         default=300,
         gt=0,
@@ -355,37 +318,6 @@ class Settings(BaseSettings):
         ge=1,
         description="How many instance starts and stops the controller runs at once; one "
         "Space's slow start or stop never delays another's.",
-    )
-    # -- Sleep and wake (docs/architecture.md, "Sleep and wake"). ------------------------
-    deep_sleep_after_seconds: float = Field(
-        default=900,
-        ge=0,
-        description="How long a Space stays in light sleep (its processes frozen: CPU given "
-        "back at once, memory kept, a visit wakes it in milliseconds) before it goes into "
-        "deep sleep (stopped: memory and room given back, a visit starts it again). Default "
-        "900 (15 minutes); 0: straight to deep sleep. A Space waiting for room that a light "
-        "sleeper holds sends the oldest one deep at once.",
-    )
-    activity_flush_seconds: float = Field(
-        default=5.0,
-        gt=0,
-        description="How often each gateway writes the last time it saw traffic for each "
-        "Space (one batched upsert, in a thread) for the controller's sleep decision. "
-        "Default 5 s: a Space may fall asleep up to this long after a visit it had not "
-        "heard of yet (the next visit wakes it).",
-    )
-    wake_hold_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="How long the gateway holds an API client's request (gradio_client: no "
-        "text/html in Accept) to a sleeping Space while it wakes, before answering 503 with "
-        "Retry-After. Default 60 s. Browsers get the waking page at once instead.",
-    )
-    wake_hold_max_requests: int = Field(
-        default=1000,
-        ge=0,
-        description="Most requests one gateway process holds at once for Spaces that are "
-        "waking (default 1000); past it a request is answered 503 with Retry-After at once.",
     )
     readiness_probe_concurrency: int = Field(
         default=16,
