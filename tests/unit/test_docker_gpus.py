@@ -126,7 +126,8 @@ class FakeEngine:
 @pytest.fixture
 def fake_gpus(monkeypatch: pytest.MonkeyPatch) -> Any:
     def have(spec: str) -> Inventory:
-        monkeypatch.setenv("SPACEPORT_FAKE_GPUS", spec)
+        monkeypatch.setenv("FAKE_NVIDIA_SMI_GPUS", spec)
+        monkeypatch.delenv("FAKE_NVIDIA_SMI_ID", raising=False)  # the uuids above
         return Inventory(str(FAKE_NVIDIA_SMI))
 
     return have
