@@ -158,7 +158,10 @@ class Inventory:
         if not self.argv:
             return []
         if shutil.which(self.argv[0]) is None:
-            self._say_once("missing", "%s not found: this host has no GPUs", self.argv[0])
+            # Most hosts have no GPU: news, not a problem.
+            self._say_once(
+                "missing", "%s not found: this host has no GPUs", self.argv[0], level=logging.INFO
+            )
             return []
         try:
             output = self._runner(self.argv, COMMAND_TIMEOUT_SECONDS)
@@ -188,7 +191,9 @@ class Inventory:
         self._said.clear()  # a later failure is news again
         return gpus
 
-    def _say_once(self, key: str, message: str, *args: object) -> None:
+    def _say_once(
+        self, key: str, message: str, *args: object, level: int = logging.WARNING
+    ) -> None:
         if key not in self._said:
             self._said.add(key)
-            log.warning(message, *args)
+            log.log(level, message, *args)
