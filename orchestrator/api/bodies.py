@@ -118,6 +118,9 @@ class RepoSettings(StrictBody):
     private: bool | None = None
     visibility: Visibility | None = None
     gated: Text | bool | None = None
+    # Spaceport's own: visitors let in at once (null: the tier's); bounds checked by
+    # spaces/visitor_limit.py, which knows the installation's maximum.
+    visitorConcurrency: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None  # noqa: N815
 
 
 class Hardware(StrictBody):

@@ -20,7 +20,7 @@ from orchestrator.core.events import ACTOR_SYSTEM
 from orchestrator.core.models import Build, BuildLogLine, Space, Visibility
 from orchestrator.core.settings import get_settings
 from orchestrator.core.stages import shown_error, shown_stage
-from orchestrator.spaces import lifecycle
+from orchestrator.spaces import lifecycle, visitor_limit
 from orchestrator.spaces import registry as spaces
 from orchestrator.volumes import spec as volume_spec
 from sandbox.hardware import get_tier
@@ -52,6 +52,7 @@ def runtime_json(space: Space) -> wire.SpaceRuntime:
         build_notes=_notes(space.built_notes),
         queue=_queue(space),
         volumes=[wire.Volume.model_validate(v) for v in volume_spec.wire(space) or []] or None,
+        visitor_concurrency=space.visitor_concurrency,
     )
 
 
@@ -180,6 +181,16 @@ def update_settings(
             raise HubError(400, f"visibility must be 'public' or 'private' (got {visibility!r})")
         actor = principal.user.name if principal is not None else ACTOR_SYSTEM
         lifecycle.set_visibility(session, space, Visibility(str(visibility)), actor=actor)
+    if "visitorConcurrency" in body:  # Spaceport's own (gateway/visitor_queue.py)
+        actor = principal.user.name if principal is not None else ACTOR_SYSTEM
+        concurrency = body["visitorConcurrency"]
+        try:
+            visitor_limit.set_visitor_concurrency(
+                session, space, concurrency if isinstance(concurrency, int) else None, actor=actor
+            )
+        except lifecycle.LifecycleError as exc:
+            raise HubError(400, str(exc)) from exc
+        session.commit()
     return space_json(space)
 
 

@@ -125,6 +125,9 @@ class SpaceRuntime(Wire):
     queue: HardwareQueue | None = omitted()
     # The Hub's: what the Space mounts; left out without volumes (the client reads None).
     volumes: list[Volume] | None = omitted()
+    # Spaceport's own, left out unless the owner set it: visitors let in at once before the
+    # rest wait in the visitor queue (else the tier's concurrency).
+    visitor_concurrency: int | None = omitted("visitorConcurrency")
 
 
 class SpaceInfo(Wire):
@@ -481,6 +484,27 @@ class LfsBatch(Wire):
     transfer: str = "basic"
     objects: list[LfsObject]
     hash_algo: str = "sha256"
+
+
+# -- the visitor queue (the gateway's GET /.spaceport/queue on a Space's host) ----------
+
+
+class VisitorPlace(Wire):
+    """A visitor's place in a Space's visitor queue (orchestrator/gateway/visitor_admission.py),
+    as its waiting page reads it; also the page's own figures, in words."""
+
+    admitted: bool  # holds a slot (the Space may still be starting: see `ready`)
+    ready: bool  # the Space serves visitors now: an admitted visitor may go in
+    full: bool  # the line is at its depth: no place was given
+    position: int | None  # 1 = next; None when admitted or full
+    waiting: int  # visitors in line in all
+    doing: str  # building | waiting_hardware | starting | waking | busy | full | ready
+    message: str  # what the Space is doing, in plain words
+    estimated_wait_seconds: float | None = Field(alias="estimatedWaitSeconds")
+    retry_after: int = Field(alias="retryAfter")  # seconds before asking again
+    place_text: str = Field(alias="placeText")
+    place_label: str = Field(alias="placeLabel")
+    wait_text: str = Field(alias="waitText")
 
 
 # -- the event log -----------------------------------------------------------------------

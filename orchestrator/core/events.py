@@ -30,6 +30,7 @@ Kinds, with their data:
     hardware.queue_left  hardware, reason, waited_seconds, since
     visibility.changed   from, to
     sleep_time.changed   from, to
+    visitor_concurrency.changed  from, to (None: the tier's; gateway/visitor_queue.py)
     volumes.changed      volumes (type, source, mount path of each; [] when removed)
     paused / restarted   factory_reboot?
     secret.set / secret.deleted      key
@@ -93,6 +94,7 @@ class EventKind(enum.StrEnum):
     HARDWARE_QUEUE_LEFT = "hardware.queue_left"
     VISIBILITY_CHANGED = "visibility.changed"
     SLEEP_TIME_CHANGED = "sleep_time.changed"
+    VISITOR_CONCURRENCY_CHANGED = "visitor_concurrency.changed"
     VOLUMES_CHANGED = "volumes.changed"
     PAUSED = "paused"
     RESTARTED = "restarted"

@@ -147,6 +147,9 @@ class Space(SQLModel, table=True):
     requested_hardware: str = Field(default="cpu-basic", max_length=64)
     current_hardware: str | None = Field(default=None, max_length=64)
     sleep_time_seconds: int | None = Field(default=None)
+    # The owner's visitors admitted at once (spec; orchestrator/gateway/visitor_queue.py);
+    # None: the tier's concurrency.
+    visitor_concurrency: int | None = Field(default=None)
     # Stored as text, not a database enum, so a new stage needs no type migration.
     stage: Stage = Field(default=Stage.NO_APP_FILE, sa_type=String(32))
     error_message: str | None = Field(default=None, sa_column=Column(Text))

@@ -70,6 +70,30 @@ class Settings(BaseSettings):
         "follows the event log and rereads only the Spaces that changed, so this only bounds "
         "how long a change whose ring was missed (a lost database connection) goes unseen.",
     )
+    # -- The visitor queue (docs/architecture.md, "The visitor queue"). ----------------
+    visitor_queue_depth: int = Field(
+        default=100,
+        ge=0,
+        le=5000,
+        description="Most visitors waiting in line for one Space (default 100); past it a "
+        "visitor is told the Space is full, with Retry-After. The line is kept in Redis when "
+        "SPACEPORT_BROKER_URL is a Redis (one line for all gateway replicas), else in the "
+        "gateway's memory.",
+    )
+    visitor_idle_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="How long an admitted visitor keeps their slot with no request and no "
+        "open connection (default 60 s), and a waiting visitor their place once their "
+        "waiting page stops asking.",
+    )
+    max_visitor_concurrency: int = Field(
+        default=1000,
+        ge=1,
+        description="Highest concurrency (visitors admitted at once) an owner may set for a "
+        "Space (default 1000); without one, the tier's concurrency applies.",
+    )
     instance: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",

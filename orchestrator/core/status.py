@@ -42,6 +42,7 @@ SPEC_FIELDS = frozenset(
         "built_notes",  # what the built image differs in from the Hub (builder notes)
         "requested_hardware",
         "sleep_time_seconds",
+        "visitor_concurrency",  # the owner's visitors at once (gateway/visitor_queue.py)
         "visibility",
         "paused",
         "restart_count",

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from orchestrator.core.settings import get_settings
 from orchestrator.gateway import credentials, pages
 from orchestrator.gateway.routes import Route, RouteTable, space_subdomain
+from orchestrator.gateway.visitor_admission import VisitorQueue
 from orchestrator.spaces import tokens as space_tokens
 
 HOP_BY_HOP = {
@@ -45,6 +46,7 @@ class Gateway:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.routes = RouteTable()
+        self.queue = VisitorQueue()  # who goes in, who waits (gateway/visitor_admission.py)
         self.domain = get_settings().spaces_domain
         self._session: aiohttp.ClientSession | None = None
 
@@ -65,6 +67,7 @@ class Gateway:
     async def aclose(self) -> None:
         """Stop following changes and close the upstream connections (at shutdown)."""
         await self.routes.close()
+        await self.queue.aclose()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -91,6 +94,8 @@ class Gateway:
         if scope["type"] == "http" and _sign(scope) is not None:
             await _sign_redirect(scope, receive, send, route)
             return
+        if (send := await self.queue.admit(scope, receive, send, route)) is None:
+            return  # the visitor waits in line, or the line is full: answered
         if route.address is None:
             page = pages.status_page(route.full_name, route.stage, route.error_message)
             await _page(scope, receive, send, 503, page)

@@ -30,6 +30,7 @@ from orchestrator.core.event_cursor import EventCursor
 from orchestrator.core.hostnames import MAX_LABEL
 from orchestrator.core.models import Space, SpaceHostAlias, Stage
 from orchestrator.core.settings import get_settings
+from sandbox.hardware import HardwareTier, UnknownHardware, get_tier
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0  # after a failed read (the database restarting)
@@ -53,6 +54,13 @@ class Route:
     address: str | None
     host: str  # the Space's current label: a request for any other one is redirected
     uid: str = ""  # what Space JWTs are scoped to (orchestrator/spaces/tokens.py)
+    # The visitor queue's (orchestrator/gateway/visitor_queue.py): visitors let in at once
+    # (the owner's, else the tier's), the tier, whether it has GPUs, and the Space's place in
+    # the hardware line.
+    concurrency: int = 4
+    hardware: str = "cpu-basic"
+    gpu: bool = False
+    hardware_position: int | None = None
 
 
 def space_subdomain(host: str, spaces_domain: str) -> str | None:
@@ -75,6 +83,7 @@ def route_of(space: Space) -> Route:
         stage, error, address = Stage.PAUSED.value, None, None
     else:
         stage, error, address = str(space.stage), space.error_message, space.serving_address
+    tier = _tier(space)
     return Route(
         space_id=space.id or 0,
         owner_id=space.owner_id,
@@ -85,7 +94,19 @@ def route_of(space: Space) -> Route:
         address=address,
         host=space.host,
         uid=space.uid,
+        concurrency=space.visitor_concurrency or (tier.concurrency if tier else 4),
+        hardware=space.requested_hardware,
+        gpu=bool(tier and tier.gpu_count),
+        hardware_position=space.waiting_position,
     )
+
+
+def _tier(space: Space) -> HardwareTier | None:
+    """Read here, in a thread (the catalogue is a file), never on the event loop."""
+    try:
+        return get_tier(space.requested_hardware)
+    except UnknownHardware:  # a tier an operator removed from the catalogue
+        return None
 
 
 # What a read of some Spaces gives: each id with its route and every label that names it

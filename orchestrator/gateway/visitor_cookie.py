@@ -1,0 +1,69 @@
+"""Who a visitor is, for the visitor queue: their place belongs to them, not to a connection.
+
+A browser gets a cookie holding a random id and its HMAC (the installation's Space-token key,
+orchestrator/spaces/tokens.py, so every gateway replica checks what any other signed),
+scoped to the Space's host and bound to the Space's uid: a reload keeps the place, a forged
+or copied cookie is a new visitor. The name starts with `spaceport`, so the gateway never
+passes it to the app and the app cannot set it (gateway/credentials.py).
+
+A client that keeps no cookies (gradio_client, curl) is named by what it sends every time:
+its address and User-Agent, hashed the same way, so its requests count as one visitor
+instead of taking a slot each.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from orchestrator.spaces import tokens as space_tokens
+
+COOKIE = "spaceport-visitor"
+COOKIE_SECONDS = 24 * 3600  # a place outlives a day's reloads; an idle one is gone sooner
+ID_BYTES = 16
+MAX_COOKIE_CHARS = 128  # longer values are not ours: not even worth an HMAC
+
+
+def _mac(space_uid: str, visitor_id: str) -> str:
+    message = f"visitor:{space_uid}:{visitor_id}".encode()
+    digest = hmac.new(space_tokens.signing_key(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+def new_id() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(ID_BYTES)).decode().rstrip("=")
+
+
+def cookie_value(space_uid: str, visitor_id: str) -> str:
+    return f"{visitor_id}.{_mac(space_uid, visitor_id)}"
+
+
+def verified_id(space_uid: str, value: str) -> str | None:
+    """The visitor id in a cookie value this installation signed for this Space; else None."""
+    if len(value) > MAX_COOKIE_CHARS:
+        return None
+    visitor_id, dot, mac = value.partition(".")
+    if not dot or not visitor_id:
+        return None
+    return visitor_id if hmac.compare_digest(mac, _mac(space_uid, visitor_id)) else None
+
+
+def cookieless_id(space_uid: str, address: str, user_agent: str) -> str:
+    """A stable id for a client that sends no cookie: the same for each of its requests."""
+    return "c-" + _mac(space_uid, f"{address}|{user_agent[:256]}")
+
+
+def set_cookie(space_uid: str, visitor_id: str, secure: bool) -> str:
+    attributes = [
+        f"{COOKIE}={cookie_value(space_uid, visitor_id)}",
+        f"Max-Age={COOKIE_SECONDS}",
+        "Path=/",
+        "HttpOnly",
+        "SameSite=Lax",
+    ]
+    if secure:
+        attributes.append("Secure")
+    # No Domain attribute: the cookie goes back to this Space's host only.
+    return "; ".join(attributes)

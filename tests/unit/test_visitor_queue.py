@@ -1,0 +1,486 @@
+"""The visitor queue (orchestrator/gateway/visitor_queue.py and visitor_admission.py).
+
+The rules against both stores (in memory, and Redis on a real redis-server: under CI=true a
+missing Redis fails), the visitor's signed cookie, and the queue at a real Gateway in
+process: the waiting page and its JSON, a reload that keeps the place, FIFO admission as
+slots free, inactivity freeing a slot, the depth's 'full' with Retry-After, API clients'
+503s, and two gateways sharing one queue through one Redis. Time is a test clock, so no
+test waits for a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.gateway import visitor_cookie
+from orchestrator.gateway.proxy import Gateway
+from orchestrator.gateway.routes import Route
+from orchestrator.gateway.visitor_admission import VisitorQueue
+from orchestrator.gateway.visitor_queue import Limits, MemoryQueueStore, QueueStore
+from orchestrator.gateway.visitor_queue_redis import RedisQueueStore
+from tests import services
+
+DOMAIN = "spaces.test:8000"
+HOST = f"alice-demo.{DOMAIN}"
+IDLE = 60.0
+BROWSER = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+API = {"accept": "application/json", "user-agent": "python-httpx/0.28"}
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    services.require_redis()
+    url, stop = services.start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
+    stop()
+
+
+def _flush(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request: pytest.FixtureRequest) -> Callable[[], QueueStore]:
+    """Makes stores over one shared state: several made in a test are several gateways."""
+    if request.param == "memory":
+        shared = MemoryQueueStore()
+        return lambda: shared
+    url = request.getfixturevalue("redis_url")
+    _flush(url)
+    return lambda: RedisQueueStore(url)
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(test())
+
+
+# -- the rules, on each store ----------------------------------------------------------
+
+
+def test_slots_go_first_come_first_served_as_they_free(make_store: Callable) -> None:
+    limits = Limits(concurrency=1, depth=10, idle_seconds=IDLE)
+
+    async def test() -> None:
+        store = make_store()
+        visit = lambda who, now: store.visit("s", who, now=now, limits=limits, open=True)  # noqa: E731
+        assert (await visit("a", 0)).admitted
+        assert (await visit("b", 1)).position == 1
+        assert (await visit("c", 2)).position == 2
+        # a keeps its slot while active; b and c keep asking (their waiting pages).
+        for now in (30, 60, 90):
+            assert (await visit("a", now)).admitted
+            assert (await visit("b", now)).position == 1
+            assert (await visit("c", now)).position == 2
+        # a stops; once idle its slot goes to b, the first in line, even if c asks first.
+        for now in (120, 150):
+            await visit("b", now)
+            await visit("c", now)
+        assert (await visit("c", 151)).position == 2
+        assert (await visit("b", 152)).admitted
+        assert (await visit("c", 153)).position == 1
+        await store.aclose()
+
+    run(test)
+
+
+def test_a_request_in_flight_keeps_the_slot(make_store: Callable) -> None:
+    limits = Limits(concurrency=1, depth=10, idle_seconds=IDLE)
+
+    async def test() -> None:
+        store = make_store()
+        assert (await store.visit("s", "a", now=0, limits=limits, open=True)).admitted
+        await store.seen("s", "a", now=50)  # a long stream still open at 50
+        place = await store.visit("s", "b", now=100, limits=limits, open=True)
+        assert place.position == 1
+        await store.seen("s", "b", now=100)  # not admitted: seen changes nothing for b
+        place = await store.visit("s", "b", now=111, limits=limits, open=True)
+        assert place.admitted
+        await store.aclose()
+
+    run(test)
+
+
+def test_a_waiting_visitor_who_stops_asking_loses_the_place(make_store: Callable) -> None:
+    limits = Limits(concurrency=1, depth=10, idle_seconds=IDLE)
+
+    async def test() -> None:
+        store = make_store()
+        visit = lambda who, now: store.visit("s", who, now=now, limits=limits, open=True)  # noqa: E731
+        assert (await visit("a", 0)).admitted
+        assert (await visit("b", 0)).position == 1
+        assert (await visit("c", 0)).position == 2
+        await visit("a", 50)
+        await visit("c", 50)
+        # b's page closed at 0: by 61 its place is gone and c moves up.
+        await visit("a", 61)
+        assert (await visit("c", 61)).position == 1
+        await store.aclose()
+
+    run(test)
+
+
+def test_past_the_depth_the_line_is_full(make_store: Callable) -> None:
+    limits = Limits(concurrency=1, depth=2, idle_seconds=IDLE)
+
+    async def test() -> None:
+        store = make_store()
+        visit = lambda who: store.visit("s", who, now=0, limits=limits, open=True)  # noqa: E731
+        assert (await visit("a")).admitted
+        assert (await visit("b")).position == 1
+        assert (await visit("c")).position == 2
+        full = await visit("d")
+        assert full.full and not full.admitted and full.waiting == 2
+        assert (await visit("b")).position == 1  # those in line keep their places
+        other = await store.visit("t", "d", now=0, limits=limits, open=True)
+        assert other.admitted  # another Space's line is its own
+        await store.aclose()
+
+    run(test)
+
+
+def test_nobody_new_is_let_in_until_the_space_serves(make_store: Callable) -> None:
+    limits = Limits(concurrency=2, depth=10, idle_seconds=IDLE)
+
+    async def test() -> None:
+        store = make_store()
+        closed = lambda who, now: store.visit("s", who, now=now, limits=limits, open=False)  # noqa: E731
+        opened = lambda who, now: store.visit("s", who, now=now, limits=limits, open=True)  # noqa: E731
+        assert [(await closed(v, 0)).position for v in "abc"] == [1, 2, 3]
+        assert (await closed("a", 1)).position == 1  # still starting: still waiting
+        # It serves: the first two in line are let in, the third waits, a newcomer queues.
+        assert (await opened("c", 2)).position == 3
+        assert (await opened("a", 3)).admitted
+        assert (await opened("b", 4)).admitted
+        assert (await opened("c", 5)).position == 1
+        assert (await opened("d", 6)).position == 2
+        await store.aclose()
+
+    run(test)
+
+
+# -- the visitor's cookie ------------------------------------------------------------------
+
+
+def test_a_place_belongs_to_the_signed_cookie_and_a_forged_one_is_a_stranger(
+    migrated_home: Path,
+) -> None:
+    visitor = visitor_cookie.new_id()
+    value = visitor_cookie.cookie_value("uid-1", visitor)
+    assert visitor_cookie.verified_id("uid-1", value) == visitor
+    assert visitor_cookie.verified_id("uid-2", value) is None  # another Space's cookie
+    forged = f"{visitor_cookie.new_id()}.{value.split('.')[1]}"
+    assert visitor_cookie.verified_id("uid-1", forged) is None
+    assert visitor_cookie.verified_id("uid-1", visitor) is None  # unsigned
+    assert visitor_cookie.verified_id("uid-1", "x" * 1000) is None
+    header = visitor_cookie.set_cookie("uid-1", visitor, secure=True)
+    assert "HttpOnly" in header and "Secure" in header and "Domain" not in header
+    # A client without cookies is one visitor for all its requests, not one per request.
+    one = visitor_cookie.cookieless_id("uid-1", "10.0.0.1", "python-httpx")
+    assert one == visitor_cookie.cookieless_id("uid-1", "10.0.0.1", "python-httpx")
+    assert one != visitor_cookie.cookieless_id("uid-1", "10.0.0.2", "python-httpx")
+
+
+# -- at the gateway ------------------------------------------------------------------------
+
+
+class Upstream:
+    """The Space's app: answers every request with 'app', remembering the cookies it got."""
+
+    def __init__(self) -> None:
+        cookies: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                cookies.append(self.headers.get("cookie", ""))
+                self.send_response(200)
+                self.send_header("content-length", "3")
+                self.end_headers()
+                self.wfile.write(b"app")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.cookies = cookies
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    app = Upstream()
+    yield app
+    app.close()
+
+
+class Routes:
+    """A route table of one Space, set by the test."""
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+
+    async def lookup(self, subdomain: str) -> Route | None:
+        return self.route if subdomain == self.route.host else None
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _route(address: str | None, stage: str = "RUNNING", **fields: object) -> Route:
+    values: dict = {
+        "space_id": 1,
+        "owner_id": 1,
+        "full_name": "alice/demo",
+        "private": False,
+        "stage": stage,
+        "error_message": None,
+        "address": address,
+        "host": "alice-demo",
+        "uid": "0123456789abcdef01234567",
+        "concurrency": 1,
+    }
+    return Route(**(values | fields))  # type: ignore[arg-type]
+
+
+async def control_plane(scope: dict, receive: object, send: Callable[..., Awaitable[None]]) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"control plane"})
+
+
+class Visitor:
+    """One browser (or API client): its own cookie jar, at one of the gateways."""
+
+    def __init__(self, gateway: Gateway, headers: dict[str, str]) -> None:
+        transport = httpx.ASGITransport(app=gateway)
+        self.client = httpx.AsyncClient(transport=transport, headers=headers)
+
+    async def get(self, path: str = "/") -> httpx.Response:
+        return await self.client.get(f"http://{HOST}{path}")
+
+    async def place(self) -> dict:
+        answer = await self.client.get(f"http://{HOST}/.spaceport/queue")
+        assert answer.status_code == 200
+        return answer.json()
+
+
+def _gateway(route: Route, store: QueueStore, clock: Clock) -> Gateway:
+    gateway = Gateway(control_plane)  # type: ignore[arg-type]
+    gateway.routes = Routes(route)  # type: ignore[assignment]
+    gateway.queue = VisitorQueue(store, clock=clock)
+    return gateway
+
+
+@pytest.fixture
+def domain(migrated_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.core.settings import get_settings
+
+    monkeypatch.setenv("SPACEPORT_SPACES_DOMAIN", DOMAIN)
+    monkeypatch.setenv("SPACEPORT_VISITOR_IDLE_SECONDS", str(IDLE))
+    get_settings.cache_clear()
+
+
+def test_a_second_browser_waits_keeps_its_place_on_reload_and_gets_in_when_the_first_leaves(
+    domain: None, upstream: Upstream, make_store: Callable
+) -> None:
+    clock = Clock()
+
+    async def test() -> None:
+        gateway = _gateway(_route(upstream.address), make_store(), clock)
+        first, second, third = (Visitor(gateway, BROWSER) for _ in range(3))
+        answer = await first.get()
+        assert answer.status_code == 200 and answer.text == "app"
+        assert visitor_cookie.COOKIE in answer.headers["set-cookie"]
+        assert (await first.get("/assets/app.js")).text == "app"  # same visitor, same slot
+
+        waiting = await second.get()
+        assert waiting.status_code == 503 and int(waiting.headers["retry-after"]) > 0
+        assert "text/html" in waiting.headers["content-type"]
+        assert 'id="place">1<' in waiting.text and "/.spaceport/queue" in waiting.text
+        assert '<meta http-equiv="refresh"' in waiting.text  # without JavaScript too
+        clock.now += 10
+        assert 'id="place">1<' in (await second.get()).text  # a reload keeps the place
+        assert 'id="place">2<' in (await third.get()).text
+        place = await second.place()
+        assert place["position"] == 1 and place["doing"] == "busy" and not place["admitted"]
+
+        # The first visitor goes idle; the waiting pages keep asking; the second gets in.
+        clock.now += IDLE - 15
+        assert (await second.place())["position"] == 1
+        assert (await third.place())["position"] == 2
+        clock.now += 20  # the first visitor's last request was IDLE + 5 ago
+        place = await second.place()
+        assert place["admitted"] and place["ready"]
+        assert (await second.get()).text == "app"
+        assert (await third.place())["position"] == 1
+        assert (await first.get()).status_code == 503  # back of the line, behind the third
+        assert (await first.place())["position"] == 2
+        # The app never saw the platform's cookie.
+        assert upstream.cookies and not any(visitor_cookie.COOKIE in c for c in upstream.cookies)
+        await gateway.aclose()
+
+    run(test)
+
+
+def test_a_forged_cookie_is_a_new_visitor_at_the_back(
+    domain: None, upstream: Upstream, make_store: Callable
+) -> None:
+    async def test() -> None:
+        gateway = _gateway(_route(upstream.address), make_store(), Clock())
+        first, second, forger = (Visitor(gateway, BROWSER) for _ in range(3))
+        await first.get()
+        await second.get()
+        cookie = second.client.cookies[visitor_cookie.COOKIE]
+        url = f"http://{HOST}/"
+        # The place is the cookie's, whichever connection or client brings it back.
+        same = await forger.client.get(url, headers={"cookie": f"{visitor_cookie.COOKIE}={cookie}"})
+        assert 'id="place">1<' in same.text and "set-cookie" not in same.headers
+        visitor, mac = cookie.split(".")
+        forged = f"{visitor_cookie.COOKIE}={visitor}x.{mac}"
+        answer = await forger.client.get(url, headers={"cookie": forged})
+        assert 'id="place">2<' in answer.text
+        assert visitor_cookie.COOKIE in answer.headers["set-cookie"]  # a fresh, signed one
+        await gateway.aclose()
+
+    run(test)
+
+
+def test_past_the_depth_visitors_are_told_it_is_full(
+    domain: None, upstream: Upstream, make_store: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.core.settings import get_settings
+
+    monkeypatch.setenv("SPACEPORT_VISITOR_QUEUE_DEPTH", "1")
+    get_settings.cache_clear()
+
+    async def test() -> None:
+        gateway = _gateway(_route(upstream.address), make_store(), Clock())
+        first, second, third = (Visitor(gateway, BROWSER) for _ in range(3))
+        await first.get()
+        await second.get()
+        full = await third.get()
+        assert full.status_code == 503 and full.headers["retry-after"] == "30"
+        assert "full" in full.text.lower() and "try again later" in full.text.lower()
+        api = await Visitor(gateway, API).get()
+        assert api.status_code == 503 and api.headers["retry-after"] == "30"
+        assert "full" in api.json()["error"]
+        await gateway.aclose()
+
+    run(test)
+
+
+def test_api_clients_get_503_with_retry_after_in_the_error_shape(
+    domain: None, upstream: Upstream, make_store: Callable
+) -> None:
+    async def test() -> None:
+        gateway = _gateway(_route(upstream.address), make_store(), Clock())
+        client = Visitor(gateway, API)
+        assert (await client.get()).text == "app"
+        assert (await client.get()).text == "app"  # no cookie, still the one visitor
+        other = Visitor(gateway, {**API, "user-agent": "curl/8"})
+        refused = await other.get()
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "3"
+        assert refused.json() == {"error": refused.headers["x-error-message"]}
+        assert "let in as soon as" in refused.json()["error"]
+        await gateway.aclose()
+
+    run(test)
+
+
+def test_a_building_space_shows_what_it_is_doing_and_paused_ones_keep_their_page(
+    domain: None, make_store: Callable
+) -> None:
+    async def test() -> None:
+        store = make_store()
+        gateway = _gateway(_route(None, "BUILDING"), store, Clock())
+        browser = Visitor(gateway, BROWSER)
+        page = await browser.get()
+        assert page.status_code == 503 and "It is being built." in page.text
+        assert 'id="place">1<' in page.text
+        api = await Visitor(gateway, API).get()
+        assert api.status_code == 503 and "being built" in api.json()["error"]
+        assert int(api.headers["retry-after"]) >= 3
+
+        waiting = "waiting for hardware: no GPU free"
+        hardware = {"gpu": True, "hardware": "t4-small", "hardware_position": 2}
+        starting = _route(None, "APP_STARTING", error_message=waiting, **hardware)
+        gateway.routes = Routes(starting)  # type: ignore[assignment]
+        place = await browser.place()
+        assert place["doing"] == "waiting_hardware"
+        assert "waiting for a GPU (place 2 in the line for t4-small)" in place["message"]
+
+        gateway.routes = Routes(_route(None, "PAUSED"))  # type: ignore[assignment]
+        paused = await browser.get()
+        assert "paused" in paused.text and "/.spaceport/queue" not in paused.text
+        await gateway.aclose()
+
+    run(test)
+
+
+def test_two_gateways_over_one_redis_keep_one_queue(
+    domain: None, upstream: Upstream, redis_url: str
+) -> None:
+    _flush(redis_url)
+    clock = Clock()
+
+    async def test() -> None:
+        one = _gateway(_route(upstream.address), RedisQueueStore(redis_url), clock)
+        two = _gateway(_route(upstream.address), RedisQueueStore(redis_url), clock)
+        first = Visitor(one, BROWSER)
+        assert (await first.get()).text == "app"
+        second = Visitor(two, BROWSER)
+        assert 'id="place">1<' in (await second.get()).text  # the other replica's slot counts
+        third = Visitor(one, BROWSER)
+        assert (await third.place())["position"] == 2
+        clock.now += IDLE - 15
+        assert (await second.place())["position"] == 1
+        assert (await third.place())["position"] == 2
+        clock.now += 20  # the first visitor's last request was IDLE + 5 ago
+        # The first visitor left: the second gets in through gateway two, the third moves up
+        # in gateway one's answer.
+        assert (await second.place())["admitted"]
+        assert (await second.get()).text == "app"
+        assert (await third.place())["position"] == 1
+        await one.aclose()
+        await two.aclose()
+
+    run(test)
+
+
+def test_a_queue_that_cannot_be_reached_lets_visitors_in(domain: None, upstream: Upstream) -> None:
+    class Broken(MemoryQueueStore):
+        async def visit(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            raise ConnectionError("redis is down")
+
+    async def test() -> None:
+        gateway = _gateway(_route(upstream.address), Broken(), Clock())
+        assert (await Visitor(gateway, BROWSER).get()).text == "app"
+        assert (await Visitor(gateway, BROWSER).get()).text == "app"
+        await gateway.aclose()
+
+    run(test)
