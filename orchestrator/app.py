@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from orchestrator.api import access_check as access_check_api
+from orchestrator.api import billing as billing_api
 from orchestrator.api import commits as commits_api
 from orchestrator.api import discussions as discussions_api
 from orchestrator.api import events as events_api
@@ -59,6 +60,7 @@ def create_api(*, migrate: bool = True) -> FastAPI:
     # Fixed paths (/api/spaces/hardware, /api/spaces/templates) before the {owner}/{name} ones.
     app.include_router(templates_api.router)
     app.include_router(runtime_api.router)
+    app.include_router(billing_api.router)
     app.include_router(volumes_api.router)
     app.include_router(space_jwt_api.router)
     app.include_router(access_check_api.router)

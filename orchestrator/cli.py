@@ -62,6 +62,30 @@ def cmd_org(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_credit(args: argparse.Namespace) -> int:
+    """`spaceport credit grant NAME AMOUNT_USD` and `spaceport credit show NAME`, as the
+    operator: a user's or organisation's credit (orchestrator/billing/accounts.py)."""
+    from orchestrator.billing import accounts
+    from orchestrator.core import db
+    from orchestrator.core.events import ACTOR_SYSTEM
+
+    db.migrate()
+    with db.session_scope() as session:
+        try:
+            owner = accounts.find_owner(session, args.name)
+            if args.credit_command == "grant":
+                amount = accounts.parse_usd(args.amount)
+                accounts.grant(session, owner, amount, actor=ACTOR_SYSTEM, note=args.note)
+                session.commit()
+            assert owner.id is not None
+            balance = accounts.balance_of(session, owner.id)
+        except accounts.CreditError as exc:
+            print(f"spaceport: {exc}", file=sys.stderr)
+            return 2
+    print(f"{owner.name}\t{accounts.usd(balance)}")
+    return 0
+
+
 def cmd_rebuild(args: argparse.Namespace) -> int:
     """Build the Space's newest commit again; --no-cache rebuilds every layer."""
     from orchestrator.builds.deploy import deploy_commit
@@ -262,6 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
     org_remove.add_argument("org")
     org_remove.add_argument("user")
     org.set_defaults(func=cmd_org)
+
+    credit = commands.add_parser("credit", help="grant and show credit for paid hardware")
+    credit_commands = credit.add_subparsers(dest="credit_command", required=True)
+    credit_grant = credit_commands.add_parser(
+        "grant", help="add AMOUNT_USD to the credit of a user or organisation; prints it"
+    )
+    credit_grant.add_argument("name", metavar="USER_OR_ORG")
+    credit_grant.add_argument("amount", metavar="AMOUNT_USD", help="e.g. 10 or 2.50")
+    credit_grant.add_argument("--note", default=None, help="why (kept in the ledger)")
+    credit_show = credit_commands.add_parser("show", help="print the credit of NAME")
+    credit_show.add_argument("name", metavar="USER_OR_ORG")
+    credit.set_defaults(func=cmd_credit)
 
     duplicate = commands.add_parser("duplicate", help="duplicate a Space (prints its URL)")
     duplicate.add_argument("source", metavar="FROM", help="owner/name of the Space to copy")

@@ -201,3 +201,12 @@ def check(model: type[Model], body: object) -> Model:
         return model.model_validate(body)
     except ValidationError as exc:
         raise HubError(422, describe(exc)) from exc
+
+
+class CreditGrant(StrictBody):
+    """POST /api/billing/grants: `amount` in USD, a number or a decimal string
+    (orchestrator/billing/accounts.parse_usd checks its bounds)."""
+
+    account: Annotated[Text, Field(min_length=1, max_length=96)]
+    amount: Annotated[Text, Field(max_length=32)] | float
+    note: Description | None = None

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from orchestrator.api.wire import ErrorBody
+from orchestrator.billing.accounts import OutOfCredit
 
 REPO_NOT_FOUND = "RepoNotFound"
 HEADER_MESSAGE_LIMIT = 1000
@@ -102,6 +103,12 @@ def install(app: FastAPI) -> None:
             message = f"{request.method} is not allowed on {request.url.path}"
         headers = error_headers(exc.status_code, message) | dict(exc.headers or {})
         return error_response(exc.status_code, message, headers=headers)
+
+    @app.exception_handler(OutOfCredit)
+    async def out_of_credit(_request: Request, exc: OutOfCredit) -> JSONResponse:
+        # 402 Payment Required: a paid tier asked for without credit; the message says
+        # what it costs and who can grant some.
+        return error_response(402, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,6 +13,7 @@ from orchestrator.api import bodies, wire
 from orchestrator.api import volumes as volumes_api
 from orchestrator.api.deps import current_principal, origin, require_principal, visible_space
 from orchestrator.api.errors import ERROR_RESPONSES, HubError, error_response, repo_not_found
+from orchestrator.billing import accounts
 from orchestrator.builds.deploy import deploy_commit
 from orchestrator.core import organizations as orgs
 from orchestrator.core.auth import Access, Principal, may_create_in, may_move_into, space_access
@@ -139,6 +140,7 @@ def create_repo(
     template = body.get("template")
     files = _first_files(template, name, sdk)
     check_space_count(session, owner, admin=principal.is_admin)
+    accounts.require_credit(session, owner, hardware)  # a paid tier without credit: 402
     try:
         space = spaces.create_space(
             session,

@@ -52,6 +52,7 @@ def runtime_json(space: Space) -> wire.SpaceRuntime:
         build_notes=_notes(space.built_notes),
         queue=_queue(space),
         volumes=[wire.Volume.model_validate(v) for v in volume_spec.wire(space) or []] or None,
+        hardware_notice=space.hardware_notice,
         visitor_concurrency=space.visitor_concurrency,
     )
 

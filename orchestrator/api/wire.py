@@ -125,6 +125,9 @@ class SpaceRuntime(Wire):
     queue: HardwareQueue | None = omitted()
     # The Hub's: what the Space mounts; left out without volumes (the client reads None).
     volumes: list[Volume] | None = omitted()
+    # Spaceport's own, left out unless billing moved it to cpu-basic at zero credit: why,
+    # and what to do (orchestrator/billing/fallback.py).
+    hardware_notice: str | None = omitted("hardwareNotice")
     # Spaceport's own, left out unless the owner set it: visitors let in at once before the
     # rest wait in the visitor queue (else the tier's concurrency).
     visitor_concurrency: int | None = omitted("visitorConcurrency")
@@ -654,3 +657,44 @@ class Liker(Wire):
 class LikeAnswer(Wire):
     liked: bool
     likes: int
+
+
+# -- billing (Spaceport's own: the Hub bills through its own website) ----------------------
+
+
+class CreditBalance(Wire):
+    """GET /api/billing/balance, POST /api/billing/grants: an account's credit."""
+
+    account: str
+    kind: Literal["user", "org"]
+    balance_micro_usd: int = Field(alias="balanceMicroUSD")
+    balance: str  # the same in words, "$1.25"
+
+
+class CreditEntryInfo(Wire):
+    """One line of the ledger: a grant, a charge (one Space, one tier, one uninterrupted
+    run: startedAt to endedAt) or a fallback to cpu-basic."""
+
+    id: int
+    kind: Literal["grant", "charge", "fallback"]
+    at: str | None
+    amount_micro_usd: int = Field(alias="amountMicroUSD")
+    space: str | None = omitted()
+    space_id: str | None = omitted("spaceId")
+    hardware: str | None = omitted()
+    started_at: str | None = omitted("startedAt")
+    ended_at: str | None = omitted("endedAt")
+    seconds: float | None = omitted()
+    actor: str
+    note: str | None = omitted()
+
+
+class CreditUsage(Wire):
+    """GET /api/billing/usage: the ledger, newest first; `next` is the `before` of the
+    next page (null on the last)."""
+
+    account: str
+    balance_micro_usd: int = Field(alias="balanceMicroUSD")
+    entries: list[CreditEntryInfo]
+    next: int | None
+

@@ -23,6 +23,7 @@ import time
 
 from sqlmodel import col, select
 
+from orchestrator.billing import charger
 from orchestrator.controller import leader
 from orchestrator.controller.reconciler import Reconciler
 from orchestrator.core import events
@@ -219,6 +220,13 @@ def run_forever(backend: Backend) -> None:
             log.exception("preparing the backend failed")
         log.info("controller started")
         controller = Controller(backend)
-        controller.run(lease)
+        # Billing charges under the same lease: one charger per installation, as one
+        # controller (orchestrator/billing/charger.py; its periods are safe to race anyway).
+        stop_billing = threading.Event()
+        charger.start(stop_billing)  # stopped below when the lease is lost
+        try:
+            controller.run(lease)
+        finally:
+            stop_billing.set()
         log.error("controller lock lost: exiting so that a standby takes over")
         raise SystemExit(1)

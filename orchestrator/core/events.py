@@ -45,6 +45,8 @@ Kinds, with their data:
     pull_request.committed     num, commit, commits (how many the commit or push added)
     pull_request.merged  num, commit (the merge commit on main), fast_forward
     space.liked / space.unliked
+    credit.granted       account, amount_micro_usd, note?  (no Space)
+    billing.out_of_credit  account, from, to, balance_micro_usd  (billing's fallback)
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from orchestrator.core.models import Event, Space
 ACTOR_CONTROLLER = "spaceport:controller"
 ACTOR_WORKER = "spaceport:worker"
 ACTOR_SYSTEM = "spaceport:system"  # housekeeping, `spaceport` commands, first start
+ACTOR_BILLING = "spaceport:billing"  # the charger's fallback to cpu-basic at zero credit
 PAGE_LIMIT = 500  # most events one page holds
 ANNOUNCED = "spaceport_announced_spaces"  # session.info: Spaces with an event this transaction
 # Longer than any transaction that appends an event stays open (see `settled`).
@@ -115,6 +118,8 @@ class EventKind(enum.StrEnum):
     PULL_REQUEST_MERGED = "pull_request.merged"
     SPACE_LIKED = "space.liked"
     SPACE_UNLIKED = "space.unliked"
+    CREDIT_GRANTED = "credit.granted"
+    BILLING_OUT_OF_CREDIT = "billing.out_of_credit"
 
 
 def record(

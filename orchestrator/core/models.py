@@ -182,6 +182,10 @@ class Space(SQLModel, table=True):
     # The owner's volumes (spec), a JSON list in the Hub's wire shape
     # (orchestrator/volumes/spec.py); None without any.
     volumes: str | None = Field(default=None, sa_column=Column(Text))
+    # Why the requested hardware is not what the owner last asked for (spec, written with it:
+    # billing's fallback to cpu-basic at zero credit, orchestrator/billing/fallback.py);
+    # shown in the runtime, cleared by the owner's next hardware request.
+    hardware_notice: str | None = Field(default=None, sa_column=Column(Text))
     # Why the head commit can't be built, as JSON {"stage": ..., "message": ...}
     # (CONFIG_ERROR, NO_APP_FILE): the pipeline writes it, the controller shows it as the stage.
     head_problem: str | None = Field(default=None, sa_column=Column(Text))
@@ -429,3 +433,72 @@ class Bucket(SQLModel, table=True):
     name: str = Field(max_length=96)
     private: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+# -- billing: credit, the ledger and the meter (orchestrator/billing/, migration 0014) -------
+
+
+class CreditEntryKind(enum.StrEnum):
+    GRANT = "grant"  # an administrator's grant (positive)
+    CHARGE = "charge"  # metered use of a paid tier (negative)
+    FALLBACK = "fallback"  # a Space moved to cpu-basic at zero credit (amount 0)
+
+
+class CreditAccount(SQLModel, table=True):
+    """A user's or an organisation's credit, in micro-USD (integers: money is never a
+    float). Made at the first grant or charge; the balance goes below zero by at most one
+    billing period's use before the owner's paid Spaces fall back to cpu-basic."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="user.id", unique=True)
+    balance_micro_usd: int = Field(default=0, sa_type=BigInteger)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class CreditEntry(SQLModel, table=True):
+    """One line of an account's ledger. A charge covers one Space on one tier over
+    [started_at, ended_at): consecutive periods of the same run extend it instead of adding
+    a row per minute. Space fields are copies, not keys: a deleted Space's charges stay."""
+
+    __table_args__ = (
+        Index("ix_creditentry_account_id_id", "account_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="creditaccount.id")
+    kind: CreditEntryKind = Field(sa_type=String(16))
+    amount_micro_usd: int = Field(default=0, sa_type=BigInteger)  # signed
+    space_uid: str | None = Field(default=None, max_length=24)
+    space_name: str | None = Field(default=None, max_length=200)
+    hardware: str | None = Field(default=None, max_length=64)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    seconds: float = Field(default=0)
+    actor: str = Field(max_length=96)
+    note: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SpaceMeter(SQLModel, table=True):
+    """How far one Space has been charged, and what it was doing then (the meter's state,
+    JSON: stage, tier, waiting), so each period reads only the events since. `billable`
+    marks the rows the charger meters even without new events."""
+
+    space_uid: str = Field(primary_key=True, max_length=24)
+    space_name: str = Field(max_length=200)
+    owner_id: int | None = Field(default=None)
+    metered_until: datetime
+    state: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    billable: bool = Field(default=False, index=True)
+
+
+class BillingCursor(SQLModel, table=True):
+    """The charger's place in the event log (one row). `version` is bumped by each period's
+    charge in its transaction, with a conditional UPDATE: two chargers (or a retry after a
+    crash) never charge the same period twice."""
+
+    id: int = Field(default=1, primary_key=True)
+    last_event_id: int = Field(default=0, sa_type=BigInteger)
+    version: int = Field(default=0)
+    charged_at: datetime = Field(default_factory=utcnow)

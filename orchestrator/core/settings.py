@@ -329,6 +329,19 @@ class Settings(BaseSettings):
         "to its container's disk (0: every pass of the controller); a Space over its tier's "
         "disk_gib is stopped with RUNTIME_ERROR.",
     )
+    billing_enabled: bool = Field(
+        default=True,
+        description="Whether paid hardware is charged to its owner's credit (default true). "
+        "False, for labs that don't bill: every tier is free of charge, none is refused for "
+        "want of credit, and the meter moves on without charging.",
+    )
+    billing_period_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="How often the controller charges the use of paid hardware, in seconds "
+        "(default 60: metered per minute); also how far below zero a balance can go before "
+        "the owner's paid Spaces fall back to cpu-basic.",
+    )
     controller_resync_seconds: float = Field(
         default=300,
         gt=0,

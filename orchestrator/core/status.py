@@ -48,6 +48,7 @@ SPEC_FIELDS = frozenset(
         "restart_count",
         "duplicated_from",
         "volumes",  # the owner's volumes (orchestrator/volumes/spec.py)
+        "hardware_notice",  # why billing moved it to cpu-basic (orchestrator/billing/)
     }
 )
 STATUS_FIELDS = frozenset(

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from orchestrator.billing import accounts
 from orchestrator.builds.deploy import deploy_commit
 from orchestrator.builds.runner import cancel_active_builds, now
 from orchestrator.community import discussions, likes
@@ -94,13 +95,20 @@ def request_hardware(
     sleep_time: int | None = None,
     *,
     actor: str,
+    notice: str | None = None,
 ) -> None:
+    """A new tier (and sleep time). A paid tier needs the owner's credit (OutOfCredit, the
+    API's 402). `notice`: why, when it is not the owner asking (billing's fallback); any
+    request of the owner's clears the last one."""
     if sleep_time is not None:
         _check_sleep_time(sleep_time)  # before anything is written
     fields: dict[str, Any] = {}
     if flavor:  # gradio_client's duplicate may send null: keep what is there
         tier = requestable_tier(flavor).name
+        if space.hardware_notice != notice:
+            fields["hardware_notice"] = notice
         if tier != space.requested_hardware:
+            _require_credit(session, space.owner_id, tier)
             fields["requested_hardware"] = tier
             events.record(
                 session,
@@ -114,6 +122,12 @@ def request_hardware(
     if fields:
         _spec(session, space, **fields)
     session.commit()
+
+
+def _require_credit(session: Session, owner_id: int, tier: str) -> None:
+    owner = session.get(User, owner_id)
+    if owner is not None:
+        accounts.require_credit(session, owner, tier)
 
 
 def set_sleep_time(session: Session, space: Space, seconds: int, *, actor: str) -> None:
@@ -344,6 +358,8 @@ def duplicate(
     when given). Its tree is the source's, so its build reuses the source's image."""
     if spaces.get_space(session, owner.name, name) is not None:
         raise LifecycleError(f"{owner.name}/{name} already exists")
+    if hardware:
+        accounts.require_credit(session, owner, requestable_tier(hardware).name)
     copy = spaces.create_space(
         session,
         owner,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from orchestrator.billing import accounts
 from orchestrator.builds import tasks
 from orchestrator.builds.deploy import deploy_commit
 from orchestrator.core import auth, db, events
@@ -43,6 +44,8 @@ def _space(session: Session, name: str = "demo", sdk: str = "gradio") -> Space:
     alice = auth.get_or_create_user(session, "alice")
     space = spaces.create_space(session, alice, name, sdk=sdk)
     change_spec(session, space, head_sha="a" * 40, built_sha="a" * 40, built_image="img:a")
+    if accounts.balance_of(session, alice.id or 0) <= 0:  # paid tiers need credit (402)
+        accounts.grant(session, alice, 10 * accounts.MICRO, actor="admin")
     session.commit()
     space.stage, space.serving_address = Stage.RUNNING, "http://127.0.0.1:1"
     space.observed_spec_version = space.spec_version
