@@ -1,0 +1,143 @@
+"""Billing with a real `spaceport up`, real containers and huggingface_hub (issue 12): a
+Space on cpu-upgrade whose owner has a few seconds of credit runs, is charged each second
+(SPACEPORT_BILLING_PERIOD_SECONDS=1), falls back to cpu-basic at zero and says why in its
+runtime; a paid tier is then refused with a 402 that says what to do. The pieces:
+tests/unit/test_billing.py, tests/unit/test_billing_meter.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from huggingface_hub import HfApi
+from huggingface_hub.utils import HfHubHTTPError
+
+from sandbox.hardware import SMALL_HOST_OVERRIDES
+from tests import services, stacks
+from tests.platform import Platform, git, push
+
+OWNER = "payer"
+README = """---
+title: Paid
+sdk: docker
+app_port: 7860
+---
+"""
+# Builds offline in a moment (no RUN step).
+DOCKERFILE = """FROM python:3.11-slim
+USER 1000
+WORKDIR /tmp
+CMD ["python", "-m", "http.server", "7860"]
+"""
+
+
+@pytest.fixture(scope="module")
+def billed(docker_engine: None) -> Iterator[Platform]:
+    """A Spaceport (sqlite, embedded broker) that charges every second."""
+    home = Path(tempfile.mkdtemp(prefix="spaceport-billing-"))
+    port = services.free_port()
+    small = {"cpu": 0.25, "memory_gib": 0.5, "disk_gib": 2}
+    env = stacks.platform_env(
+        home,
+        port,
+        SPACEPORT_IMAGE_PREFIX="spaceport-test-sqlite-embedded",
+        SPACEPORT_INSTANCE=f"spaceport-test-billing-{uuid.uuid4().hex[:6]}",
+        **{
+            **stacks.SMALL_SIZES,
+            "SPACEPORT_HARDWARE_OVERRIDES": json.dumps(
+                {**SMALL_HOST_OVERRIDES, "cpu-upgrade": small}
+            ),
+        },
+        SPACEPORT_BILLING_PERIOD_SECONDS="1",
+    )
+    platform = Platform(home=home, env=env, port=port)
+    try:
+        platform.start()
+        yield platform
+    finally:
+        platform.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def until(what: str, check: Callable[[], bool], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def docker_space(workdir: Path) -> Path:
+    repo = workdir / "paid"
+    repo.mkdir()
+    (repo / "README.md").write_text(README)
+    (repo / "Dockerfile").write_text(DOCKERFILE)
+    git(repo, "init", "-q", "--initial-branch=main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a paid Space")
+    return repo
+
+
+def test_a_space_runs_on_its_credit_then_falls_back_to_cpu_basic_and_says_why(
+    billed: Platform, workdir: Path
+) -> None:
+    token = billed.token(OWNER)
+    hub = HfApi(endpoint=billed.url, token=token)
+    with pytest.raises(HfHubHTTPError) as refused:  # no credit yet
+        hub.create_repo(
+            f"{OWNER}/paid", repo_type="space", space_sdk="docker", space_hardware="cpu-upgrade"
+        )
+    assert refused.value.response.status_code == 402
+    assert f"spaceport credit grant {OWNER} 10" in str(refused.value)
+
+    # $0.0002 is 24 s of cpu-upgrade ($0.03/hour).
+    assert billed.cli("credit", "grant", OWNER, "0.0002").strip() == f"{OWNER}\t$0.0002"
+    hub.create_repo(
+        f"{OWNER}/paid", repo_type="space", space_sdk="docker", space_hardware="cpu-upgrade"
+    )
+    push(docker_space(workdir), billed.git_url(OWNER, "paid", token))
+
+    def usage() -> dict:
+        return billed.api("/api/billing/usage", token).json()
+
+    until("the credit used up", lambda: usage()["balanceMicroUSD"] <= 0)
+    until(
+        "the fall back to cpu-basic",
+        lambda: hub.get_space_runtime(f"{OWNER}/paid").requested_hardware == "cpu-basic",
+    )
+    runtime = hub.get_space_runtime(f"{OWNER}/paid")
+    notice = runtime.raw["hardwareNotice"]
+    assert notice.startswith(f"Moved from cpu-upgrade to cpu-basic: {OWNER} ran out of credit")
+    assert f"spaceport credit grant {OWNER} 10" in notice
+
+    entries = usage()["entries"]
+    charges = [e for e in entries if e["kind"] == "charge"]
+    assert charges and all(c["hardware"] == "cpu-upgrade" for c in charges)
+    assert sum(-c["amountMicroUSD"] for c in charges) >= 200
+    assert [e["kind"] for e in entries if e["kind"] == "fallback"] == ["fallback"]
+    page = billed.api(f"/api/spaces/{OWNER}/paid/events?limit=500", token).json()
+    kinds = [e["kind"] for e in page["events"]]
+    assert "billing.out_of_credit" in kinds
+
+    # It keeps running, free; and nothing more is charged once it is on cpu-basic.
+    until(
+        "running on cpu-basic",
+        lambda: (
+            (r := billed.runtime(OWNER, "paid", token))["stage"] == "RUNNING"
+            and r["hardware"]["current"] == "cpu-basic"
+        ),
+    )
+    exported = billed.api("/api/billing/usage.csv", token).text.splitlines()
+    assert exported[0].startswith("id,at,kind,amount_usd") and len(exported) >= 4
+
+    with pytest.raises(HfHubHTTPError) as again:
+        hub.request_space_hardware(f"{OWNER}/paid", "t4-small")
+    assert again.value.response.status_code == 402
+    assert "t4-small costs $0.40/hour" in str(again.value)
