@@ -50,7 +50,8 @@ def _user(session: Session, name: str) -> User:
 
 def _space(name: str, hardware: str, *, owner: str = "alice", credit: int = 0) -> Space:
     with session_scope() as session:
-        user = _user(session, owner)
+        # A user (made if missing) or an organisation already made.
+        user = session.exec(select(User).where(User.name == owner)).first() or _user(session, owner)
         if credit:
             accounts.grant(session, user, credit, actor="admin")
         space = spaces.create_space(session, user, name, sdk="gradio", hardware=hardware)
@@ -178,6 +179,21 @@ def test_at_zero_credit_a_paid_space_falls_back_to_cpu_basic_and_says_why(
     with session_scope() as session:
         kinds = [e.kind for e in session.exec(select(CreditEntry).order_by(col(CreditEntry.id)))]
         assert kinds == ["grant", "charge", "fallback"]
+
+
+def test_an_organisations_space_is_charged_to_the_organisation(database: str) -> None:
+    with session_scope() as session:
+        org = orgs.create_org(session, "acme", _user(session, "alice"), actor="root")
+        accounts.grant(session, org, accounts.MICRO, actor="root")
+        session.commit()
+    ours = _space("app", "cpu-upgrade", owner="acme")
+    hers = _space("own", "cpu-upgrade", owner="alice", credit=accounts.MICRO)
+    charger.charge_period(now=T0)
+    _runs_from(ours, at(0))
+    _runs_from(hers, at(30))
+    charger.charge_period(now=at(60))
+    assert _balance("acme") == accounts.MICRO - UPGRADE_PER_MINUTE
+    assert _balance("alice") == accounts.MICRO - UPGRADE_PER_MINUTE // 2
 
 
 def test_billing_off_charges_nothing(database: str, monkeypatch: pytest.MonkeyPatch) -> None:
