@@ -179,7 +179,8 @@ def _meter_spaces(session: Session, batch: list[Event], end: datetime, period: P
             paid,
         )
         for tier, seconds in reading.seconds.items():
-            _charge_space(session, row, tier, start, max(end, start), seconds, period)
+            run = (reading.began[tier], reading.until[tier])
+            _charge_space(session, row, tier, run, seconds, period)
         if reading.state.gone:  # charged to the end: nothing of it is metered again
             if uid in meters:
                 session.delete(row)
@@ -194,11 +195,12 @@ def _charge_space(
     session: Session,
     row: SpaceMeter,
     tier: str,
-    start: datetime,
-    end: datetime,
+    run: tuple[datetime, datetime],
     seconds: float,
     period: Period,
 ) -> None:
+    """Charge `seconds` on `tier` billed from run[0] to run[1] within this period."""
+    start, end = run
     owner_id = row.owner_id or _owner_by_name(session, row.space_name)
     if owner_id is None:
         log.warning("no owner to charge %s's %.0f s on %s", row.space_name, seconds, tier)
@@ -227,8 +229,9 @@ def _charge_space(
 def _run_to_extend(
     session: Session, account_id: int, space_uid: str, tier: str, start: datetime
 ) -> CreditEntry | None:
-    """The Space's charge on this tier that ended where this period starts: one entry per
-    uninterrupted run, not one per minute."""
+    """The Space's charge on this tier that ran to where this period starts: one entry per
+    uninterrupted run, not one per minute (a run that stopped before the period ended
+    ended earlier, so the next run is an entry of its own)."""
     last = session.exec(
         select(CreditEntry)
         .where(

@@ -62,10 +62,14 @@ class Happening:
 
 @dataclass(frozen=True)
 class Reading:
-    """The seconds billable per paid tier within the window, and the state at its end."""
+    """The seconds billable per paid tier within the window, when each tier's billable time
+    first began and last ended in it (the window's end while it still runs), and the state
+    at the end."""
 
     seconds: dict[str, float]
     state: MeterState
+    began: dict[str, datetime] = field(default_factory=dict)
+    until: dict[str, datetime] = field(default_factory=dict)
 
 
 def apply(state: MeterState, happening: Happening) -> MeterState:
@@ -107,12 +111,19 @@ def meter(
     and never goes back."""
     start, end = _utc(start), _utc(end)
     seconds: dict[str, float] = {}
+    began: dict[str, datetime] = {}
+    until: dict[str, datetime] = {}
+
+    def bill(state: MeterState, since: datetime, to: datetime) -> None:
+        if state.billable(paid) and to > since:
+            seconds[state.tier] = seconds.get(state.tier, 0.0) + (to - since).total_seconds()
+            began.setdefault(state.tier, since)
+            until[state.tier] = to
+
     since = start
     for happening in happenings:
         at = min(max(_utc(happening.at), since), end)
-        if state.billable(paid) and at > since:
-            seconds[state.tier] = seconds.get(state.tier, 0.0) + (at - since).total_seconds()
+        bill(state, since, at)
         state, since = apply(state, happening), at
-    if state.billable(paid) and end > since:
-        seconds[state.tier] = seconds.get(state.tier, 0.0) + (end - since).total_seconds()
-    return Reading(seconds=seconds, state=state)
+    bill(state, since, end)
+    return Reading(seconds=seconds, state=state, began=began, until=until)

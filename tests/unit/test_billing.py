@@ -101,6 +101,22 @@ def test_each_period_is_charged_once_and_a_run_is_one_entry(database: str) -> No
     assert _balance("alice") == accounts.MICRO - 1000
 
 
+def test_a_run_that_stopped_ends_there_and_the_next_run_is_an_entry_of_its_own(
+    database: str,
+) -> None:
+    space = _space("app", "cpu-upgrade", credit=accounts.MICRO)
+    charger.charge_period(now=T0)
+    _runs_from(space, at(0))
+    _happened(space, at(40), events.EventKind.PAUSED)
+    charger.charge_period(now=at(60))
+    _runs_from(space, at(90))
+    charger.charge_period(now=at(120))
+    charger.charge_period(now=at(180))
+    first, second = _charges(space)
+    assert (first.started_at, first.ended_at, first.seconds) == (at(0), at(40), 40)
+    assert (second.started_at, second.ended_at, second.seconds) == (at(90), at(180), 90)
+
+
 def test_two_chargers_at_once_charge_a_period_once(database: str) -> None:
     space = _space("app", "cpu-upgrade", credit=accounts.MICRO)
     charger.charge_period(now=T0)

@@ -137,3 +137,15 @@ def test_naive_times_are_utc() -> None:
     naive = Happening(at(30).replace(tzinfo=None), "stage.changed", {"to": "RUNNING"})
     reading = meter(ON_UPGRADE, [naive], T0.replace(tzinfo=None), at(60), paid)
     assert reading.seconds == {"cpu-upgrade": 30}
+
+
+def test_the_reading_says_when_billing_began_and_ended_per_tier() -> None:
+    reading = meter(
+        MeterState(stage="NO_APP_FILE", tier="cpu-upgrade"),
+        [stage(10, "RUNNING"), tier(20, "t4-small"), stage(50, "PAUSED")],
+        T0,
+        at(60),
+        paid,
+    )
+    assert reading.began == {"cpu-upgrade": at(10), "t4-small": at(20)}
+    assert reading.until == {"cpu-upgrade": at(20), "t4-small": at(50)}
