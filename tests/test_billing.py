@@ -1,8 +1,8 @@
-"""Billing with a real `spaceport up`, real containers and huggingface_hub (issue 12): a
-Space on cpu-upgrade whose owner has a few seconds of credit runs, is charged each second
-(SPACEPORT_BILLING_PERIOD_SECONDS=1), falls back to cpu-basic at zero and says why in its
-runtime; a paid tier is then refused with a 402 that says what to do. The pieces:
-tests/unit/test_billing.py, tests/unit/test_billing_meter.py."""
+"""Billing with a real `spaceport up` on both stacks, real containers and huggingface_hub
+(issue 12): a Space on cpu-upgrade whose owner has a few seconds of credit runs, is charged
+each second (SPACEPORT_BILLING_PERIOD_SECONDS=1), falls back to cpu-basic at zero and says
+why in its runtime; a paid tier is then refused with a 402 that says what to do. The
+pieces: tests/unit/test_billing.py, tests/unit/test_billing_meter.py."""
 
 from __future__ import annotations
 
@@ -37,16 +37,18 @@ CMD ["python", "-m", "http.server", "7860"]
 """
 
 
-@pytest.fixture(scope="module")
-def billed(docker_engine: None) -> Iterator[Platform]:
-    """A Spaceport (sqlite, embedded broker) that charges every second."""
+@pytest.fixture(scope="module", params=stacks.STACKS)
+def billed(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Platform]:
+    """A Spaceport that charges every second, on each stack (the charger's transaction on
+    SQLite, and on PostgreSQL beside the controller's advisory lock)."""
     home = Path(tempfile.mkdtemp(prefix="spaceport-billing-"))
     port = services.free_port()
+    servers, stops = stacks.start_stack(request.param, home)
     small = {"cpu": 0.25, "memory_gib": 0.5, "disk_gib": 2}
     env = stacks.platform_env(
         home,
         port,
-        SPACEPORT_IMAGE_PREFIX="spaceport-test-sqlite-embedded",
+        SPACEPORT_IMAGE_PREFIX=f"spaceport-test-{request.param}",
         SPACEPORT_INSTANCE=f"spaceport-test-billing-{uuid.uuid4().hex[:6]}",
         **{
             **stacks.SMALL_SIZES,
@@ -55,6 +57,7 @@ def billed(docker_engine: None) -> Iterator[Platform]:
             ),
         },
         SPACEPORT_BILLING_PERIOD_SECONDS="1",
+        **servers,
     )
     platform = Platform(home=home, env=env, port=port)
     try:
@@ -62,6 +65,8 @@ def billed(docker_engine: None) -> Iterator[Platform]:
         yield platform
     finally:
         platform.stop()
+        for stop in reversed(stops):
+            stop()
         shutil.rmtree(home, ignore_errors=True)
 
 
