@@ -48,6 +48,8 @@ def platform(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Pl
         SPACEPORT_INSTANCE=f"spaceport-test-{stack}-{uuid.uuid4().hex[:6]}",
         **stacks.SMALL_SIZES,
         **servers,
+        # A visitor's slot frees after seconds, not a minute: tests/test_visitor_queue.py.
+        SPACEPORT_VISITOR_IDLE_SECONDS="8",
     )
     platform = Platform(home=home, env=env, port=port)
     try:

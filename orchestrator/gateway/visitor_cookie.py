@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import secrets
 
+from orchestrator.core.settings import Settings, get_settings
 from orchestrator.spaces import tokens as space_tokens
 
 COOKIE = "spaceport-visitor"
@@ -26,9 +27,22 @@ ID_BYTES = 16
 MAX_COOKIE_CHARS = 128  # longer values are not ours: not even worth an HMAC
 
 
+_key_of: tuple[Settings, bytes] | None = None  # the settings it was read for, and the key
+
+
+def _key() -> bytes:
+    """The signing key, read once per settings object (tests change homes): every request
+    verifies a cookie, and building the key file's path each time cost more than the HMAC."""
+    global _key_of
+    settings = get_settings()
+    if _key_of is None or _key_of[0] is not settings:
+        _key_of = (settings, space_tokens.signing_key())
+    return _key_of[1]
+
+
 def _mac(space_uid: str, visitor_id: str) -> str:
     message = f"visitor:{space_uid}:{visitor_id}".encode()
-    digest = hmac.new(space_tokens.signing_key(), message, hashlib.sha256).digest()
+    digest = hmac.digest(_key(), message, hashlib.sha256)
     return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
 
 

@@ -51,6 +51,13 @@ class Limits:
     depth: int  # visitors waiting at once
     idle_seconds: float
 
+    @property
+    def slack(self) -> float:
+        """How stale an admitted visitor's last-seen time may be (a tenth of the idle
+        time): the gateway skips the store for a request within it of the last visit and
+        for the end of a response shorter than it, so a slot may free this much early."""
+        return self.idle_seconds / 10
+
 
 class QueueStore(Protocol):
     async def visit(

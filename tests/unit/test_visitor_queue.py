@@ -484,3 +484,27 @@ def test_a_queue_that_cannot_be_reached_lets_visitors_in(domain: None, upstream:
         await gateway.aclose()
 
     run(test)
+
+
+def test_an_active_visitor_costs_one_store_call_per_slack(domain: None, upstream: Upstream) -> None:
+    class Counting(MemoryQueueStore):
+        visits = 0
+
+        async def visit(self, *args: object, **kwargs: object) -> object:  # type: ignore[override]
+            Counting.visits += 1
+            return await super().visit(*args, **kwargs)  # type: ignore[arg-type]
+
+    clock = Clock()
+
+    async def test() -> None:
+        gateway = _gateway(_route(upstream.address), Counting(), clock)
+        browser = Visitor(gateway, BROWSER)
+        for _ in range(5):  # within the slack (a tenth of the idle time): one visit
+            assert (await browser.get()).text == "app"
+        assert Counting.visits == 1
+        clock.now += IDLE / 10 + 1
+        assert (await browser.get()).text == "app"
+        assert Counting.visits == 2
+        await gateway.aclose()
+
+    run(test)
