@@ -114,6 +114,7 @@ def cmd_duplicate(args: argparse.Namespace) -> int:
     permissions): full history, LFS objects and variables; the image is reused."""
     from sqlmodel import select
 
+    from orchestrator.billing.accounts import OutOfCredit
     from orchestrator.core import db
     from orchestrator.core.events import ACTOR_SYSTEM
     from orchestrator.core.models import User, Visibility
@@ -147,7 +148,12 @@ def cmd_duplicate(args: argparse.Namespace) -> int:
                 hardware=args.hardware,
                 sleep_time=args.sleep_time,
             )
-        except (lifecycle.LifecycleError, spaces.SpaceNameError, ValueError) as exc:
+        except (
+            lifecycle.LifecycleError,
+            spaces.SpaceNameError,
+            ValueError,
+            OutOfCredit,  # --hardware of a paid tier for an owner without credit
+        ) as exc:
             print(f"spaceport: {exc}", file=sys.stderr)
             return 1
         print(spaces.space_url(copy))

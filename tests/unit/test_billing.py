@@ -413,6 +413,14 @@ def test_the_cli_grants_and_shows_credit(
     assert run("credit", "show", "alice") == 0
     assert capsys.readouterr().out.splitlines() == ["alice\t$2.50", "alice\t$2.50"]
     assert run("credit", "grant", "nobody", "1") == 2
+    # The operator's duplicate asks for credit too: a message, not a traceback.
+    with Session(db.get_engine()) as session:
+        spaces.create_space(session, _user(session, "alice"), "demo", sdk="gradio")
+        _user(session, "bob")
+        session.commit()
+    assert run("duplicate", "alice/demo", "alice/gpu", "--hardware", "t4-small") == 0
+    assert run("duplicate", "alice/demo", "bob/big", "--hardware", "a100-large") == 1
+    assert "a100-large costs $2.50/hour and bob has no credit" in capsys.readouterr().err
     assert run("credit", "grant", "alice", "-1") == 2
     assert "at most" in capsys.readouterr().err
     with Session(db.get_engine()) as session:
