@@ -61,8 +61,10 @@ if [ "$WITH_TEST" -eq 1 ]; then
     # docker-registry (Distribution 2.8) and htpasswd: the local registry that tests push
     # built images to (tests/local_registry.py starts its own; the packaged service is off).
     PACKAGES+=(postgresql redis-server docker-registry apache2-utils)
-    # chromium (browser tests of the Space UI) is left out for now: it is a large download
-    # and no test needs it yet. Add it here when the first one does.
+    # chromium: the browser the visitor queue's waiting page is tested in
+    # (tests/unit/test_waiting_page_browser.py, through the test extras' Playwright, which
+    # drives this one: no browser of Playwright's own is downloaded).
+    PACKAGES+=(chromium)
 fi
 
 step "Checking system packages"

@@ -501,7 +501,9 @@ class VisitorPlace(Wire):
     full: bool  # the line is at its depth: no place was given
     position: int | None  # 1 = next; None when admitted or full
     waiting: int  # visitors in line in all
-    doing: str  # building | waiting_hardware | starting | waking | busy | full | ready
+    # building | waiting_hardware | starting | waking | busy | full | ready, or stopped
+    # (paused, failed: the page reloads to show why)
+    doing: str
     message: str  # what the Space is doing, in plain words
     estimated_wait_seconds: float | None = Field(alias="estimatedWaitSeconds")
     retry_after: int = Field(alias="retryAfter")  # seconds before asking again

@@ -94,8 +94,11 @@ class VisitorQueue:
         serves = servable(route)
         doing = doing_of(route, serves)
         status_asked = scope["type"] == "http" and scope["path"] == waiting_page.STATUS_PATH
-        if doing is None and not status_asked:
-            return send  # nothing to wait for: the gateway's status page says why
+        if doing is None:
+            if not status_asked:
+                return send  # nothing to wait for: the gateway's status page says why
+            await self._stopped(send, route)  # the waiting page reloads to show that page
+            return None
         browser = scope["type"] == "http" and "text/html" in (_header(scope, b"accept") or "")
         if not serves and not browser and not status_asked:
             if doing == "waking":
@@ -138,6 +141,23 @@ class VisitorQueue:
         else:
             await _error(send, answer.message, answer.retry_after, cookie)
         return None
+
+    async def _stopped(self, send: Send, route: Route) -> None:
+        answer = wire.VisitorPlace(
+            admitted=False,
+            ready=False,
+            full=False,
+            position=None,
+            waiting=0,
+            doing="stopped",
+            message=f"It is not running ({route.stage}).",
+            estimated_wait_seconds=None,
+            retry_after=POLL_SECONDS,
+            place_text="",
+            place_label="",
+            wait_text="",
+        )
+        await _json(send, 200, answer.model_dump_json().encode(), None, answer.retry_after)
 
     async def _refuse(self, scope: Scope, send: Send, route: Route, doing: str) -> None:
         """An API client's request to a Space that is not up: 503, and when to try again."""
@@ -256,9 +276,9 @@ def _message(route: Route, doing: str) -> str:
     if doing == "waking":
         return "It is waking up."
     if doing == "busy":
+        some = "1 visitor" if route.concurrency == 1 else f"{route.concurrency} visitors"
         return (
-            f"It has {route.concurrency} visitor{'s' if route.concurrency != 1 else ''} at "
-            "once, its limit: you are let in as soon as a visitor ahead of you leaves."
+            f"It lets in {some} at a time, and they are all here: you go in as soon as one leaves."
         )
     if doing == "full":
         return "Its line is full. Please try again later."

@@ -49,7 +49,7 @@ your place.</p>
                             credentials: "same-origin", cache: "no-store" }})
       .then(function (r) {{ return r.json(); }})
       .then(function (s) {{
-        if (s.admitted && s.ready) {{ location.reload(); return; }}
+        if ((s.admitted && s.ready) || s.doing === "stopped") {{ location.reload(); return; }}
         text("place", s.placeText); text("place-label", s.placeLabel);
         text("doing", s.message); text("wait", s.waitText);
         delay = Math.max(1000, Math.min(10000, (s.retryAfter || 3) * 1000));

@@ -406,7 +406,7 @@ def test_api_clients_get_503_with_retry_after_in_the_error_shape(
         refused = await other.get()
         assert refused.status_code == 503 and refused.headers["retry-after"] == "3"
         assert refused.json() == {"error": refused.headers["x-error-message"]}
-        assert "let in as soon as" in refused.json()["error"]
+        assert "as soon as one leaves" in refused.json()["error"]
         await gateway.aclose()
 
     run(test)
@@ -435,6 +435,7 @@ def test_a_building_space_shows_what_it_is_doing_and_paused_ones_keep_their_page
         assert "waiting for a GPU (place 2 in the line for t4-small)" in place["message"]
 
         gateway.routes = Routes(_route(None, "PAUSED"))  # type: ignore[assignment]
+        assert (await browser.place())["doing"] == "stopped"  # the page reloads to say why
         paused = await browser.get()
         assert "paused" in paused.text and "/.spaceport/queue" not in paused.text
         await gateway.aclose()

@@ -1,0 +1,147 @@
+"""The visitor queue's waiting page in a real browser (Debian's Chromium through Playwright;
+under CI=true a missing one fails: scripts/bootstrap.sh --test installs both).
+
+The real Gateway under uvicorn, a Space at its concurrency of 1 whose slot another visitor
+holds: the page shows place 1 in an ARIA live region, fits 390 px and 1280 px without
+sideways scrolling (screenshots of both are kept in the test's tmp dir), carries the
+no-JavaScript refresh, and once the other visitor has gone idle lets the visitor in by
+itself, without a reload by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from orchestrator.core.settings import get_settings
+from orchestrator.gateway.visitor_admission import VisitorQueue
+from orchestrator.gateway.visitor_queue import MemoryQueueStore
+from tests import services
+from tests.unit.test_visitor_queue import (
+    BROWSER,
+    IDLE,
+    Clock,
+    Routes,
+    Upstream,
+    _route,
+    control_plane,
+)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--host-resolver-rules=MAP * 127.0.0.1",  # the Space's host name, without DNS
+]
+LET_IN_MS = 60_000  # at most, for the page's next ask after the slot freed (it asks every 3 s)
+
+
+def _require_browser() -> None:
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        found = False
+    else:
+        found = os.access(CHROMIUM, os.X_OK)
+    services.require(
+        "Chromium and Playwright",
+        found,
+        "scripts/bootstrap.sh --test (apt chromium, pip playwright)",
+    )
+
+
+class Served:
+    """The gateway under uvicorn on a free port, in a thread."""
+
+    def __init__(self, port: int, clock: Clock, upstream: Upstream) -> None:
+        from orchestrator.gateway.proxy import Gateway
+
+        self.gateway = Gateway(control_plane)  # type: ignore[arg-type]
+        self.gateway.routes = Routes(_route(upstream.address))  # type: ignore[assignment]
+        self.gateway.queue = VisitorQueue(MemoryQueueStore(), clock=clock)
+        config = uvicorn.Config(self.gateway, host="127.0.0.1", port=port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def served(migrated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Clock]]:
+    _require_browser()
+    port = services.free_port()
+    monkeypatch.setenv("SPACEPORT_SPACES_DOMAIN", f"spaces.test:{port}")
+    monkeypatch.setenv("SPACEPORT_VISITOR_IDLE_SECONDS", str(IDLE))
+    get_settings.cache_clear()
+    upstream, clock = Upstream(), Clock()
+    server = Served(port, clock, upstream)
+    yield f"http://alice-demo.spaces.test:{port}/", clock
+    server.stop()
+    upstream.close()
+
+
+def test_the_waiting_page_shows_the_place_fits_small_screens_and_lets_the_visitor_in(
+    served: tuple[str, Clock], tmp_path: Path
+) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    url, clock = served
+    host = url.split("/")[2]
+    # The first visitor takes the one slot (from the test process: straight to 127.0.0.1).
+    address = "http://127.0.0.1:" + host.rsplit(":", 1)[1] + "/"
+    answer = httpx.get(address, headers={**BROWSER, "host": host})
+    assert answer.status_code == 200 and answer.text == "app"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            visitor = browser.new_context()  # one visitor (one cookie jar), two screens
+            page = visitor.new_page()
+            for width, height in ((390, 844), (1280, 800)):
+                page.set_viewport_size({"width": width, "height": height})
+                response = page.goto(url)  # the second load keeps the place
+                assert response is not None and response.status == 503
+                assert page.locator("#place").inner_text() == "1"
+                assert page.locator("[role=status][aria-live=polite]").count() == 1
+                assert "at a time" in page.locator("#doing").inner_text()
+                overflow = page.evaluate("document.documentElement.scrollWidth")
+                assert overflow <= width, f"{overflow} px wide at a {width} px viewport"
+                shot = tmp_path / f"waiting-{width}.png"
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 0
+
+            # Without JavaScript, the page still comes back by itself.
+            quiet = browser.new_context(java_script_enabled=False).new_page()
+            quiet.goto(url)
+            assert quiet.locator('meta[http-equiv="refresh"]').count() == 1
+
+            # The first visitor goes idle; the open page (place 1) asks, is let in, and
+            # reloads into the app.
+            clock.now += IDLE + 5
+            try:
+                page.wait_for_function(
+                    "document.body.innerText.trim() === 'app'", timeout=LET_IN_MS
+                )
+            except PlaywrightTimeout:
+                raise AssertionError(f"never let in; the page says:\n{page.content()}") from None
+        finally:
+            browser.close()
