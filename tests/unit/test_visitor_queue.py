@@ -509,3 +509,44 @@ def test_an_active_visitor_costs_one_store_call_per_slack(domain: None, upstream
         await gateway.aclose()
 
     run(test)
+
+
+def test_an_open_stream_or_websocket_keeps_its_slot_until_it_ends(domain: None) -> None:
+    """While an answer is open the slot is refreshed every half idle time; once it ends,
+    nothing more (a real, short idle time: only the order of the loop's timers matters)."""
+
+    class Counting(MemoryQueueStore):
+        seen_calls = 0
+
+        async def seen(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+            Counting.seen_calls += 1
+
+    async def test() -> None:
+        queue = VisitorQueue(Counting())
+        limits = Limits(concurrency=1, depth=1, idle_seconds=0.2)
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        for start, end in (
+            (
+                {"type": "http.response.start", "status": 200, "headers": []},
+                {"type": "http.response.body", "body": b"", "more_body": False},
+            ),
+            ({"type": "websocket.accept"}, {"type": "websocket.close", "code": 1000}),
+        ):
+            Counting.seen_calls = 0
+            holding = queue._holding(send, "s", "a", limits, None)  # type: ignore[arg-type]
+            await holding(start)
+            await asyncio.sleep(0.35)  # past the first refresh, due at 0.1
+            assert Counting.seen_calls >= 1
+            await holding(end)
+            await asyncio.sleep(0)
+            after_end = Counting.seen_calls
+            await asyncio.sleep(0.35)
+            assert Counting.seen_calls == after_end  # the refreshes stopped with the answer
+        assert [m["type"] for m in sent][-1] == "websocket.close"
+        await queue.aclose()
+
+    run(test)
