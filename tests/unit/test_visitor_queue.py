@@ -550,3 +550,15 @@ def test_an_open_stream_or_websocket_keeps_its_slot_until_it_ends(domain: None) 
         await queue.aclose()
 
     run(test)
+
+
+def test_a_private_spaces_queue_is_404_to_strangers(domain: None, upstream: Upstream) -> None:
+    async def test() -> None:
+        private = _route(upstream.address, private=True)
+        gateway = _gateway(private, MemoryQueueStore(), Clock())
+        stranger = Visitor(gateway, BROWSER)
+        assert (await stranger.client.get(f"http://{HOST}/.spaceport/queue")).status_code == 404
+        assert (await stranger.get()).status_code == 404
+        await gateway.aclose()
+
+    run(test)
