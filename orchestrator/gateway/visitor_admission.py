@@ -37,6 +37,7 @@ from orchestrator.gateway.wait_estimate import WaitEstimates
 log = logging.getLogger(__name__)
 POLL_SECONDS = 3  # how often the waiting page asks
 MAX_CONFIRMED = 10_000  # visitors remembered as just admitted, per gateway, at most
+WARN_EVERY_SECONDS = 60.0
 FULL_RETRY_SECONDS = 30
 MAX_RETRY_SECONDS = 120
 # What a Space that does not serve is doing, by stage; stages not here (paused, failed,
@@ -76,6 +77,7 @@ class VisitorQueue:
         # (Space, visitor) -> when the store last admitted them: within the slack, their
         # next request goes in without asking the store (one Redis round trip saved).
         self._confirmed: dict[tuple[str, str], float] = {}
+        self._warned_at = float("-inf")
 
     @property
     def store(self) -> QueueStore:
@@ -103,7 +105,7 @@ class VisitorQueue:
         if not serves and not browser and not status_asked:
             if doing == "waking":
                 return send  # held until the Space is up, by the wake path
-            await self._refuse(scope, send, route, doing or "starting")
+            await self._refuse(scope, send, route, doing)
             return None
         visitor, new_cookie = _visitor(scope, route, browser)
         settings = get_settings()
@@ -117,7 +119,7 @@ class VisitorQueue:
         try:
             place = await self.store.visit(route.uid, visitor, now=now, limits=limits, open=serves)
         except Exception:  # noqa: BLE001 - a queue that can't be reached lets visitors in
-            log.warning("visitor queue: the store failed; letting the visitor in", exc_info=True)
+            self._warn("the store failed; letting visitors in")
             return send
         if place.admitted and serves:
             if len(self._confirmed) >= MAX_CONFIRMED:
@@ -127,12 +129,12 @@ class VisitorQueue:
             visitor_cookie.set_cookie(route.uid, visitor, _secure(scope)) if new_cookie else None
         )
         if status_asked:
-            answer = self._place(route, place, serves, doing or "ready")
+            answer = self._place(route, place, serves, doing)
             await _json(send, 200, answer.model_dump_json().encode(), cookie, answer.retry_after)
             return None
         if place.admitted and serves:
             return self._holding(send, route.uid, visitor, limits, cookie)
-        answer = self._place(route, place, serves, doing or "ready")
+        answer = self._place(route, place, serves, doing)
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1013})  # try again later
         elif browser:
@@ -246,7 +248,15 @@ class VisitorQueue:
         try:
             await self.store.seen(space, visitor, now=self._clock())
         except Exception:  # noqa: BLE001 - a missed refresh costs the slot at worst
-            log.warning("visitor queue: refreshing a slot failed", exc_info=True)
+            self._warn("refreshing a slot failed")
+
+    def _warn(self, what: str) -> None:
+        """Logged with its cause once a minute at most: a Redis that is down fails every
+        request, and must not write a traceback for each."""
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY_SECONDS:
+            self._warned_at = now
+            log.warning("visitor queue: %s", what, exc_info=True)
 
 
 def _visitor(scope: Scope, route: Route, browser: bool) -> tuple[str, bool]:
