@@ -268,9 +268,7 @@ def _visitor(scope: Scope, route: Route, browser: bool) -> tuple[str, bool]:
         return visitor_cookie.new_id(), True
     client = scope.get("client")
     address = client[0] if client else ""
-    return visitor_cookie.cookieless_id(
-        route.uid, address, _header(scope, b"user-agent") or ""
-    ), False
+    return visitor_cookie.cookieless_id(route.uid, address), False
 
 
 def _message(route: Route, doing: str) -> str:

@@ -6,9 +6,10 @@ scoped to the Space's host and bound to the Space's uid: a reload keeps the plac
 or copied cookie is a new visitor. The name starts with `spaceport`, so the gateway never
 passes it to the app and the app cannot set it (gateway/credentials.py).
 
-A client that keeps no cookies (gradio_client, curl) is named by what it sends every time:
-its address and User-Agent, hashed the same way, so its requests count as one visitor
-instead of taking a slot each.
+A client that keeps no cookies (gradio_client, curl) is named by its address, hashed the
+same way, so its requests count as one visitor instead of taking a slot each. Clients
+behind one address share that place: the queue errs on letting API clients through, since
+browsers are the visitors it orders.
 """
 
 from __future__ import annotations
@@ -64,9 +65,9 @@ def verified_id(space_uid: str, value: str) -> str | None:
     return visitor_id if hmac.compare_digest(mac, _mac(space_uid, visitor_id)) else None
 
 
-def cookieless_id(space_uid: str, address: str, user_agent: str) -> str:
+def cookieless_id(space_uid: str, address: str) -> str:
     """A stable id for a client that sends no cookie: the same for each of its requests."""
-    return "c-" + _mac(space_uid, f"{address}|{user_agent[:256]}")
+    return "c-" + _mac(space_uid, f"address:{address}")
 
 
 def set_cookie(space_uid: str, visitor_id: str, secure: bool) -> str:

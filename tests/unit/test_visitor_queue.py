@@ -186,9 +186,10 @@ def test_a_place_belongs_to_the_signed_cookie_and_a_forged_one_is_a_stranger(
     header = visitor_cookie.set_cookie("uid-1", visitor, secure=True)
     assert "HttpOnly" in header and "Secure" in header and "Domain" not in header
     # A client without cookies is one visitor for all its requests, not one per request.
-    one = visitor_cookie.cookieless_id("uid-1", "10.0.0.1", "python-httpx")
-    assert one == visitor_cookie.cookieless_id("uid-1", "10.0.0.1", "python-httpx")
-    assert one != visitor_cookie.cookieless_id("uid-1", "10.0.0.2", "python-httpx")
+    one = visitor_cookie.cookieless_id("uid-1", "10.0.0.1")
+    assert one == visitor_cookie.cookieless_id("uid-1", "10.0.0.1")
+    assert one != visitor_cookie.cookieless_id("uid-1", "10.0.0.2")
+    assert one != visitor_cookie.cookieless_id("uid-2", "10.0.0.1")
 
 
 # -- at the gateway ------------------------------------------------------------------------
@@ -276,8 +277,10 @@ async def control_plane(scope: dict, receive: object, send: Callable[..., Awaita
 class Visitor:
     """One browser (or API client): its own cookie jar, at one of the gateways."""
 
-    def __init__(self, gateway: Gateway, headers: dict[str, str]) -> None:
-        transport = httpx.ASGITransport(app=gateway)
+    def __init__(
+        self, gateway: Gateway, headers: dict[str, str], client: tuple[str, int] = ("127.0.0.1", 1)
+    ) -> None:
+        transport = httpx.ASGITransport(app=gateway, client=client)
         self.client = httpx.AsyncClient(transport=transport, headers=headers)
 
     async def get(self, path: str = "/") -> httpx.Response:
@@ -402,7 +405,7 @@ def test_api_clients_get_503_with_retry_after_in_the_error_shape(
         client = Visitor(gateway, API)
         assert (await client.get()).text == "app"
         assert (await client.get()).text == "app"  # no cookie, still the one visitor
-        other = Visitor(gateway, {**API, "user-agent": "curl/8"})
+        other = Visitor(gateway, API, client=("10.0.0.2", 40000))  # another machine
         refused = await other.get()
         assert refused.status_code == 503 and refused.headers["retry-after"] == "3"
         assert refused.json() == {"error": refused.headers["x-error-message"]}
