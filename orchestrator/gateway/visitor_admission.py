@@ -165,7 +165,8 @@ class VisitorQueue:
         """An API client's request to a Space that is not up: 503, and when to try again."""
         wait = self.estimates.current().wait_seconds(doing, route.hardware)
         retry = min(MAX_RETRY_SECONDS, max(POLL_SECONDS, round(wait or POLL_SECONDS)))
-        message = f"{route.full_name} {_message(route, doing)}"
+        words = _message(route, doing)
+        message = f"{route.full_name}: {words[0].lower()}{words[1:]}"  # alice/x: it is starting.
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1013})
         else:
