@@ -565,3 +565,27 @@ def test_a_private_spaces_queue_is_404_to_strangers(domain: None, upstream: Upst
         await gateway.aclose()
 
     run(test)
+
+
+def test_the_waiting_page_gives_the_expected_wait_from_past_starts(
+    domain: None, make_store: Callable
+) -> None:
+    import time
+
+    from orchestrator.gateway.wait_estimate import Medians
+
+    async def test() -> None:
+        gateway = _gateway(_route(None, "BUILDING"), make_store(), Clock())
+        estimates = gateway.queue.estimates
+        estimates._medians = Medians(start={"cpu-basic": 90.0}, build=200.0)
+        estimates._read_at = time.monotonic()  # fresh: no reread of the log
+        browser = Visitor(gateway, BROWSER)
+        place = await browser.place()
+        assert place["estimatedWaitSeconds"] == 290.0
+        assert place["waitText"].startswith("Expected wait: about 5 minutes")
+        assert "about 5 minutes" in (await browser.get()).text
+        api = await Visitor(gateway, API).get()
+        assert api.headers["retry-after"] == "120"  # the wait, at most two minutes
+        await gateway.aclose()
+
+    run(test)
