@@ -77,7 +77,7 @@ def available(machine: Capacity, own: Iterable[Instance], policy: Policy) -> Cap
         used_cpus = machine.cpus - machine.cpus_free
         used_memory = machine.memory_gib - machine.memory_gib_free
     else:
-        used_cpus = sum(i.cpus for i in mine)
+        used_cpus = sum(i.cpus for i in mine if not i.frozen)  # a frozen one's CPU is free
         used_memory = sum(i.memory_gib for i in mine)
     cpus = max(machine.cpus - policy.reserve_cpus, 0) * policy.cpu_allocation_ratio
     memory = max(machine.memory_gib - policy.reserve_memory_gib, 0)
@@ -85,7 +85,7 @@ def available(machine: Capacity, own: Iterable[Instance], policy: Policy) -> Cap
     memory_free = memory - used_memory
     if policy.spaces_cpus is not None:
         cpus = min(cpus, policy.spaces_cpus)
-        cpus_free = min(cpus_free, policy.spaces_cpus - sum(i.cpus for i in mine))
+        cpus_free = min(cpus_free, policy.spaces_cpus - sum(i.cpus for i in mine if not i.frozen))
     if policy.spaces_memory_gib is not None:
         memory = min(memory, policy.spaces_memory_gib)
         memory_free = min(memory_free, policy.spaces_memory_gib - sum(i.memory_gib for i in mine))

@@ -126,6 +126,9 @@ class Instance:
     # Cannot run as it is, whatever the controller waits for: why, in plain words (an image
     # that cannot be pulled). The controller shows it as a runtime error.
     problem: str | None = None
+    # Frozen (`Backend.freeze`): its processes hold their memory but get no CPU, and answer
+    # nothing until thawed. A light sleep (orchestrator/controller/sleep.py).
+    frozen: bool = False
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,20 @@ class Backend(abc.ABC):
         for instance in self.instances():
             if instance.space_id == space_uid:
                 self.stop(instance.id)
+
+    @property
+    def can_freeze(self) -> bool:
+        """Whether `freeze` works here; where not, a sleeping Space is stopped at once."""
+        return False
+
+    def freeze(self, instance_id: str) -> None:
+        """Freeze the instance's processes (CPU given back at once, memory kept): a light
+        sleep. Raises BackendError where it can't (see `can_freeze`)."""
+        raise BackendError("this backend cannot freeze an instance")
+
+    def thaw(self, instance_id: str) -> None:
+        """Let a frozen instance run again, as it was (milliseconds); a no-op otherwise."""
+        return None
 
     def disk_usage(self) -> dict[str, int]:
         """Bytes each running instance has written to its own disk, by instance id; a

@@ -1,6 +1,8 @@
 """An in-memory backend: instances are records, nothing runs. For the controller's unit
 tests and benches, which drive it with knobs: make an instance ready, let it exit with a
-code, hang its probe, make it vanish without a word, fail or hold the next start.
+code, hang its probe, make it vanish without a word, fail or hold the next start. It
+freezes and thaws as Docker does (a frozen instance holds memory, not CPU) unless
+`freezable` is set False, as on Kubernetes.
 
 It keeps the Backend contract the controller relies on: `watch` callbacks for every change
 (start, stop, exit, ready; not for `vanish`, which is what a missed event looks like),
@@ -64,6 +66,9 @@ class MemoryBackend(Backend):
         # start() and stop() of a Space (by owner/name) wait until its event is set.
         self.holds: dict[str, threading.Event] = {}
         self.forgotten: list[str] = []  # the uids `forget` was called with, in order
+        self.freezable = True  # False: like Kubernetes, freeze() is refused
+        self.frozen_calls: list[tuple[float, str]] = []
+        self.thawed_calls: list[tuple[float, str]] = []
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._watchers: list[WatchCallback] = []
@@ -141,7 +146,7 @@ class MemoryBackend(Backend):
             return Capacity(
                 cpus=self.cpus,
                 memory_gib=self.memory_gib,
-                cpus_free=self.cpus - sum(i.cpus for i in live),
+                cpus_free=self.cpus - sum(i.cpus for i in live if not i.frozen),
                 memory_gib_free=self.memory_gib - sum(i.memory_gib for i in live),
             )
 
@@ -149,6 +154,22 @@ class MemoryBackend(Backend):
         with self._lock:
             self.calls += 1
             return dict(self.written)
+
+    @property
+    def can_freeze(self) -> bool:
+        return self.freezable
+
+    def freeze(self, instance_id: str) -> None:
+        if not self.freezable:
+            super().freeze(instance_id)
+        with self._lock:
+            self.frozen_calls.append((time.monotonic(), instance_id))
+        self._change(instance_id, frozen=True)
+
+    def thaw(self, instance_id: str) -> None:
+        with self._lock:
+            self.thawed_calls.append((time.monotonic(), instance_id))
+        self._change(instance_id, frozen=False)
 
     def tier_room(self, tier: HardwareTier) -> TierRoom | None:
         if self.gpus is None or tier.gpu is None:

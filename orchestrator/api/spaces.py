@@ -51,6 +51,7 @@ def runtime_json(space: Space) -> wire.SpaceRuntime:
         ],
         build_notes=_notes(space.built_notes),
         queue=_queue(space),
+        sleep=_sleep(space),
         volumes=[wire.Volume.model_validate(v) for v in volume_spec.wire(space) or []] or None,
         hardware_notice=space.hardware_notice,
         visitor_concurrency=space.visitor_concurrency,
@@ -66,6 +67,13 @@ def _queue(space: Space) -> wire.HardwareQueue | None:
         hardware=space.waiting_hardware,
         since=hub_time(space.waiting_since),
     )
+
+
+def _sleep(space: Space) -> wire.SleepState | None:
+    """How it sleeps (the controller's status); a paused Space is paused, not asleep."""
+    if space.paused or not space.sleep_depth:
+        return None
+    return wire.SleepState(depth=space.sleep_depth, since=hub_time(space.sleep_since))
 
 
 def _notes(stored: str | None) -> list[str]:

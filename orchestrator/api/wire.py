@@ -77,6 +77,15 @@ class HardwareQueue(Wire):
     since: str | None  # when it began waiting: the line is first come, first served
 
 
+class SleepState(Wire):
+    """Spaceport's own: how a Space sleeps for want of visitors (orchestrator/controller/
+    sleep.py): "light" (frozen: a visit wakes it in milliseconds) or "deep" (stopped: a
+    visit starts it again), and since when."""
+
+    depth: str
+    since: str | None
+
+
 class Volume(Wire):
     """huggingface_hub's Volume: what a Space mounts (orchestrator/volumes/spec.py)."""
 
@@ -123,6 +132,8 @@ class SpaceRuntime(Wire):
     build_notes: list[str] = Field(default_factory=list, alias="buildNotes")
     # Spaceport's own, left out unless it waits for hardware (errorMessage says why in words).
     queue: HardwareQueue | None = omitted()
+    # Spaceport's own, left out while awake: which sleep it is in (stage SLEEPING or STOPPED).
+    sleep: SleepState | None = omitted()
     # The Hub's: what the Space mounts; left out without volumes (the client reads None).
     volumes: list[Volume] | None = omitted()
     # Spaceport's own, left out unless billing moved it to cpu-basic at zero credit: why,

@@ -42,6 +42,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from orchestrator.controller.environment import revision_of
+from orchestrator.controller.sleep import Depth, sleep_stage
+from orchestrator.controller.sleeping import EventData, Look, SleepKeeper
 from orchestrator.controller.waiting_line import Wait, WaitingLine, claimed, record_line
 from orchestrator.core import events, redaction
 from orchestrator.core.backends import admission_policy
@@ -87,6 +89,9 @@ class Plan:
     wait: Wait | None = None  # for room on its tier
     left_line: str | None = None  # why it left the line without its hardware
     exited: Instance | None = None  # seen exited just now: its end is an event
+    freeze: Instance | None = None  # a light sleep: frozen after the status is committed
+    thaw: Instance | None = None  # a light sleeper's wake
+    events: list[EventData] = field(default_factory=list)  # with the status (space.slept...)
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,8 @@ class Reconciler:
         self.on_change: Callable[[int], None] = lambda space_id: None
         # Tests drive races through this: called after the facts are read, before the write.
         self.before_write: Callable[[int], None] | None = None
+        # Sleep for want of visitors (orchestrator/controller/sleeping.py).
+        self.sleep = SleepKeeper(backend, lambda space_id: self.on_change(space_id))
 
     # -- entry points ---------------------------------------------------------------
 
@@ -289,6 +296,8 @@ class Reconciler:
                         **self._stopped_data(plan.exited, "the app exited"),
                     )
                 record_line(session, space, was_waiting, plan.wait, plan.left_line)
+                for kind, data in plan.events:
+                    events.record(session, kind, events.ACTOR_CONTROLLER, space, **data)
                 if not self._is_busy(space_id):
                     self._adopt(session, space, instances)
                 session.commit()
@@ -359,6 +368,7 @@ class Reconciler:
         """A deleted Space: it leaves the line, and the backend forgets all of it (what runs,
         and what a paused Space keeps: on Kubernetes its Deployment, Service, ...)."""
         self._set_place(space_id, None)
+        self.sleep.forget(space_id)
         uid = self.uids.pop(space_id, None)
         if uid is None:  # deleted before this controller saw it: its events know the uid
             uid = session.exec(
@@ -392,6 +402,8 @@ class Reconciler:
         keep_serving = False  # an older revision keeps serving
         failed_revision = space.failed_revision
         run, message = RunState.ABSENT, None
+        sleeping: Stage | None = None  # SLEEPING or STOPPED while asleep
+        sleep_fields: dict[str, Any] = {"sleep_depth": None, "sleep_since": None}
 
         if desired is None:
             reason = "the Space is paused" if space.paused else "nothing is built"
@@ -409,7 +421,18 @@ class Reconciler:
             )
             if failed_revision and failed_revision != desired.key:
                 failed_revision = None  # something changed since: try the new revision
-            if failed_revision == desired.key:
+            look = self._sleep_look(session, space, desired, current, failed_revision)
+            plan.events += look.events
+            if look.verdict.due is not None:  # falls asleep, or deeper, then
+                self._deadline(plan, now + (look.verdict.due - look.facts.now).total_seconds())
+            if look.verdict.depth is not None:  # asleep: nothing runs, or it is frozen
+                sleeping = self._asleep(space, look, current, instances, plan)
+                keep_serving = False
+                sleep_fields = {
+                    "sleep_depth": look.verdict.depth,
+                    "sleep_since": look.verdict.since,
+                }
+            elif failed_revision == desired.key:
                 # Crashed before: wait for a push, a restart or a settings change (its
                 # exited instance stays, so its run log can still be read).
                 run, message = RunState.FAILED, space.error_message
@@ -418,6 +441,8 @@ class Reconciler:
                     # the line until its owner acts (on Kubernetes its pod keeps being
                     # restarted on it). Its error keeps the app's last log lines.
                     plan.stops += [(i, "it crashed: its GPU goes back") for i in current]
+            elif current and current[0].frozen:  # woken from a light sleep: it serves once thawed
+                plan.thaw, run = current[0], RunState.STARTING
             elif not current:
                 run, message, keep_serving = self._start_or_wait(
                     space, desired, older, plan, keep_serving
@@ -431,6 +456,7 @@ class Reconciler:
                     failed_revision = desired.key
                 elif run == RunState.READY:
                     serving = instance
+                    plan.events += self.sleep.served(space.id)  # after a wake: space.woke
                     if space.serving_address != instance.address:
                         self.switched_at[instance.id] = now
                     switched = self.switched_at.setdefault(instance.id, now)
@@ -453,11 +479,13 @@ class Reconciler:
             old_serving=keep_serving,
             run=run,
             run_message=message,
+            sleeping=sleeping,
         )
         stage, shown = stage_of(facts)
         if stage == Stage.RUNTIME_ERROR and space.stage == Stage.RUNTIME_ERROR and not shown:
             shown = space.error_message
         plan.fields = {"stage": stage, "error_message": shown, "failed_revision": failed_revision}
+        plan.fields.update(sleep_fields)
         wait = plan.wait
         plan.fields.update(
             waiting_hardware=wait.place.hardware if wait else None,
@@ -478,6 +506,47 @@ class Reconciler:
                 serving_address=None, serving_sha=None, serving_image=None, current_hardware=None
             )
         return plan
+
+    def _sleep_look(
+        self,
+        session: Session,
+        space: Space,
+        desired: Revision,
+        current: list[Instance],
+        failed_revision: str | None,
+    ) -> Look:
+        """Its sleep verdict. It serves when the desired revision's instance answers (not
+        frozen, not failed); a light sleeper whose instance is gone sleeps deep."""
+        live = [i for i in current if i.state != InstanceState.EXITED]
+        instance = live[0] if live else None
+        serving = None
+        if instance is not None and not instance.frozen and failed_revision != desired.key:
+            if instance.ready or (instance.address and instance.address == space.serving_address):
+                serving = instance
+        spec_changed = space.observed_spec_version < space.spec_version
+        return self.sleep.look(session, space, serving, spec_changed, has_instance=bool(live))
+
+    def _asleep(
+        self,
+        space: Space,
+        look: Look,
+        current: list[Instance],
+        instances: list[Instance],
+        plan: Plan,
+    ) -> Stage:
+        """Carry out a sleep: a light sleeper keeps its instance, frozen; everything else of
+        it stops (all of a deep sleeper: on Kubernetes, its Deployment scales to 0)."""
+        depth = look.verdict.depth
+        assert depth is not None
+        keep = None
+        if depth == Depth.LIGHT:
+            keep = next((i for i in current if i.state != InstanceState.EXITED), None)
+        stopping = {i.id for i, _ in plan.stops}
+        reason = f"{depth} sleep: no visitor for {look.facts.sleep_seconds} s"
+        plan.stops += [(i, reason) for i in instances if i is not keep and i.id not in stopping]
+        if keep is not None and not keep.frozen:
+            plan.freeze = keep
+        return sleep_stage(depth, custom_sleep_time=space.sleep_time_seconds is not None)
 
     def _start_or_wait(
         self,
@@ -501,6 +570,8 @@ class Reconciler:
         verdict, reason = self._admit(tier, ahead, live)
         if verdict == "wait":
             assert reason is not None
+            if self._tier_room(tier) is None:  # the host's memory: a light sleeper holds some
+                self.sleep.press()
             plan.wait = Wait(place, ahead + 1, reason)
             message = self._waiting_message(plan.wait)
             if space.error_message != message:
@@ -673,19 +744,31 @@ class Reconciler:
         if plan.deadline is not None:
             self._at(plan.deadline, ref.id)
         self._set_place(ref.id, plan.wait)
-        if not plan.stops and plan.start is None:
+        if not plan.stops and plan.start is None and plan.freeze is None and plan.thaw is None:
             return
         with self._lock:
             if ref.id in self._busy:
                 return  # the one in flight wakes the Space again when it is done
             if plan.start is not None:
                 self._pending[ref.id] = plan.start.hardware
-            self._busy[ref.id] = self._pool.submit(self._act, ref, plan.stops, plan.start)
+            self._busy[ref.id] = self._pool.submit(
+                self._act, ref, plan.stops, plan.start, plan.freeze, plan.thaw
+            )
 
     def _act(
-        self, ref: SpaceRef, stops: list[tuple[Instance, str]], start: Revision | None
+        self,
+        ref: SpaceRef,
+        stops: list[tuple[Instance, str]],
+        start: Revision | None,
+        freeze: Instance | None = None,
+        thaw: Instance | None = None,
     ) -> None:
         try:
+            if thaw is not None:
+                log.info("thawing %s (%s): a visit woke it", thaw.id[:12], thaw.space)
+                self.backend.thaw(thaw.id)
+            if freeze is not None:
+                self._freeze(ref, freeze)
             for instance, reason in stops:
                 self._stop(ref, instance, reason)
             if start is not None:
@@ -715,7 +798,7 @@ class Reconciler:
                 self._acted_at[ref.id] = time.monotonic()
                 self._busy.pop(ref.id, None)
                 self._pending.pop(ref.id, None)
-                freed = bool(stops)
+                freed = bool(stops) or freeze is not None  # a frozen one's CPU is free
                 waiting = list(self.waiting) if freed else []
             self.on_change(ref.id)
             for space_id in waiting:  # room freed: those waiting for it may start now
@@ -766,6 +849,16 @@ class Reconciler:
     def _orphan_job_done(self, job: Future[None]) -> None:
         with self._lock:
             self._orphan_jobs.discard(job)
+
+    def _freeze(self, ref: SpaceRef, instance: Instance) -> None:
+        """A light sleep; where the freeze fails it is stopped instead, and the next look
+        finds no instance: a deep sleep."""
+        log.info("freezing %s (%s): light sleep", instance.id[:12], instance.space)
+        try:
+            self.backend.freeze(instance.id)
+        except BackendError as exc:
+            log.warning("could not freeze %s (%s): stopping it", instance.space, exc)
+            self._stop(ref, instance, "deep sleep: it could not be frozen")
 
     def _stop(self, ref: SpaceRef, instance: Instance, reason: str) -> None:
         log.info(

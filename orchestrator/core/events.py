@@ -30,6 +30,9 @@ Kinds, with their data:
     hardware.queue_left  hardware, reason, waited_seconds, since
     visibility.changed   from, to
     sleep_time.changed   from, to
+    space.slept          depth (light|deep), idle_seconds, sleep_seconds   (the controller)
+    space.wake_requested (a visit to a sleeping Space; actor spaceport:gateway)
+    space.woke           from (light|deep), seconds (from the visit to serving again)
     visitor_concurrency.changed  from, to (None: the tier's; gateway/visitor_queue.py)
     volumes.changed      volumes (type, source, mount path of each; [] when removed)
     paused / restarted   factory_reboot?
@@ -65,6 +68,7 @@ from orchestrator.core.models import Event, Space
 # Who did it, when it was not a user.
 ACTOR_CONTROLLER = "spaceport:controller"
 ACTOR_WORKER = "spaceport:worker"
+ACTOR_GATEWAY = "spaceport:gateway"  # a visit asked a sleeping Space to wake
 ACTOR_SYSTEM = "spaceport:system"  # housekeeping, `spaceport` commands, first start
 ACTOR_BILLING = "spaceport:billing"  # the charger's fallback to cpu-basic at zero credit
 PAGE_LIMIT = 500  # most events one page holds
@@ -97,6 +101,9 @@ class EventKind(enum.StrEnum):
     HARDWARE_QUEUE_LEFT = "hardware.queue_left"
     VISIBILITY_CHANGED = "visibility.changed"
     SLEEP_TIME_CHANGED = "sleep_time.changed"
+    SPACE_SLEPT = "space.slept"
+    SPACE_WAKE_REQUESTED = "space.wake_requested"
+    SPACE_WOKE = "space.woke"
     VISITOR_CONCURRENCY_CHANGED = "visitor_concurrency.changed"
     VOLUMES_CHANGED = "volumes.changed"
     PAUSED = "paused"

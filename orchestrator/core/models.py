@@ -177,6 +177,10 @@ class Space(SQLModel, table=True):
     waiting_hardware: str | None = Field(default=None, max_length=64)
     waiting_since: datetime | None = Field(default=None, index=True)
     waiting_position: int | None = Field(default=None)
+    # Asleep for want of visitors (status; orchestrator/controller/sleep.py): "light" (its
+    # instance frozen, memory kept) or "deep" (stopped), and since when; None while awake.
+    sleep_depth: str | None = Field(default=None, max_length=8)
+    sleep_since: datetime | None = Field(default=None)
     card_data: str | None = Field(default=None, sa_column=Column(Text))
     duplicated_from: str | None = Field(default=None, max_length=200)
     # The owner's volumes (spec), a JSON list in the Hub's wire shape
@@ -433,6 +437,17 @@ class Bucket(SQLModel, table=True):
     name: str = Field(max_length=96)
     private: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class SpaceActivity(SQLModel, table=True):
+    """The last time a gateway saw a visitor's traffic for a Space (an observation, written
+    in batches by orchestrator/gateway/activity.py; the controller reads it to decide sleep).
+    Kept apart from the Space row: its writes never touch the spec or status versions."""
+
+    __tablename__ = "space_activity"
+
+    space_id: int = Field(primary_key=True)
+    last_seen: datetime = Field(default_factory=utcnow)
 
 
 # -- billing: credit, the ledger and the meter (orchestrator/billing/, migration 0014) -------

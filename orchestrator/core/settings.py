@@ -356,6 +356,37 @@ class Settings(BaseSettings):
         description="How many instance starts and stops the controller runs at once; one "
         "Space's slow start or stop never delays another's.",
     )
+    # -- Sleep and wake (docs/architecture.md, "Sleep and wake"). ------------------------
+    deep_sleep_after_seconds: float = Field(
+        default=900,
+        ge=0,
+        description="How long a Space stays in light sleep (its processes frozen: CPU given "
+        "back at once, memory kept, a visit wakes it in milliseconds) before it goes into "
+        "deep sleep (stopped: memory and room given back, a visit starts it again). Default "
+        "900 (15 minutes); 0: straight to deep sleep. A Space waiting for room that a light "
+        "sleeper holds sends the oldest one deep at once.",
+    )
+    activity_flush_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often each gateway writes the last time it saw traffic for each "
+        "Space (one batched upsert, in a thread) for the controller's sleep decision. "
+        "Default 5 s: a Space may fall asleep up to this long after a visit it had not "
+        "heard of yet (the next visit wakes it).",
+    )
+    wake_hold_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long the gateway holds an API client's request (gradio_client: no "
+        "text/html in Accept) to a sleeping Space while it wakes, before answering 503 with "
+        "Retry-After. Default 60 s. Browsers get the waking page at once instead.",
+    )
+    wake_hold_max_requests: int = Field(
+        default=1000,
+        ge=0,
+        description="Most requests one gateway process holds at once for Spaces that are "
+        "waking (default 1000); past it a request is answered 503 with Retry-After at once.",
+    )
     readiness_probe_concurrency: int = Field(
         default=16,
         ge=1,

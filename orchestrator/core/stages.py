@@ -59,6 +59,8 @@ class Facts:
     old_serving: bool = False  # an older revision answers while the desired one comes up
     run: RunState = RunState.ABSENT
     run_message: str | None = None  # why it failed, or what it waits for
+    # Asleep for want of visitors (orchestrator/controller/sleep.py): SLEEPING or STOPPED.
+    sleeping: Stage | None = None
 
 
 def stage_of(facts: Facts) -> tuple[Stage, str | None]:
@@ -68,6 +70,8 @@ def stage_of(facts: Facts) -> tuple[Stage, str | None]:
     serving = facts.old_serving or facts.run == RunState.READY
     if facts.paused:
         return Stage.PAUSED, None
+    if facts.sleeping is not None:  # any change of the spec wakes it (the build stages too)
+        return facts.sleeping, None
     if facts.head_problem is not None:
         return facts.head_problem.stage, facts.head_problem.message
     if facts.head_build in (BuildStatus.QUEUED, BuildStatus.RUNNING):

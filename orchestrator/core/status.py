@@ -63,6 +63,8 @@ STATUS_FIELDS = frozenset(
         "waiting_hardware",
         "waiting_since",
         "waiting_position",
+        "sleep_depth",  # asleep for want of visitors (orchestrator/controller/sleep.py)
+        "sleep_since",
     }
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator.core.settings import get_settings
 from orchestrator.gateway import credentials, pages
+from orchestrator.gateway.activity import Activity
 from orchestrator.gateway.routes import Route, RouteTable, space_subdomain
 from orchestrator.gateway.visitor_admission import VisitorQueue
 from orchestrator.spaces import tokens as space_tokens
@@ -49,6 +50,8 @@ class Gateway:
         self.queue = VisitorQueue()  # who goes in, who waits (gateway/visitor_admission.py)
         self.domain = get_settings().spaces_domain
         self._session: aiohttp.ClientSession | None = None
+        self.activity = Activity()  # visitors' traffic, for sleep (gateway/activity.py)
+        self._held = 0  # requests held for Spaces that are waking
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -67,6 +70,7 @@ class Gateway:
     async def aclose(self) -> None:
         """Stop following changes and close the upstream connections (at shutdown)."""
         await self.routes.close()
+        await self.activity.aclose()
         await self.queue.aclose()
         if self._session is not None:
             await self._session.close()
@@ -94,16 +98,51 @@ class Gateway:
         if scope["type"] == "http" and _sign(scope) is not None:
             await _sign_redirect(scope, receive, send, route)
             return
+        self.activity.seen(route.space_id)
+        if route.sleep is not None:  # before anything answers, the visitor queue's page too
+            await self.activity.wake(route.space_id)
         if (send := await self.queue.admit(scope, receive, send, route)) is None:
             return  # the visitor waits in line, or the line is full: answered
         if route.address is None:
-            page = pages.status_page(route.full_name, route.stage, route.error_message)
-            await _page(scope, receive, send, 503, page)
-            return
+            served = await self._not_servable(scope, receive, send, route)
+            if served is None:
+                return  # answered: a page, or a 503 once the hold is over
+            route = served
+        assert route.address is not None
         if scope["type"] == "websocket":
-            await _proxy_websocket(scope, receive, send, route.address, host)
+            frame = self.activity.seen
+            await _proxy_websocket(
+                scope, receive, send, route.address, host, lambda: frame(route.space_id)
+            )
         else:
             await self._proxy_http(scope, receive, send, route, host)
+
+    async def _not_servable(
+        self, scope: Scope, receive: Receive, send: Send, route: Route
+    ) -> Route | None:
+        """What a visitor of a Space with nothing to serve gets: the one place that decides
+        it. A sleeping Space is asked to wake (gateway/activity.py). An API client
+        (gradio_client: no text/html in Accept, or a websocket) of a Space that sleeps or
+        that this gateway is waking is held until it serves, within
+        SPACEPORT_WAKE_HOLD_SECONDS, and the route it serves at is returned, to proxy to;
+        a browser gets the status page, which reloads itself. None: answered here."""
+        waking = route.sleep is not None or self.activity.waking(route.space_id)
+        if waking and not _wants_html(scope):
+            settings = get_settings()
+            if self._held >= settings.wake_hold_max_requests:
+                await _hold_refused(scope, send)
+                return None
+            self._held += 1
+            try:
+                served = await self.routes.wait_servable(route.space_id, settings.wake_hold_seconds)
+            finally:
+                self._held -= 1
+            if served is not None:
+                self.activity.woke(route.space_id)
+                return served
+        page = pages.status_page(route.full_name, route.stage, route.error_message)
+        await _page(scope, receive, send, 503, page)
+        return None
 
     def _closing_on_shutdown(self, receive: Receive) -> Receive:
         """The app's lifespan, with the gateway's own start and stop around it."""
@@ -152,12 +191,35 @@ class Gateway:
                 }
             )
             async for chunk in response.content.iter_any():
+                self.activity.seen(route.space_id)  # a stream (SSE) is traffic while it flows
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (aiohttp.ClientError, OSError):
             pass  # the app or the visitor went away mid-stream; nothing left to say
         finally:
             response.release()
+
+
+def _wants_html(scope: Scope) -> bool:
+    """A browser (shown the waking page) rather than an API client (held until it serves)."""
+    return scope["type"] == "http" and "text/html" in (_header(scope, b"accept") or "")
+
+
+async def _hold_refused(scope: Scope, send: Send) -> None:
+    """Past SPACEPORT_WAKE_HOLD_MAX_REQUESTS: 503 at once, named, with Retry-After."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1013})
+        return
+    body = b"Too many requests are held for Spaces that are waking: retry shortly.\n"
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"3"),
+        (b"x-error-code", b"WakeHoldFull"),
+        (b"x-error-message", body.strip()),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _raw(scope: Scope) -> list[tuple[str, bytes]]:
@@ -269,8 +331,14 @@ async def _redirect(scope: Scope, receive: Receive, send: Send, host: str) -> No
 
 
 async def _proxy_websocket(
-    scope: Scope, receive: Receive, send: Send, address: str, host: str
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    address: str,
+    host: str,
+    on_frame: Callable[[], None] = lambda: None,
 ) -> None:
+    """`on_frame` is called for each message either way (visitor traffic, for sleep)."""
     await receive()  # websocket.connect
     path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
     query = credentials.sign_param(scope.get("query_string", b"").decode("latin-1"))[1]
@@ -303,6 +371,7 @@ async def _proxy_websocket(
             if message["type"] == "websocket.disconnect":
                 await upstream.close()
                 return
+            on_frame()
             if message.get("bytes") is not None:
                 await upstream.send(message["bytes"])
             elif message.get("text") is not None:
@@ -311,6 +380,7 @@ async def _proxy_websocket(
     async def upstream_to_client() -> None:
         try:
             async for data in upstream:
+                on_frame()
                 if isinstance(data, bytes):
                     await send({"type": "websocket.send", "bytes": data})
                 else:

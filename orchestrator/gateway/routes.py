@@ -54,6 +54,9 @@ class Route:
     address: str | None
     host: str  # the Space's current label: a request for any other one is redirected
     uid: str = ""  # what Space JWTs are scoped to (orchestrator/spaces/tokens.py)
+    # "light" or "deep" while it sleeps for want of visitors: a visit asks it to wake
+    # (orchestrator/gateway/activity.py); None while awake, and for a paused Space.
+    sleep: str | None = None
     # The visitor queue's (orchestrator/gateway/visitor_queue.py): visitors let in at once
     # (the owner's, else the tier's), the tier, whether it has GPUs, and the Space's place in
     # the hardware line.
@@ -94,6 +97,7 @@ def route_of(space: Space) -> Route:
         address=address,
         host=space.host,
         uid=space.uid,
+        sleep=None if space.paused else space.sleep_depth,
         concurrency=space.visitor_concurrency or (tier.concurrency if tier else 4),
         hardware=space.requested_hardware,
         gpu=bool(tier and tier.gpu_count),
@@ -132,6 +136,8 @@ class RouteTable:
         # what waits for the next read to be applied.
         self._read_own = 0
         self._applied = asyncio.Event()
+        # Requests held for a waking Space wait on its event, set when its route serves.
+        self._servable: dict[int, asyncio.Event] = {}
 
     async def start(self) -> None:
         """Read the table and follow changes from now on (else the first lookup does)."""
@@ -153,13 +159,48 @@ class RouteTable:
                 self._put(route, [*self._labels.get(route.space_id, ()), subdomain])
         return route
 
+    async def wait_servable(self, space_id: int, timeout: float) -> Route | None:
+        """The Space's route once it has an address (it woke, it started), or None after
+        `timeout`: an await on an event the table sets when it applies that route, so a
+        held request costs no polling and no thread."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            route = self._route_of(space_id)
+            if route is not None and route.address is not None:
+                return route
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            ready = self._servable.setdefault(space_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(ready.wait(), left)
+            except TimeoutError:
+                return None
+
+    def _route_of(self, space_id: int) -> Route | None:
+        for label in self._labels.get(space_id, ()):
+            if (route := self._routes.get(label)) is not None and route.space_id == space_id:
+                return route
+        return None
+
+    def _release_servable(self) -> None:
+        for space_id in list(self._servable):
+            route = self._route_of(space_id)
+            if route is not None and route.address is not None:
+                self._servable.pop(space_id).set()
+
     def __len__(self) -> int:
         return len(self._routes)
 
     async def close(self) -> None:
         if self._follower is not None:
-            self._follower.cancel()
-            await asyncio.gather(self._follower, return_exceptions=True)
+            # Cancelled until it has ended: in Python 3.11 asyncio.wait_for may swallow a
+            # cancellation that lands just as its inner wait completes (a ring at shutdown,
+            # such as a wake request's), and the follower would wait on for its resync.
+            while not self._follower.done():
+                self._follower.cancel()
+                await asyncio.wait({self._follower}, timeout=0.1)
             self._follower = None
 
     async def _read_own_writes(self) -> None:
@@ -217,6 +258,7 @@ class RouteTable:
         routes, labels = await asyncio.to_thread(_load_all, cursor)
         self._routes, self._labels = routes, labels
         self._generation += 1
+        self._release_servable()
         self._read_up_to(own)
 
     async def _catch_up(self) -> None:
@@ -247,6 +289,8 @@ class RouteTable:
         for label in names:
             self._routes[label] = route
         self._labels[route.space_id] = names
+        if route.address is not None and (ready := self._servable.pop(route.space_id, None)):
+            ready.set()  # the requests held while it woke go on
 
 
 def _load_all(cursor: EventCursor | None) -> tuple[dict[str, Route], dict[int, set[str]]]:
