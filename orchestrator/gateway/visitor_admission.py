@@ -60,6 +60,8 @@ def servable(route: Route) -> bool:
 def doing_of(route: Route, serves: bool) -> str | None:
     if serves:
         return "ready"
+    if route.sleep is not None:  # SLEEPING, or STOPPED by a deep sleep: the visit wakes it
+        return "waking"
     doing = DOING.get(route.stage)
     if doing == "starting" and (route.error_message or "").startswith("waiting for hardware"):
         return "waiting_hardware"
@@ -163,7 +165,7 @@ class VisitorQueue:
 
     async def _refuse(self, scope: Scope, send: Send, route: Route, doing: str) -> None:
         """An API client's request to a Space that is not up: 503, and when to try again."""
-        wait = self.estimates.current().wait_seconds(doing, route.hardware)
+        wait = self.estimates.current().wait_seconds(doing, route.hardware, route.sleep)
         retry = min(MAX_RETRY_SECONDS, max(POLL_SECONDS, round(wait or POLL_SECONDS)))
         words = _message(route, doing)
         message = f"{route.full_name}: {words[0].lower()}{words[1:]}"  # alice/x: it is starting.
@@ -177,7 +179,7 @@ class VisitorQueue:
             doing = "full"
         elif serves and not place.admitted:
             doing = "busy"
-        wait = self.estimates.current().wait_seconds(doing, route.hardware)
+        wait = self.estimates.current().wait_seconds(doing, route.hardware, route.sleep)
         if place.full:
             text, label = "Full", "this Space is full: try again later"
         elif place.admitted:

@@ -32,21 +32,26 @@ KINDS = (
     EventKind.BUILD_STARTED,
     EventKind.BUILD_ENDED,
     EventKind.HARDWARE_GRANTED,
+    EventKind.SPACE_WOKE,
 )
 
 
 @dataclass(frozen=True)
 class Medians:
     """Median seconds of: an instance's start until its Space ran, per tier; a build; a
-    wait in the hardware line, per tier."""
+    wait in the hardware line, per tier; a wake, per sleep depth (light, deep)."""
 
     start: dict[str, float] = field(default_factory=dict)
     build: float | None = None
     hardware_wait: dict[str, float] = field(default_factory=dict)
+    wake: dict[str, float] = field(default_factory=dict)
 
-    def wait_seconds(self, doing: str, tier: str) -> float | None:
-        """The expected wait for a Space that is `doing` (visitor_admission.DOING keys)."""
+    def wait_seconds(self, doing: str, tier: str, sleep: str | None = None) -> float | None:
+        """The expected wait for a Space that is `doing` (visitor_admission.DOING values),
+        asleep at depth `sleep` if it is."""
         start = self.start.get(tier)
+        if doing == "waking" and sleep in self.wake:
+            return self.wake[sleep]
         if doing == "building":
             return None if self.build is None else self.build + (start or 0)
         if doing == "waiting_hardware":
@@ -65,6 +70,7 @@ def medians_of(rows: Iterable[tuple[str, int | None, float, dict]]) -> Medians:
     starts: dict[str, list[float]] = {}
     builds: list[float] = []
     waits: dict[str, list[float]] = {}
+    wakes: dict[str, list[float]] = {}
     for kind, space_id, at, data in rows:
         if kind == EventKind.INSTANCE_STARTED and space_id is not None:
             started[space_id] = (at, str(data.get("hardware", "")))
@@ -80,10 +86,15 @@ def medians_of(rows: Iterable[tuple[str, int | None, float, dict]]) -> Medians:
             seconds = data.get("waited_seconds")
             if isinstance(seconds, int | float):
                 waits.setdefault(str(data.get("hardware", "")), []).append(float(seconds))
+        elif kind == EventKind.SPACE_WOKE:
+            seconds = data.get("seconds")
+            if isinstance(seconds, int | float):
+                wakes.setdefault(str(data.get("from", "")), []).append(float(seconds))
     return Medians(
         start={tier: _median(values) for tier, values in starts.items()},
         build=_median(builds) if builds else None,
         hardware_wait={tier: _median(values) for tier, values in waits.items()},
+        wake={depth: _median(values) for depth, values in wakes.items()},
     )
 
 

@@ -110,6 +110,8 @@ def test_the_estimate_is_the_median_of_recent_starts_on_the_tier(migrated_home: 
                 events.record(session, kind, ACTOR_CONTROLLER, space, **data).at = at
         granted = {"hardware": "t4-small", "waited_seconds": 40}
         events.record(session, EventKind.HARDWARE_GRANTED, ACTOR_CONTROLLER, space, **granted)
+        for woke in ({"from": "light", "seconds": 0.2}, {"from": "deep", "seconds": 30}):
+            events.record(session, EventKind.SPACE_WOKE, ACTOR_CONTROLLER, space, **woke)
         session.commit()
     medians = wait_estimate.read_medians()
     assert medians.start == {"cpu-basic": 20}
@@ -119,6 +121,9 @@ def test_the_estimate_is_the_median_of_recent_starts_on_the_tier(migrated_home: 
     assert medians.wait_seconds("waiting_hardware", "t4-small") == 40
     assert medians.wait_seconds("starting", "a10g-large") is None  # no starts there yet
     assert medians.wait_seconds("busy", "cpu-basic") is None
+    assert medians.wait_seconds("waking", "cpu-basic", "light") == 0.2  # thawed
+    assert medians.wait_seconds("waking", "cpu-basic", "deep") == 30
+    assert medians.wait_seconds("waking", "cpu-basic", None) == 20  # as a start
 
 
 def test_migration_0015_adds_the_visitor_concurrency_and_goes_back(database: str) -> None:

@@ -589,3 +589,19 @@ def test_the_waiting_page_gives_the_expected_wait_from_past_starts(
         await gateway.aclose()
 
     run(test)
+
+
+def test_a_sleeping_space_gives_browsers_a_place_while_it_wakes(
+    domain: None, make_store: Callable
+) -> None:
+    async def test() -> None:
+        asleep = _route(None, "STOPPED", sleep="deep")  # a deep sleep: stopped
+        gateway = _gateway(asleep, make_store(), Clock())
+        browser = Visitor(gateway, BROWSER)
+        page = await browser.get()
+        assert page.status_code == 503 and "It is waking up." in page.text
+        place = await browser.place()
+        assert place["doing"] == "waking" and place["position"] == 1
+        await gateway.aclose()
+
+    run(test)
