@@ -522,8 +522,10 @@ class DockerBackend(Backend):
         port = _exposed_port(container)
         address = f"http://{ip}:{port}" if ip and instance_state != InstanceState.EXITED else None
         instance_id = container.id or ""
-        if address and instance_state == InstanceState.RUNNING and status != "paused":
-            if self._watchers:  # only a controller probes (not an API reading a log)
+        if address and instance_state == InstanceState.RUNNING:
+            # Only a controller probes (not an API reading a log); a frozen one would not
+            # answer, and keeps the readiness it had, so its thaw serves at once.
+            if self._watchers and status != "paused":
                 self._prober.watch(instance_id, address, labels.get(LABEL_SPACE_ID, ""))
         else:
             self._prober.forget(instance_id)

@@ -482,6 +482,8 @@ class Reconciler:
             sleeping=sleeping,
         )
         stage, shown = stage_of(facts)
+        if stage == Stage.APP_STARTING and self.sleep.waking(space.id):
+            stage = Stage.SLEEPING  # "is asleep and waking up": gateways hold API clients
         if stage == Stage.RUNTIME_ERROR and space.stage == Stage.RUNTIME_ERROR and not shown:
             shown = space.error_message
         plan.fields = {"stage": stage, "error_message": shown, "failed_revision": failed_revision}

@@ -66,6 +66,7 @@ class SleepKeeper:
         self._pressed: set[int] = set()  # light sleepers asked to go deep for room
         self._waking: dict[int, tuple[str, datetime]] = {}  # id -> (from depth, asked at)
         self._woke_at: dict[int, datetime] = {}  # id -> when it last woke (its idle start)
+        self._serving_since: dict[int, datetime] = {}  # id -> first look that saw it serve
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # tests move it
 
     def look(
@@ -85,8 +86,14 @@ class SleepKeeper:
             space.sleep_time_seconds, get_tier(space.requested_hardware).default_sleep_seconds
         )
         last_seen = last_seen_of(session, space.id) if seconds is not None else None
+        # Its idle time counts from when it began to serve, not from its start: an app
+        # slower to start than its sleep time must not fall asleep the moment it answers.
+        if serving is not None:
+            self._serving_since.setdefault(space.id, now)
+        else:
+            self._serving_since.pop(space.id, None)
         moments = [last_seen, utc(serving.started_at) if serving else None]
-        moments.append(self._woke_at.get(space.id))
+        moments += [self._woke_at.get(space.id), self._serving_since.get(space.id)]
         with self._lock:
             pressed = space.id in self._pressed
         depth = Depth(space.sleep_depth) if space.sleep_depth else None
@@ -135,6 +142,10 @@ class SleepKeeper:
             data["reason"] = "a Space waits for the room it held"
         return [(EventKind.SPACE_SLEPT, data)]
 
+    def waking(self, space_id: int) -> bool:
+        """Woken, and not serving yet (its stage stays SLEEPING meanwhile)."""
+        return space_id in self._waking
+
     def served(self, space_id: int) -> list[EventData]:
         """The Space serves again: the space.woke event of the wake that led here."""
         waking = self._waking.pop(space_id, None)
@@ -164,3 +175,4 @@ class SleepKeeper:
             self._pressed.discard(space_id)
         self._waking.pop(space_id, None)
         self._woke_at.pop(space_id, None)
+        self._serving_since.pop(space_id, None)

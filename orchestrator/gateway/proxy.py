@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -25,6 +26,7 @@ from orchestrator.gateway.routes import Route, RouteTable, space_subdomain
 from orchestrator.gateway.visitor_admission import VisitorQueue
 from orchestrator.spaces import tokens as space_tokens
 
+log = logging.getLogger(__name__)
 HOP_BY_HOP = {
     "connection",
     "keep-alive",
@@ -126,20 +128,24 @@ class Gateway:
         that this gateway is waking is held until it serves, within
         SPACEPORT_WAKE_HOLD_SECONDS, and the route it serves at is returned, to proxy to;
         a browser gets the status page, which reloads itself. None: answered here."""
-        waking = route.sleep is not None or self.activity.waking(route.space_id)
+        waking = route.sleep is not None or route.stage == "SLEEPING"  # (or waking up)
+        waking = waking or self.activity.waking(route.space_id)
         if waking and not _wants_html(scope):
             settings = get_settings()
             if self._held >= settings.wake_hold_max_requests:
                 await _hold_refused(scope, send)
                 return None
             self._held += 1
+            log.debug("holding a request for %s while it wakes", route.full_name)
             try:
                 served = await self.routes.wait_servable(route.space_id, settings.wake_hold_seconds)
             finally:
                 self._held -= 1
             if served is not None:
+                log.debug("%s serves: a held request goes on", route.full_name)
                 self.activity.woke(route.space_id)
                 return served
+            log.info("%s did not wake within the hold: 503", route.full_name)
         page = pages.status_page(route.full_name, route.stage, route.error_message)
         await _page(scope, receive, send, 503, page)
         return None

@@ -33,14 +33,25 @@ API_CLIENT = {"accept": "application/json"}  # gradio_client's requests
 BROWSER = {"accept": "text/html,application/xhtml+xml"}
 
 
-def _asleep(owner: str, name: str, **spec: object) -> int:
-    """A Space the controller has put into light sleep (no address: nothing to proxy to)."""
+def _asleep(owner: str, name: str, depth: str = "light", **spec: object) -> int:
+    """A Space the controller has put to sleep (no address: nothing to proxy to); deep with
+    the owner's sleep time is STOPPED."""
+    stage = Stage.STOPPED if depth == "deep" else Stage.SLEEPING
     with _session() as session:
         space = _space(session, owner, name, **spec)
-        assert status.write_status(session, space, stage=Stage.SLEEPING, sleep_depth="light")
+        assert status.write_status(session, space, stage=stage, sleep_depth=depth)
         session.commit()
         assert space.id is not None
         return space.id
+
+
+def _waking(space_id: int) -> None:
+    """What the controller writes when it wakes the Space, before it serves."""
+    with _session() as session:
+        space = session.get(Space, space_id)
+        assert space is not None
+        assert status.write_status(session, space, stage=Stage.SLEEPING, sleep_depth=None)
+        session.commit()
 
 
 def _woken(space_id: int, address: str) -> None:
@@ -102,12 +113,14 @@ def test_traffic_is_noted_without_a_query_per_request_and_written_in_one_batch(
     _run(visit)
 
 
+@pytest.mark.parametrize("depth", ["light", "deep"])
 def test_a_held_api_request_goes_on_when_the_space_serves_again(
     database: str,  # noqa: F811 - the fixture
     upstreams: Callable[[str], Upstream],  # noqa: F811 - the fixture
+    depth: str,
 ) -> None:
     app = upstreams("sleepy")
-    space_id = _asleep("alice", "sleepy")
+    space_id = _asleep("alice", "sleepy", depth)
 
     async def visit(visitor: Visitor) -> None:
         await visitor.listening()
@@ -116,6 +129,9 @@ def test_a_held_api_request_goes_on_when_the_space_serves_again(
             assert not held.done(), (await held).text
             await asyncio.sleep(0.01)
         assert _wake_requests(space_id) == 1 and _last_seen(space_id) is not None
+        await asyncio.to_thread(_waking, space_id)  # woken, starting: still nothing to serve
+        await asyncio.sleep(0.3)
+        assert not held.done()
         await asyncio.to_thread(_woken, space_id, app.address)
         response = await held
         assert (response.status_code, response.text) == (200, "app sleepy /info")
