@@ -65,7 +65,8 @@ def database(
     if request.param == "postgresql":  # one server for the module: start each test empty
         with db.get_engine().begin() as connection:
             connection.exec_driver_sql(
-                'TRUNCATE event, space, spacehostalias, apitoken, "user" RESTART IDENTITY CASCADE'
+                'TRUNCATE event, space, spacehostalias, apitoken, "user", space_activity '
+                "RESTART IDENTITY CASCADE"
             )
     yield get_settings().sqlalchemy_url
     db.get_engine().dispose()
