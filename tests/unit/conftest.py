@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from orchestrator.core import changes, db, secret_store
 from orchestrator.core.settings import get_settings
 from tests import services
+from tests.unit.databases import empty_every_table
 
 
 def _reset_caches() -> None:
@@ -72,7 +73,5 @@ def database(
         _reset_caches()
     db.migrate()
     if request.param == "postgresql":  # one server for the run: start each test empty
-        tables = ", ".join(f'"{table.name}"' for table in SQLModel.metadata.sorted_tables)
-        with db.get_engine().begin() as connection:
-            connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        empty_every_table()
     return get_settings().sqlalchemy_url

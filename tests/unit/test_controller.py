@@ -22,6 +22,7 @@ from orchestrator.core.models import Build, BuildStatus, Event, Space, Stage, Us
 from orchestrator.core.stages import Problem, shown_stage
 from orchestrator.core.status import change_spec
 from sandbox.memory_backend import MemoryBackend
+from tests.unit.databases import empty_every_table
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -30,8 +31,6 @@ def stack(
 ) -> Iterator[str]:
     """A migrated, empty database on each stack."""
     import os
-
-    from sqlmodel import SQLModel
 
     from orchestrator.core import secret_store
     from orchestrator.core.settings import get_settings
@@ -54,9 +53,7 @@ def stack(
     reset()
     db.migrate()
     if request.param == "postgresql":
-        tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
-        with db.get_engine().begin() as connection:
-            connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        empty_every_table()
     yield request.param
     db.get_engine().dispose()
     reset()

@@ -32,6 +32,7 @@ from orchestrator.gateway.proxy import Gateway
 from orchestrator.gateway.routes import RouteTable
 from orchestrator.spaces import lifecycle
 from orchestrator.spaces import registry as spaces
+from tests.unit.databases import empty_every_table
 
 DOMAIN = "spaces.test:8000"
 # What the controller writes once a new instance answers, from its own process.
@@ -63,11 +64,7 @@ def database(
     db.get_engine.cache_clear()
     db.migrate()
     if request.param == "postgresql":  # one server for the module: start each test empty
-        with db.get_engine().begin() as connection:
-            connection.exec_driver_sql(
-                'TRUNCATE event, space, spacehostalias, apitoken, "user", space_activity '
-                "RESTART IDENTITY CASCADE"
-            )
+        empty_every_table()
     yield get_settings().sqlalchemy_url
     db.get_engine().dispose()
     get_settings.cache_clear()

@@ -15,33 +15,13 @@ from alembic import command
 from sqlalchemy import create_engine, inspect, make_url, text
 from sqlmodel import Session, select
 
-from orchestrator.core import auth, changes, db, events
+from orchestrator.core import auth, db, events
 from orchestrator.core import organizations as orgs
 from orchestrator.core.auth import Access, Principal, Seat
 from orchestrator.core.models import Event, OrgRole, Space, TokenRole, User, UserKind, Visibility
 from orchestrator.core.settings import get_settings
 
 ORG_ID, CREATOR_ID, OTHER_ID = 10, 20, 30
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(
-    request: pytest.FixtureRequest, spaceport_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> str:
-    """conftest's `database`, emptying only the tables the migrations made (models of work
-    in progress elsewhere may have no table yet)."""
-    if request.param == "postgresql":
-        monkeypatch.setenv("SPACEPORT_DATABASE_URL", request.getfixturevalue("postgres_url"))
-        get_settings.cache_clear()
-        db.get_engine.cache_clear()
-        changes.reset_feed()
-    db.migrate()
-    if request.param == "postgresql":
-        present = set(inspect(db.get_engine()).get_table_names()) - {"alembic_version"}
-        tables = ", ".join(f'"{table}"' for table in sorted(present))
-        with db.get_engine().begin() as connection:
-            connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-    return get_settings().sqlalchemy_url
 
 
 def _principal(role: OrgRole | None, token: TokenRole = TokenRole.WRITE) -> Principal:
