@@ -8,13 +8,22 @@ import os
 import platform as pyplatform
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+
+import docker as docker_sdk
+import httpx
+from docker.models.containers import Container
 
 from orchestrator.spaces.config import parse_readme
 from tests.platform import SAMPLES, Platform, sample_checkout
 from tests.services import docker_available, free_port
+from tests.stacks import platform_env
 
 DOCKER = "/usr/bin/docker"
 SAMPLE = "hello"
@@ -270,3 +279,83 @@ def fmt_seconds(value: float | None) -> str:
 
 def fmt_list(values: list[float]) -> str:
     return " ".join(f"{v:.2f}" for v in values) or "-"
+
+
+# --- a Spaceport of its own, for one bench run ----------------------------------------------
+
+
+@contextmanager
+def bench_platform(kind: str, **settings: str) -> Iterator[Platform]:
+    """A started `tests.platform.Platform` in a fresh `/tmp/spaceport-bench-{kind}-*` home,
+    with its own instance label and image prefix (so it touches no other installation's
+    containers or images) and ``settings`` (SPACEPORT_... names). On the way out it stops,
+    removes its containers, and removes the images it tagged: by tag, never by id (an
+    identical build elsewhere shares the id)."""
+    tag = uuid.uuid4().hex[:8]
+    home = Path(tempfile.mkdtemp(prefix=f"spaceport-bench-{kind}-"))
+    port = free_port()
+    env = platform_env(
+        home,
+        port,
+        SPACEPORT_INSTANCE=f"bench-{kind}-{tag}",
+        SPACEPORT_IMAGE_PREFIX=f"spaceport-bench-{kind}-{tag}",
+        **settings,
+    )
+    platform = Platform(home=home, env=env, port=port)
+    platform.start()
+    try:
+        yield platform
+    finally:
+        platform.stop()
+        client = docker_sdk.from_env()
+        prefix = env["SPACEPORT_IMAGE_PREFIX"] + "/"
+        for image in client.images.list():
+            for name in image.tags:
+                if name.startswith(prefix):
+                    client.images.remove(name)
+
+
+def run_until_answering(
+    image: str,
+    *,
+    path: str = "/config",
+    cpus: float | None = None,
+    memory_gib: float | None = None,
+    then: Callable[[Container, int], float] | None = None,
+) -> tuple[float, float | None]:
+    """A bare `docker run` of `image` (no Spaceport, no security profile; `cpus` and
+    `memory_gib` as limits when given): seconds until its app's GET `path` answers 200 on
+    loopback (polled every 0.05 s). `then(container, spare_port)`, if given, runs while the
+    container is up (its 7861 is published on `spare_port`) and its figure is returned too."""
+    client = docker_sdk.from_env()
+    port, spare = free_port(), free_port()
+    limits: dict[str, object] = {}
+    if cpus is not None:
+        limits["nano_cpus"] = int(cpus * 1e9)
+    if memory_gib is not None:
+        limits["mem_limit"] = f"{int(memory_gib * 1024)}m"
+    started = time.monotonic()
+    container = client.containers.run(
+        image,
+        detach=True,
+        ports={"7860/tcp": ("127.0.0.1", port), "7861/tcp": ("127.0.0.1", spare)},
+        environment={"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7860"},
+        **limits,
+    )
+    try:
+        cold = wait_answering_url(f"http://127.0.0.1:{port}{path}", started)
+        return cold, then(container, spare) if then is not None else None
+    finally:
+        container.remove(force=True)
+
+
+def wait_answering_url(url: str, started: float, timeout: float = 300) -> float:
+    """Seconds from `started` (time.monotonic) until GET `url` answers 200."""
+    while time.monotonic() - started < timeout:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return time.monotonic() - started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise BenchError(f"{url} never answered within {timeout:.0f} s")

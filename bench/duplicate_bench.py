@@ -13,17 +13,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
-import docker
 import httpx
 from huggingface_hub import HfApi
 
+from bench.common import bench_platform
 from tests.platform import Platform, push, sample_checkout
-from tests.services import free_port
 
 
 def say(message: str) -> None:
@@ -57,24 +53,11 @@ def wait_build(platform: Platform, owner: str, name: str, build_id: int) -> floa
 
 
 def run(runs: int) -> None:
-    tag = uuid.uuid4().hex[:8]
-    home = Path(tempfile.mkdtemp(prefix="spaceport-bench-dup-"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPACEPORT_")}
-    env.update(
-        SPACEPORT_HOME=str(home),
-        SPACEPORT_PUBLIC_URL=f"http://127.0.0.1:{port}",
-        SPACEPORT_SPACES_DOMAIN=f"localhost:{port}",
-        SPACEPORT_INSTANCE=f"bench-dup-{tag}",
-        SPACEPORT_IMAGE_PREFIX=f"spaceport-bench-dup-{tag}",
-    )
-    platform = Platform(home=home, env=env, port=port)
-    platform.start()
-    try:
+    with bench_platform("dup") as platform:
         token = platform.token("bench")
         api = HfApi(endpoint=platform.url, token=token)
         say("warm-up: push the hello sample and wait until it answers (not timed)")
-        push(sample_checkout("hello", home), platform.git_url("bench", "source", token))
+        push(sample_checkout("hello", platform.home), platform.git_url("bench", "source", token))
         wait_answering(platform, "bench", "source")
         duplicates: list[float] = []
         colds: list[tuple[float, float]] = []
@@ -108,15 +91,6 @@ def run(runs: int) -> None:
         print(f"{'  of which the build':<44}{statistics.median(b for b, _ in colds):>10.2f}")
         print(f"{'  of which the start':<44}{statistics.median(s for _, s in colds):>10.2f}")
         print(f"{'ratio duplicate / cold':<44}{duplicate / cold:>10.3f}")
-    finally:
-        platform.stop()
-        # By tag, never by ID: an identical build elsewhere shares the ID.
-        client = docker.from_env()
-        prefix = platform.env["SPACEPORT_IMAGE_PREFIX"] + "/"
-        for image in client.images.list():
-            for name in image.tags:
-                if name.startswith(prefix):
-                    client.images.remove(name)
 
 
 def main(argv: list[str] | None = None) -> int:
