@@ -12,10 +12,8 @@ import asyncio
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -33,6 +31,7 @@ from orchestrator.gateway.routes import RouteTable
 from orchestrator.spaces import lifecycle
 from orchestrator.spaces import registry as spaces
 from tests.unit.databases import empty_every_table
+from tests.unit.upstream import Upstream
 
 DOMAIN = "spaces.test:8000"
 # What the controller writes once a new instance answers, from its own process.
@@ -69,34 +68,6 @@ def database(
     db.get_engine().dispose()
     get_settings.cache_clear()
     db.get_engine.cache_clear()
-
-
-class Upstream:
-    """A Space's app: answers every GET with its name, and remembers the headers it got."""
-
-    def __init__(self, name: str) -> None:
-        seen: list[dict[str, str]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                seen.append({k.lower(): v for k, v in self.headers.items()})
-                body = f"app {name} {self.path}".encode()
-                self.send_response(200)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.seen = seen
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

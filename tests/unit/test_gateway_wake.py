@@ -19,7 +19,6 @@ from orchestrator.core.models import Event, Space, SpaceActivity, Stage
 from orchestrator.core.settings import get_settings
 from tests.unit.test_gateway_routing import (
     Queries,
-    Upstream,
     Visitor,
     _run,
     _running,
@@ -28,6 +27,7 @@ from tests.unit.test_gateway_routing import (
     database,  # noqa: F401 - the fixture
     upstreams,  # noqa: F401 - the fixture
 )
+from tests.unit.upstream import Upstream
 
 API_CLIENT = {"accept": "application/json"}  # gradio_client's requests
 BROWSER = {"accept": "text/html,application/xhtml+xml"}

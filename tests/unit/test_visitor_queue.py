@@ -11,9 +11,7 @@ test waits for a timeout.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Awaitable, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -26,6 +24,7 @@ from orchestrator.gateway.visitor_admission import VisitorQueue
 from orchestrator.gateway.visitor_queue import Limits, MemoryQueueStore, QueueStore
 from orchestrator.gateway.visitor_queue_redis import RedisQueueStore
 from tests import services
+from tests.unit.upstream import Upstream
 
 DOMAIN = "spaces.test:8000"
 HOST = f"alice-demo.{DOMAIN}"
@@ -193,33 +192,6 @@ def test_a_place_belongs_to_the_signed_cookie_and_a_forged_one_is_a_stranger(
 
 
 # -- at the gateway ------------------------------------------------------------------------
-
-
-class Upstream:
-    """The Space's app: answers every request with 'app', remembering the cookies it got."""
-
-    def __init__(self) -> None:
-        cookies: list[str] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                cookies.append(self.headers.get("cookie", ""))
-                self.send_response(200)
-                self.send_header("content-length", "3")
-                self.end_headers()
-                self.wfile.write(b"app")
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.cookies = cookies
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
