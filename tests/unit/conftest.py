@@ -16,6 +16,7 @@ from orchestrator.core import changes, db, secret_store
 from orchestrator.core.settings import get_settings
 from tests import services
 from tests.unit.databases import empty_every_table
+from tests.unit.in_process_api import api, api_settings  # noqa: F401 - fixtures
 
 
 def _reset_caches() -> None:

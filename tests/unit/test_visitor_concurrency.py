@@ -7,15 +7,12 @@ PUT /api/spaces/{id}/settings, bounded, recorded as an event, read by the gatewa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from orchestrator.app import create_api
 from orchestrator.core import auth, db, events
 from orchestrator.core.events import ACTOR_CONTROLLER, EventKind
 from orchestrator.core.models import Event, Space
@@ -24,29 +21,12 @@ from orchestrator.gateway import wait_estimate
 from orchestrator.gateway.routes import route_of
 from orchestrator.spaces import registry as spaces
 from sandbox.hardware import get_tier
-
-Api = tuple[TestClient, dict[str, str], dict[str, str]]
+from tests.unit.in_process_api import Api
 
 
 @pytest.fixture
-def api(migrated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    monkeypatch.setenv("SPACEPORT_MAX_VOLUMES_PER_SPACE", "2")
-    monkeypatch.setenv("SPACEPORT_MAX_VISITOR_CONCURRENCY", "50")
-    get_settings.cache_clear()
-    with Session(db.get_engine()) as session:
-        alice = auth.get_or_create_user(session, "alice")
-        bob = auth.get_or_create_user(session, "bob")
-        alice_token = auth.create_token(session, alice)
-        bob_token = auth.create_token(session, bob)
-        spaces.create_space(session, alice, "demo", sdk="gradio")
-        session.commit()
-    with TestClient(create_api(migrate=False), raise_server_exceptions=False) as client:
-        yield (
-            client,
-            {"authorization": f"Bearer {alice_token}"},
-            {"authorization": f"Bearer {bob_token}"},
-        )
-    get_settings.cache_clear()
+def api_settings() -> dict[str, str]:
+    return {"SPACEPORT_MAX_VISITOR_CONCURRENCY": "50"}
 
 
 def _space() -> Space:

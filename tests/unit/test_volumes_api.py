@@ -5,14 +5,11 @@ real containers: tests/test_volumes.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from orchestrator.app import create_api
 from orchestrator.controller.environment import revision_of
 from orchestrator.core import auth, db
 from orchestrator.core.models import Event, Space
@@ -21,8 +18,7 @@ from orchestrator.repos import commit as repo_commit
 from orchestrator.repos import store as repos
 from orchestrator.spaces import registry as spaces
 from orchestrator.volumes.mounts import MountError
-
-Api = tuple[TestClient, dict[str, str], dict[str, str]]
+from tests.unit.in_process_api import Api
 
 
 def _commit_file(space: Space, path: str, content: bytes, tmp: Path) -> str:
@@ -39,23 +35,8 @@ def _commit_file(space: Space, path: str, content: bytes, tmp: Path) -> str:
 
 
 @pytest.fixture
-def api(migrated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    monkeypatch.setenv("SPACEPORT_MAX_VOLUMES_PER_SPACE", "2")
-    get_settings.cache_clear()
-    with Session(db.get_engine()) as session:
-        alice = auth.get_or_create_user(session, "alice")
-        bob = auth.get_or_create_user(session, "bob")
-        alice_token = auth.create_token(session, alice)
-        bob_token = auth.create_token(session, bob)
-        spaces.create_space(session, alice, "demo", sdk="gradio")
-        session.commit()
-    with TestClient(create_api(migrate=False), raise_server_exceptions=False) as client:
-        yield (
-            client,
-            {"authorization": f"Bearer {alice_token}"},
-            {"authorization": f"Bearer {bob_token}"},
-        )
-    get_settings.cache_clear()
+def api_settings() -> dict[str, str]:
+    return {"SPACEPORT_MAX_VOLUMES_PER_SPACE": "2"}
 
 
 def _space(name: str = "demo") -> Space:
