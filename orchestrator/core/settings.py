@@ -88,6 +88,14 @@ class Settings(BaseSettings):
         "open connection (default 60 s), and a waiting visitor their place once their "
         "waiting page stops asking.",
     )
+    visitor_queue_max_waits: int = Field(
+        default=5000,
+        ge=0,
+        description="Most long-polls (`GET /.spaceport/queue?wait=`, a waiting page told "
+        "the moment its place changes) one gateway process holds open at once (default "
+        "5000); past it one is answered 503 QueueWaitsFull with Retry-After at once, and the "
+        "page asks again then.",
+    )
     max_visitor_concurrency: int = Field(
         default=1000,
         ge=1,
