@@ -60,6 +60,22 @@ class VolumeMount:
     mount_path: str
     read_only: bool = False
     source_dir: str | None = None
+    # A bucket over its size quota when the revision was made (the controller measured it):
+    # the backend mounts it read-only. Not part of the revision key, so an instance that
+    # runs keeps its writable mount; the Space's next start gets it read-only.
+    over_quota: bool = False
+
+
+@dataclass(frozen=True)
+class KeptVolume:
+    """A volume the backend keeps for this installation (a bucket's data), as `volumes()`
+    finds it: `name` is the VolumeMount.name it was made for (`bucket-{uid}`), `in_use`
+    whether an instance of this installation (running or stopped) mounts it, `size_bytes`
+    what its files take where the backend measures it (None where it cannot)."""
+
+    name: str
+    in_use: bool
+    size_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -170,7 +186,13 @@ class Backend(abc.ABC):
     def start(self, revision: Revision) -> Instance: ...
 
     def remove_volume(self, name: str) -> None:  # noqa: B027 - optional, not abstract
-        """Delete a bucket's data (its VolumeMount.name); a no-op where none is kept."""
+        """Delete a bucket's data (its VolumeMount.name); a no-op where none is kept.
+        Raises BackendError for one an instance still mounts."""
+
+    def volumes(self) -> list[KeptVolume]:
+        """The volumes this backend keeps for this installation, by label (the controller's
+        sweep removes those of deleted buckets and records the sizes); none by default."""
+        return []
 
     @abc.abstractmethod
     def stop(self, instance_id: str) -> None:

@@ -45,6 +45,7 @@ from sandbox.backend import (
     Capacity,
     Instance,
     InstanceState,
+    KeptVolume,
     Revision,
     RoomTaken,
     TierRoom,
@@ -438,7 +439,7 @@ class DockerBackend(Backend):
         A mount over a path the image declares as VOLUME replaces that path's tmpfs."""
         binds: dict[str, dict[str, str]] = {}
         for mount in revision.mounts:
-            mode = "ro" if mount.read_only else "rw"
+            mode = "ro" if mount.read_only or mount.over_quota else "rw"
             if mount.source_dir is not None:
                 binds[mount.source_dir] = {"bind": mount.mount_path, "mode": mode}
             else:
@@ -495,6 +496,51 @@ class DockerBackend(Backend):
             pass
         except APIError as exc:
             raise BackendError(f"could not remove volume {name}: {exc.explanation}") from exc
+
+    def volumes(self) -> list[KeptVolume]:
+        """This installation's named volumes (by label and name), each in use if a container
+        of it, in any state, mounts it (the Engine refuses to remove those), with its size
+        from the Engine's disk usage (None when that could not be read)."""
+        prefix = self.volume_name("")
+        try:
+            listed = self.client.api.volumes(filters={"label": self._mine}).get("Volumes") or []
+            containers = self.client.api.containers(all=True, filters={"label": self._mine})
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            raise BackendError(f"could not list this installation's volumes: {exc}") from exc
+        used = {
+            mount.get("Name")
+            for container in containers
+            for mount in container.get("Mounts") or []
+            if mount.get("Type") == "volume"
+        }
+        sizes = self._volume_sizes()
+        return [
+            KeptVolume(
+                volume["Name"][len(prefix) :],
+                in_use=volume["Name"] in used,
+                size_bytes=sizes.get(volume["Name"]),
+            )
+            for volume in listed
+            if str(volume.get("Name", "")).startswith(prefix)
+        ]
+
+    def _volume_sizes(self) -> dict[str, int]:
+        """Bytes each volume's files take, as `docker system df -v` counts them (the local
+        driver walks the volume's folder: it measures, it does not limit). Only volumes are
+        asked for; an Engine older than API 1.42 ignores that and counts everything."""
+        api = self.client.api
+        try:
+            usage = api._result(api._get(api._url("/system/df"), params={"type": "volume"}), True)
+        except (DockerException, requests.exceptions.RequestException) as exc:
+            # e.g. 20.10's "a disk usage operation is already running" (another installation)
+            log.warning("could not measure the volumes (the next sweep tries again): %s", exc)
+            return {}
+        sizes = {}
+        for volume in usage.get("Volumes") or []:
+            size = (volume.get("UsageData") or {}).get("Size", -1)
+            if isinstance(size, int) and size >= 0:
+                sizes[str(volume.get("Name"))] = size
+        return sizes
 
     def _image_volumes(self, revision: Revision) -> list[str]:
         try:

@@ -6,7 +6,10 @@ freezes and thaws as Docker does (a frozen instance holds memory, not CPU) unles
 
 It keeps the Backend contract the controller relies on: `watch` callbacks for every change
 (start, stop, exit, ready; not for `vanish`, which is what a missed event looks like),
-`Instance.ready`, capacity by the instances' limits, logs and disk usage. With `gpus` (how
+`Instance.ready`, capacity by the instances' limits, logs and disk usage, and the bucket
+volumes its starts made (`volumes`, `remove_volume`; their sizes set by `fill_volume`,
+refused removal while an instance, running or exited, mounts one, as Docker refuses). With
+`gpus` (how
 many of each GPU model, e.g. {"T4": 1}) it counts room for GPU tiers itself
 (`tier_room`, as the Kubernetes backend does from its nodes), by the GPUs its running
 instances hold; CPU tiers are left to the controller's admission.
@@ -28,6 +31,7 @@ from sandbox.backend import (
     Capacity,
     Instance,
     InstanceState,
+    KeptVolume,
     Revision,
     TierRoom,
     WatchCallback,
@@ -69,6 +73,10 @@ class MemoryBackend(Backend):
         self.freezable = True  # False: like Kubernetes, freeze() is refused
         self.frozen_calls: list[tuple[float, str]] = []
         self.thawed_calls: list[tuple[float, str]] = []
+        # Bucket volumes made by starts: name -> bytes its files take (fill_volume).
+        self.kept_volumes: dict[str, int] = {}
+        self.removed_volumes: list[str] = []  # remove_volume's names, in order
+        self._mounts_of: dict[str, tuple[str, ...]] = {}  # instance id -> its volumes
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._watchers: list[WatchCallback] = []
@@ -104,6 +112,10 @@ class MemoryBackend(Backend):
             )
             self.running[instance.id] = instance
             self.log_lines[instance.id] = [f"{revision.space} started"]
+            kept = tuple(m.name for m in revision.mounts if m.source_dir is None)
+            for name in kept:
+                self.kept_volumes.setdefault(name, 0)
+            self._mounts_of[instance.id] = kept
         if self._prober is not None and instance.address:
             self._prober.watch(instance.id, instance.address, instance.space_id)
         self._notify(instance.space_id)
@@ -117,6 +129,7 @@ class MemoryBackend(Backend):
             self.stopped.append((time.monotonic(), instance_id))
             instance = self.running.pop(instance_id, None)
             self.written.pop(instance_id, None)
+            self._mounts_of.pop(instance_id, None)
         if self._prober is not None:
             self._prober.forget(instance_id)
         if instance is not None:
@@ -154,6 +167,21 @@ class MemoryBackend(Backend):
         with self._lock:
             self.calls += 1
             return dict(self.written)
+
+    def volumes(self) -> list[KeptVolume]:
+        with self._lock:
+            used = {name for names in self._mounts_of.values() for name in names}
+            return [
+                KeptVolume(name, in_use=name in used, size_bytes=size)
+                for name, size in sorted(self.kept_volumes.items())
+            ]
+
+    def remove_volume(self, name: str) -> None:
+        with self._lock:
+            if any(name in names for names in self._mounts_of.values()):
+                raise BackendError(f"could not remove volume {name}: it is in use")
+            self.removed_volumes.append(name)
+            self.kept_volumes.pop(name, None)
 
     @property
     def can_freeze(self) -> bool:
@@ -225,10 +253,16 @@ class MemoryBackend(Backend):
         """Gone without an event (a missed one): only a resync notices."""
         with self._lock:
             self.running.pop(instance_id, None)
+            self._mounts_of.pop(instance_id, None)
 
     def write(self, instance_id: str, nbytes: int) -> None:
         with self._lock:
             self.written[instance_id] = nbytes
+
+    def fill_volume(self, name: str, nbytes: int) -> None:
+        """The bucket volume `name` now holds `nbytes` (made if it was not there)."""
+        with self._lock:
+            self.kept_volumes[name] = nbytes
 
     # -- helpers --------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from kubernetes import client
 from sandbox.backend import BackendError, VolumeMount
 from sandbox.kubernetes.backend import KubernetesBackend
 from sandbox.kubernetes.objects import (
-    VOLUME_CLAIM_GIB,
     make_deployment,
     make_volume_claim,
     volume_claim_name,
@@ -40,7 +39,7 @@ def test_a_bucket_claim_validates_mounts_and_outlives_its_space(
     rev = replace(revision("cpu-basic"), mounts=MOUNTS)
     for mount in MOUNTS:
         core.create_namespaced_persistent_volume_claim(
-            kube_namespace, make_volume_claim(mount.name, config, VOLUME_CLAIM_GIB)
+            kube_namespace, make_volume_claim(mount.name, config, config.bucket_size_gib)
         )
     deployment = make_deployment(rev, config)
     made = apps.create_namespaced_deployment(kube_namespace, deployment)

@@ -142,3 +142,100 @@ def test_another_spaces_files_are_mounted_read_only(backend: DockerBackend, tmp_
     code, out = _exec(backend, instance.id, "touch", "/files/new")
     assert code != 0 and "Read-only file system" in out
     backend.stop(instance.id)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A migrated SQLite home of its own: the sweep reads buckets and writes events."""
+    import os
+
+    from orchestrator.core import changes, db
+    from orchestrator.core.settings import get_settings
+
+    for key in list(os.environ):
+        if key.startswith("SPACEPORT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("SPACEPORT_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    db.get_engine.cache_clear()
+    changes.reset_feed()
+    db.migrate()
+    yield tmp_path / "home"
+    db.get_engine().dispose()
+    get_settings.cache_clear()
+    db.get_engine.cache_clear()
+    changes.reset_feed()
+
+
+def test_the_sweep_removes_a_deleted_buckets_volume_once_unmounted_and_measures_the_rest(
+    backend: DockerBackend, home: Path
+) -> None:
+    from sqlmodel import Session, select
+
+    from orchestrator.controller import volume_sweep
+    from orchestrator.core import auth, db
+    from orchestrator.core.models import Bucket, Event
+    from orchestrator.volumes import buckets
+
+    with Session(db.get_engine()) as session:
+        owner = auth.get_or_create_user(session, "alice")
+        gone, kept = (
+            Bucket(owner_id=owner.id or 0, name="gone"),
+            Bucket(owner_id=owner.id or 0, name="kept"),
+        )
+        session.add_all([gone, kept])
+        session.commit()
+        gone_uid, kept_uid = gone.uid, kept.uid
+    image = _image(backend.client, f"spaceport-test-vol:{uuid.uuid4().hex[:8]}", "sweep")
+    mounts = (
+        VolumeMount(f"bucket-{gone_uid}", "/data"),
+        VolumeMount(f"bucket-{kept_uid}", "/keep"),
+    )
+    instance = backend.start(_revision(image, 0, mounts))
+    _boots(backend, instance.id, 1)
+    code, out = _exec(backend, instance.id, "sh", "-c", "head -c 1048576 /dev/zero > /keep/blob")
+    assert code == 0, out
+    listed = {v.name: v for v in backend.volumes()}
+    assert set(listed) == {m.name for m in mounts}
+    assert all(v.in_use for v in listed.values())
+    assert (listed[f"bucket-{kept_uid}"].size_bytes or 0) >= 2**20
+
+    with Session(db.get_engine()) as session:
+        row = session.exec(select(Bucket).where(Bucket.uid == gone_uid)).one()
+        buckets.delete(session, "alice", auth.get_or_create_user(session, "alice"), row)
+    docker_name = backend.volume_name(f"bucket-{gone_uid}")
+    assert volume_sweep.sweep(backend).in_use == [f"bucket-{gone_uid}"]  # its container runs
+    assert backend.client.volumes.get(docker_name)
+    backend.stop(instance.id)  # the container is removed: nothing mounts it now
+
+    swept = volume_sweep.sweep(backend)
+    assert swept.removed == [f"bucket-{gone_uid}"]
+    with pytest.raises(docker.errors.NotFound):
+        backend.client.volumes.get(docker_name)
+    assert backend.client.volumes.get(backend.volume_name(f"bucket-{kept_uid}"))
+    assert swept.measured[kept_uid] >= 2**20
+    with Session(db.get_engine()) as session:
+        measured = session.exec(select(Bucket).where(Bucket.uid == kept_uid)).one()
+        assert (measured.size_bytes or 0) >= 2**20 and measured.size_measured_at is not None
+        kinds = session.exec(select(Event.kind).where(Event.kind.startswith("bucket."))).all()  # type: ignore[attr-defined]
+        assert sorted(kinds) == ["bucket.deleted", "bucket.removed"]
+
+
+def test_a_bucket_over_its_quota_is_mounted_read_only(backend: DockerBackend) -> None:
+    image = _image(backend.client, f"spaceport-test-vol:{uuid.uuid4().hex[:8]}", "quota")
+    name = f"bucket-{uuid.uuid4().hex[:24]}"
+    first = _revision(image, 0, (VolumeMount(name, "/data"),))
+    instance = backend.start(first)
+    _boots(backend, instance.id, 1)
+    backend.stop(instance.id)
+    # The controller measured it over SPACEPORT_BUCKET_SIZE_GIB: the next start reads only,
+    # so the app's append at its start fails.
+    over = replace(first, generation=1, mounts=(VolumeMount(name, "/data", over_quota=True),))
+    again = backend.start(over)
+    container = backend.client.containers.get(again.id)
+    assert container.wait(timeout=60)["StatusCode"] != 0
+    assert "Read-only file system: '/data/boots'" in container.logs().decode()
+    mounted = {m["Destination"]: m for m in container.attrs["Mounts"]}
+    assert mounted["/data"]["RW"] is False
+    assert mounted["/data"]["Name"] == backend.volume_name(name)  # the same data, kept
+    backend.stop(again.id)

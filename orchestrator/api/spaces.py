@@ -54,6 +54,7 @@ def runtime_json(space: Space) -> wire.SpaceRuntime:
         sleep=_sleep(space),
         volumes=[wire.Volume.model_validate(v) for v in volume_spec.wire(space) or []] or None,
         hardware_notice=space.hardware_notice,
+        volume_notice=space.volume_notice,
         visitor_concurrency=space.visitor_concurrency,
     )
 

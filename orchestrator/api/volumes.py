@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from orchestrator.api import bodies, wire
 from orchestrator.api.deps import current_principal, visible_space
@@ -94,6 +93,10 @@ def _info(owner: User, bucket: Bucket) -> wire.BucketInfo:
         id=buckets.bucket_id(owner, bucket),
         private=bucket.private,
         created_at=hub_time(bucket.created_at) or "",
+        size=bucket.size_bytes or 0,
+        size_quota=buckets.quota_bytes(),
+        size_measured_at=hub_time(bucket.size_measured_at),
+        over_quota=buckets.over_quota(bucket),
     )
 
 
@@ -148,18 +151,7 @@ def delete_bucket(
 ) -> dict[str, Any]:
     try:
         owner, bucket = buckets.visible(session, principal, namespace, name, Access.WRITE)
+        buckets.delete(session, _actor(principal), owner, bucket)
     except buckets.BucketError as exc:
         raise _bucket_error(exc) from exc
-    users = [s.full_name for s in _spaces_mounting(session, bucket.uid)]
-    if users:
-        raise HubError(409, f"{', '.join(users[:5])} mount this bucket: remove the volume first")
-    session.delete(bucket)
-    session.commit()
     return {}
-
-
-def _spaces_mounting(session: Session, uid: str) -> list[Space]:
-    with_volumes = session.exec(select(Space).where(Space.volumes.is_not(None)))  # type: ignore[union-attr]
-    return [
-        s for s in with_volumes if any(v.get("uid") == uid for v in json.loads(s.volumes or "[]"))
-    ]

@@ -98,14 +98,21 @@ class Volume(Wire):
 
 
 class BucketInfo(Wire):
-    """huggingface_hub's BucketInfo (bucket_info, list_buckets). Spaceport does not count a
-    bucket's files (they live in the backend's volume): size and totalFiles are 0."""
+    """huggingface_hub's BucketInfo (bucket_info, list_buckets). `size` is the bytes the
+    controller last measured on the backend (0 until measured; Kubernetes: never); Spaceport
+    does not count the files (totalFiles is 0). Spaceport's own fields, which the client
+    keeps as attributes: the quota (SPACEPORT_BUCKET_SIZE_GIB, bytes), when the size was
+    measured, and whether it is over (Spaces mounting it get it read-only at their next
+    start)."""
 
     id: str
     private: bool
     created_at: str = Field(alias="createdAt")
     size: int = 0
     total_files: int = Field(default=0, alias="totalFiles")
+    size_quota: int = Field(default=0, alias="sizeQuota")
+    size_measured_at: str | None = Field(default=None, alias="sizeMeasuredAt")
+    over_quota: bool = Field(default=False, alias="overQuota")
 
 
 class BucketCreated(Wire):
@@ -139,6 +146,9 @@ class SpaceRuntime(Wire):
     # Spaceport's own, left out unless billing moved it to cpu-basic at zero credit: why,
     # and what to do (orchestrator/billing/fallback.py).
     hardware_notice: str | None = omitted("hardwareNotice")
+    # Spaceport's own, left out unless a bucket it mounts is over its size quota: which,
+    # that it is read-only from the next start, and what to do (orchestrator/volumes/mounts.py).
+    volume_notice: str | None = omitted("volumeNotice")
     # Spaceport's own, left out unless the owner set it: visitors let in at once before the
     # rest wait in the visitor queue (else the tier's concurrency).
     visitor_concurrency: int | None = omitted("visitorConcurrency")

@@ -11,6 +11,9 @@ What wakes it:
   check of running instances (one backend call), and a slow full resync
   (SPACEPORT_CONTROLLER_RESYNC_SECONDS) that heals anything a missed change left behind.
 
+Beside it, under the same lease, run billing's charger and the volume sweep
+(orchestrator/controller/volume_sweep.py), each in its own thread.
+
 So an idle installation costs no query per Space, and a paused or sleeping Space costs
 nothing until something happens to it.
 """
@@ -24,7 +27,7 @@ import time
 from sqlmodel import col, select
 
 from orchestrator.billing import charger
-from orchestrator.controller import leader
+from orchestrator.controller import leader, volume_sweep
 from orchestrator.controller.reconciler import Reconciler
 from orchestrator.core import events
 from orchestrator.core.changes import Channel, feed
@@ -224,6 +227,8 @@ def run_forever(backend: Backend) -> None:
         # controller (orchestrator/billing/charger.py; its periods are safe to race anyway).
         stop_billing = threading.Event()
         charger.start(stop_billing)  # stopped below when the lease is lost
+        # So does the volume sweep: deleted buckets' data, buckets' sizes (volume_sweep.py).
+        volume_sweep.start(backend, stop_billing)
         try:
             controller.run(lease)
         finally:

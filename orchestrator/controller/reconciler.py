@@ -52,7 +52,7 @@ from orchestrator.core.models import Build, Event, Space, Stage
 from orchestrator.core.settings import get_settings
 from orchestrator.core.stages import WAITING_FOR_HARDWARE, Facts, Problem, RunState, stage_of
 from orchestrator.core.status import mark_observed, write_status
-from orchestrator.volumes.mounts import MountError
+from orchestrator.volumes.mounts import MountError, quota_notice
 from sandbox.admission import available, shortfall
 from sandbox.backend import (
     Backend,
@@ -488,6 +488,8 @@ class Reconciler:
             shown = space.error_message
         plan.fields = {"stage": stage, "error_message": shown, "failed_revision": failed_revision}
         plan.fields.update(sleep_fields)
+        # A bucket over its quota (the volume sweep's measure): read-only from the next start.
+        plan.fields["volume_notice"] = quota_notice(session, space) if space.volumes else None
         wait = plan.wait
         plan.fields.update(
             waiting_hardware=wait.place.hardware if wait else None,
@@ -791,6 +793,9 @@ class Reconciler:
                         commit=start.sha,
                         hardware=start.hardware.name,
                         started_at=instance.started_at or datetime.now(UTC),
+                        # Buckets over their size quota, mounted read-only this time.
+                        read_only_over_quota=[m.mount_path for m in start.mounts if m.over_quota]
+                        or None,
                     )
         except Exception:  # noqa: BLE001 - the Space is looked at again below
             log.exception("starting or stopping %s/%s failed", ref.owner, ref.name)

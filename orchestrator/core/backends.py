@@ -90,6 +90,7 @@ def _kubernetes(settings: Settings, reader: bool = False) -> Backend:
         ingress_service=settings.kube_ingress_service or None,
         ingress_service_port=settings.kube_ingress_service_port,
         image_pull_secret=settings.kube_image_pull_secret if credentials else None,
+        bucket_size_gib=settings.bucket_size_gib,
     )
     return KubernetesBackend(
         api_client_from(settings.kubeconfig), objects, pull_credentials=credentials, reader=reader

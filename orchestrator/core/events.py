@@ -21,7 +21,8 @@ Kinds, with their data:
     build.started        build_id, worker
     build.ended          build_id, status (succeeded|failed), error?, reused_image
     build.cancelled      build_id, reason
-    instance.started     instance, revision, commit, hardware       (the controller)
+    instance.started     instance, revision, commit, hardware, read_only_over_quota?
+                         (the controller)
     instance.stopped     instance, revision, hardware, reason, started_at?
     hardware.requested   from, to
     hardware.queued      hardware, position, reason, detail?, since  (the controller's line)
@@ -35,6 +36,12 @@ Kinds, with their data:
     space.woke           from (light|deep), seconds (from the visit to serving again)
     visitor_concurrency.changed  from, to (None: the tier's; gateway/visitor_queue.py)
     volumes.changed      volumes (type, source, mount path of each; [] when removed)
+    bucket.created       bucket, uid, private                        (no Space)
+    bucket.deleted       bucket, uid                                 (no Space)
+    bucket.removed       bucket, uid, volume: its data removed from the backend  (the controller)
+    bucket.over_quota    bucket, uid, size_bytes, quota_bytes: one per Space mounting it
+                         (the controller)
+    bucket.within_quota  bucket, uid, size_bytes, quota_bytes: back under, as over_quota
     paused / restarted   factory_reboot?
     secret.set / secret.deleted      key
     variable.set / variable.deleted  key
@@ -106,6 +113,11 @@ class EventKind(enum.StrEnum):
     SPACE_WOKE = "space.woke"
     VISITOR_CONCURRENCY_CHANGED = "visitor_concurrency.changed"
     VOLUMES_CHANGED = "volumes.changed"
+    BUCKET_CREATED = "bucket.created"
+    BUCKET_DELETED = "bucket.deleted"
+    BUCKET_REMOVED = "bucket.removed"
+    BUCKET_OVER_QUOTA = "bucket.over_quota"
+    BUCKET_WITHIN_QUOTA = "bucket.within_quota"
     PAUSED = "paused"
     RESTARTED = "restarted"
     SECRET_SET = "secret.set"

@@ -181,6 +181,10 @@ class Space(SQLModel, table=True):
     # instance frozen, memory kept) or "deep" (stopped), and since when; None while awake.
     sleep_depth: str | None = Field(default=None, max_length=8)
     sleep_since: datetime | None = Field(default=None)
+    # Why a bucket it mounts is mounted read-only from its next start (status: the controller
+    # writes it from its buckets' measured sizes, orchestrator/volumes/mounts.py); None when
+    # every bucket is within its quota.
+    volume_notice: str | None = Field(default=None, sa_column=Column(Text))
     card_data: str | None = Field(default=None, sa_column=Column(Text))
     duplicated_from: str | None = Field(default=None, max_length=200)
     # The owner's volumes (spec), a JSON list in the Hub's wire shape
@@ -437,6 +441,11 @@ class Bucket(SQLModel, table=True):
     name: str = Field(max_length=96)
     private: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow)
+    # What its files take on the backend, and when that was measured: the controller's
+    # sweep writes them (orchestrator/controller/volume_sweep.py); None until measured
+    # (never, where the backend cannot measure: Kubernetes).
+    size_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    size_measured_at: datetime | None = Field(default=None)
 
 
 class SpaceActivity(SQLModel, table=True):

@@ -550,6 +550,24 @@ class Settings(BaseSettings):
         description="Most buckets one user or organisation owns: create_bucket past it is "
         "refused with 429.",
     )
+    bucket_size_gib: float = Field(
+        default=10.0,
+        gt=0,
+        description="Each bucket's size quota, in GiB. On Kubernetes it is the storage a "
+        "bucket's PersistentVolumeClaim requests when the claim is made (its first mount; "
+        "the storage class enforces it, or not). On Docker the local volume driver has no "
+        "size limit: the controller measures each bucket every SPACEPORT_BUCKET_SWEEP_SECONDS "
+        "and a bucket over the quota is mounted read-only at the next start of each Space "
+        "mounting it, until files are deleted from it or the quota is raised; writes are not "
+        "stopped in between.",
+    )
+    bucket_sweep_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="How often the controller sweeps the backend's bucket volumes, in "
+        "seconds: it removes the data of deleted buckets that no instance mounts any more, "
+        "and (Docker) measures each bucket's size against SPACEPORT_BUCKET_SIZE_GIB.",
+    )
     max_refs_per_space: int = Field(
         default=1000,
         description="Most branches and tags one Space holds: create_branch and create_tag "

@@ -65,6 +65,7 @@ STATUS_FIELDS = frozenset(
         "waiting_position",
         "sleep_depth",  # asleep for want of visitors (orchestrator/controller/sleep.py)
         "sleep_since",
+        "volume_notice",  # a bucket over its quota: read-only from the next start
     }
 )
 

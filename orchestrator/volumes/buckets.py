@@ -1,17 +1,23 @@
 """Buckets: a user's or organisation's writable storage, what a `bucket` volume mounts.
 
 Only what huggingface_hub's buckets API calls: create, info, list, delete. The files live
-on the backend (a Docker volume, a PersistentVolumeClaim) named by the bucket's uid."""
+on the backend (a Docker volume, a PersistentVolumeClaim) named by the bucket's uid: a
+deleted bucket's data stays there until the controller's sweep removes it, once no instance
+mounts it (orchestrator/controller/volume_sweep.py), and a new bucket of the same name is a
+new uid, so it never sees the old one's files. The size quota is SPACEPORT_BUCKET_SIZE_GIB:
+the sweep writes what each bucket takes (`size_bytes`) where the backend measures it."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
+from orchestrator.core import events
 from orchestrator.core.auth import Access, Principal, bucket_access
-from orchestrator.core.models import Bucket, User
+from orchestrator.core.models import Bucket, Space, User
 from orchestrator.core.organizations import find_name
 from orchestrator.core.settings import get_settings
 
@@ -97,9 +103,57 @@ def create(
         )
     bucket = Bucket(owner_id=owner.id or 0, name=name, private=private)
     session.add(bucket)
+    session.flush()
+    events.record(
+        session,
+        events.EventKind.BUCKET_CREATED,
+        principal.user.name,
+        bucket=f"{owner.name}/{name}",
+        uid=bucket.uid,
+        private=private,
+    )
     session.commit()
     session.refresh(bucket)
     return owner, bucket
+
+
+def delete(session: Session, actor: str, owner: User, bucket: Bucket) -> None:
+    """Delete the row, with its event (what the sweep reads as the go-ahead to remove the
+    data); committed. 409 while a Space's volumes name it."""
+    users = [s.full_name for s in spaces_mounting(session, bucket.uid)]
+    if users:
+        raise BucketError(409, f"{', '.join(users[:5])} mount this bucket: remove the volume first")
+    events.record(
+        session,
+        events.EventKind.BUCKET_DELETED,
+        actor,
+        bucket=bucket_id(owner, bucket),
+        uid=bucket.uid,
+    )
+    session.delete(bucket)
+    session.commit()
+
+
+def spaces_mounting(session: Session, uid: str) -> list[Space]:
+    """The Spaces whose volumes (spec) name the bucket `uid`."""
+    with_volumes = session.exec(select(Space).where(col(Space.volumes).is_not(None)))
+    return [
+        s for s in with_volumes if any(v.get("uid") == uid for v in json.loads(s.volumes or "[]"))
+    ]
+
+
+def quota_bytes() -> int:
+    """Each bucket's size quota (SPACEPORT_BUCKET_SIZE_GIB) in bytes."""
+    return int(get_settings().bucket_size_gib * 2**30)
+
+
+def over_quota(bucket: Bucket) -> bool:
+    """Measured over its quota (never, while unmeasured)."""
+    return bucket.size_bytes is not None and bucket.size_bytes > quota_bytes()
+
+
+def gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB"
 
 
 def listed(

@@ -24,6 +24,7 @@ from orchestrator.repos import lfs
 from orchestrator.repos import store as repos
 from orchestrator.repos import tree as repo_tree
 from orchestrator.spaces import registry
+from orchestrator.volumes import buckets
 from orchestrator.volumes.spec import Volume, owner_reader, stored
 from sandbox.backend import VolumeMount
 
@@ -56,11 +57,38 @@ def space_mounts(session: Session, space: Space) -> tuple[VolumeMount, ...]:
                     f"the bucket {volume.source} mounted at {volume.mount_path} is gone"
                 )
             mounts.append(
-                VolumeMount(bucket_volume_name(volume.uid), volume.mount_path, volume.read_only)
+                VolumeMount(
+                    bucket_volume_name(volume.uid),
+                    volume.mount_path,
+                    volume.read_only,
+                    over_quota=buckets.over_quota(bucket),  # read-only from the next start
+                )
             )
         elif volume.type == "space":
             mounts.append(_space_files(session, reader, volume))
     return tuple(mounts)
+
+
+def quota_notice(session: Session, space: Space) -> str | None:
+    """Why a bucket the Space mounts is read-only from its next start (a status the
+    controller writes, shown as the runtime's volumeNotice), and what to do; None when each
+    is within its quota (or unmeasured). The measure is the controller's sweep: on Docker a
+    bucket is not stopped from growing past its quota between two sweeps."""
+    notes = []
+    for volume in stored(space):
+        if volume.type != "bucket" or not volume.uid or volume.read_only:
+            continue
+        bucket = session.exec(select(Bucket).where(Bucket.uid == volume.uid)).first()
+        if bucket is None or not buckets.over_quota(bucket) or bucket.size_bytes is None:
+            continue
+        notes.append(
+            f"The bucket {volume.source} at {volume.mount_path} holds "
+            f"{buckets.gib(bucket.size_bytes)}, over its {buckets.gib(buckets.quota_bytes())} "
+            "quota (SPACEPORT_BUCKET_SIZE_GIB): it is mounted read-only from the Space's next "
+            "start until it is back under. Delete files from it (from a Space that still has "
+            "it writable), or ask the operator to raise SPACEPORT_BUCKET_SIZE_GIB."
+        )
+    return " ".join(notes) or None
 
 
 def _space_files(session: Session, reader: Principal, volume: Volume) -> VolumeMount:

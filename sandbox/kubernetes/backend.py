@@ -34,6 +34,7 @@ from sandbox.backend import (
     Capacity,
     Instance,
     InstanceState,
+    KeptVolume,
     Revision,
     TierRoom,
     WatchCallback,
@@ -213,9 +214,7 @@ class KubernetesBackend(Backend):
         try:
             for mount in revision.mounts:
                 # Not owned by the Deployment: a bucket's data outlives every Space using it.
-                self._apply(
-                    objects.make_volume_claim(mount.name, self.settings, objects.VOLUME_CLAIM_GIB)
-                )
+                self._ensure_claim(mount.name)
             deployment = self._apply(
                 objects.make_deployment(revision, self.settings, replicas=1)
             )
@@ -245,6 +244,61 @@ class KubernetesBackend(Backend):
             memory_gib=revision.hardware.memory_gib,
             hardware=revision.hardware.name,
         )
+
+    def _ensure_claim(self, volume: str) -> None:
+        """A bucket's claim, made once, asking for the quota (settings.bucket_size_gib). One
+        that exists is left as it is: an unbound claim's spec can't change, and growing a
+        bound one is its storage class's (allowVolumeExpansion), so a changed quota applies
+        to claims made after it."""
+        claim = objects.make_volume_claim(volume, self.settings, self.settings.bucket_size_gib)
+        try:
+            self.core.create_namespaced_persistent_volume_claim(
+                self.namespace, claim, field_manager=FIELD_MANAGER
+            )
+        except ApiException as exc:
+            if exc.status != 409:  # 409: it is there already
+                raise
+
+    def volumes(self) -> list[KeptVolume]:
+        """This installation's claims (its label; a bucket's is `vol-bucket-{uid}`), each in
+        use while a Deployment of the installation, at any scale (a paused or sleeping Space
+        comes back to it), or a pod of it names the claim. Claims being deleted are left
+        out. No sizes: the claim's request is the quota, and the storage enforces it."""
+        selector = f"{objects.LABEL_INSTANCE}={self.installation}"
+        spaces = objects.installation_selector(self.installation)
+        claims = self.core.list_namespaced_persistent_volume_claim(
+            self.namespace, label_selector=selector
+        ).items
+        specs = [
+            d.spec.template.spec
+            for d in self.apps.list_namespaced_deployment(
+                self.namespace, label_selector=spaces
+            ).items
+        ]
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=spaces).items
+        specs += [p.spec for p in pods]
+        used = {
+            v.persistent_volume_claim.claim_name
+            for spec in specs
+            for v in spec.volumes or []
+            if v.persistent_volume_claim is not None
+        }
+        return [
+            KeptVolume(c.metadata.name.removeprefix("vol-"), in_use=c.metadata.name in used)
+            for c in claims
+            if c.metadata.name.startswith("vol-") and c.metadata.deletion_timestamp is None
+        ]
+
+    def remove_volume(self, name: str) -> None:
+        """Delete the bucket's claim (its PersistentVolume goes as its reclaim policy says)."""
+        try:
+            self.core.delete_namespaced_persistent_volume_claim(
+                objects.volume_claim_name(name), self.namespace
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise BackendError(f"could not remove volume {name}: {_api_reason(exc)}") from exc
 
     def _owned_objects(self, revision: Revision) -> list[Any]:
         owned: list[Any] = [

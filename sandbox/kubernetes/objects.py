@@ -110,6 +110,8 @@ class ObjectSettings:
     dns_labels: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({"k8s-app": "kube-dns"})
     )
+    # A bucket's claim asks for this much storage when it is made (SPACEPORT_BUCKET_SIZE_GIB).
+    bucket_size_gib: float = 10.0
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.match(self.namespace):
@@ -360,10 +362,6 @@ def make_deployment(
     )
 
 
-# What a bucket's claim asks for: the Hub's buckets have no size, a claim must name one.
-VOLUME_CLAIM_GIB = 10.0
-
-
 def volume_claim_name(volume: str) -> str:
     """A bucket's PersistentVolumeClaim: named by the bucket alone, so every revision of
     every Space that mounts it (after a restart, a rebuild, a move) finds the same data."""
@@ -407,13 +405,16 @@ def _space_volumes(
             client.V1Volume(
                 name=name,
                 persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(
-                    claim_name=volume_claim_name(mount.name), read_only=mount.read_only or None
+                    claim_name=volume_claim_name(mount.name),
+                    read_only=mount.read_only or mount.over_quota or None,
                 ),
             )
         )
         mounts.append(
             client.V1VolumeMount(
-                name=name, mount_path=mount.mount_path, read_only=mount.read_only or None
+                name=name,
+                mount_path=mount.mount_path,
+                read_only=mount.read_only or mount.over_quota or None,
             )
         )
     return volumes, mounts

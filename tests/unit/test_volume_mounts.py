@@ -8,7 +8,6 @@ from dataclasses import replace
 
 from sandbox.backend import LABEL_INSTANCE, VolumeMount
 from sandbox.kubernetes.objects import (
-    VOLUME_CLAIM_GIB,
     make_deployment,
     make_volume_claim,
     volume_claim_name,
@@ -28,7 +27,7 @@ def test_a_revision_without_mounts_keeps_its_key_and_mounts_change_it() -> None:
 
 
 def test_a_bucket_is_a_claim_of_its_own_mounted_in_the_deployment() -> None:
-    claim = sent(make_volume_claim(BUCKET.name, PLAIN, VOLUME_CLAIM_GIB))
+    claim = sent(make_volume_claim(BUCKET.name, PLAIN, PLAIN.bucket_size_gib))
     assert claim["kind"] == "PersistentVolumeClaim"
     assert claim["metadata"]["name"] == volume_claim_name(BUCKET.name)
     assert claim["metadata"]["labels"] == {LABEL_INSTANCE: PLAIN.installation}
@@ -51,6 +50,22 @@ def test_a_bucket_is_a_claim_of_its_own_mounted_in_the_deployment() -> None:
     ]
     # The pod's fsGroup makes the claim writable for the Space's user.
     assert pod["spec"]["securityContext"]["fsGroup"] == 1000
+
+
+def test_a_bucket_over_its_quota_is_read_only_in_the_pod_without_a_new_revision() -> None:
+    over = replace(BUCKET, over_quota=True)
+    mounted = replace(revision(), mounts=(BUCKET,))
+    assert replace(mounted, mounts=(over,)).key == mounted.key  # what runs is not replaced
+    pod = sent(make_deployment(replace(mounted, mounts=(over,)), PLAIN))["spec"]["template"]
+    (volume,) = pod["spec"]["volumes"]
+    assert volume["persistentVolumeClaim"]["readOnly"] is True
+    assert pod["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] is True
+
+
+def test_a_claim_asks_for_the_bucket_size_setting() -> None:
+    config = replace(PLAIN, bucket_size_gib=2.5)
+    claim = sent(make_volume_claim(BUCKET.name, config, config.bucket_size_gib))
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2560Mi"
 
 
 def test_without_volumes_the_pod_has_none() -> None:
