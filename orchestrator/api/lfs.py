@@ -9,13 +9,7 @@ covers the method, Space, oid, size and expiry, with a key kept in $SPACEPORT_HO
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import secrets
 import time
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response
@@ -26,6 +20,7 @@ from orchestrator.api import bodies, wire
 from orchestrator.api.deps import origin
 from orchestrator.api.errors import ERROR_RESPONSES, HubError, error_headers, error_response
 from orchestrator.api.renames import SpaceMoved
+from orchestrator.core import url_signing
 from orchestrator.core.auth import (
     Access,
     AuthError,
@@ -59,28 +54,8 @@ def _error(
     return error_response(status, message, headers=headers, media_type=MEDIA_TYPE, lfs=True)
 
 
-@lru_cache
-def _signing_key(path: Path) -> bytes:
-    """The key of upload/download URLs, made once per installation. Created with link() so
-    that processes starting together all end up with the same key."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_bytes(secrets.token_bytes(32))
-        temporary.chmod(0o600)
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            temporary.unlink(missing_ok=True)
-    return path.read_bytes()
-
-
 def _signature(method: str, space: Space, oid: str, size: int, expires: int) -> str:
-    key = _signing_key(get_settings().home / "lfs-signing.key")
-    message = f"{method}\n{space.id}\n{oid}\n{size}\n{expires}".encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+    return url_signing.signature("lfs-signing.key", method, space.id, oid, size, expires)
 
 
 def _signed_url(request: Request, method: str, space: Space, oid: str, size: int) -> str:
@@ -102,7 +77,7 @@ def _signed_size(request: Request, space: Space, oid: str) -> int | None:
     if expires < time.time():
         return None
     expected = _signature(request.method, space, oid, size, expires)
-    return size if hmac.compare_digest(expected, query.get("sig", "")) else None
+    return size if url_signing.matches(expected, query.get("sig", "")) else None
 
 
 def _access(
