@@ -47,6 +47,17 @@ WatchCallback = Callable[[str | None], None]
 
 
 @dataclass(frozen=True)
+class SpaceFiles:
+    """Which files a read-only export holds: another Space's commit (`space_uid`, `sha`),
+    and the folder inside it (`path`, "" for the whole repo). A backend that cannot bind
+    `source_dir` (Kubernetes: pods don't see the platform's disk) fetches them by it."""
+
+    space_uid: str
+    sha: str
+    path: str = ""
+
+
+@dataclass(frozen=True)
 class VolumeMount:
     """A volume a Space's container mounts, as a backend sees it.
 
@@ -54,7 +65,9 @@ class VolumeMount:
     commit), so the same bucket is the same Docker volume or PersistentVolumeClaim across
     restarts, rebuilds, sleep and moves. `source_dir`, for a read-only export of files
     (another Space's repo at a revision), is the directory on the platform's disk to bind;
-    None for a writable bucket, which the backend keeps itself."""
+    None for a writable bucket, which the backend keeps itself. `files` says what that
+    export is (set with `source_dir`; not part of the revision key, which `source_dir`,
+    naming the commit and folder, already covers)."""
 
     name: str
     mount_path: str
@@ -64,6 +77,7 @@ class VolumeMount:
     # the backend mounts it read-only. Not part of the revision key, so an instance that
     # runs keeps its writable mount; the Space's next start gets it read-only.
     over_quota: bool = False
+    files: SpaceFiles | None = None
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,15 @@ def test_default_render_is_the_whole_control_plane(tmp_path: Path) -> None:
     api_pod_labels = deployments["t-spaceport-api"]["spec"]["template"]["metadata"]["labels"]
     gateway_labels = json.loads(settings["SPACEPORT_KUBE_GATEWAY_LABELS"])
     assert gateway_labels.items() <= api_pod_labels.items()
+    # A `space` volume's init container: the chart's own image, fetching from the API
+    # Service, whose pods' port the Space's NetworkPolicy opens.
+    api_image = container(deployments["t-spaceport-api"], "api")["image"]
+    assert settings["SPACEPORT_KUBE_EXPORT_IMAGE"] == api_image
+    assert settings["SPACEPORT_KUBE_EXPORT_URL"] == (
+        "http://t-spaceport-api.spaceport.svc.cluster.local:80"
+    )
+    api_port = container(deployments["t-spaceport-api"], "api")["ports"][0]["containerPort"]
+    assert settings["SPACEPORT_KUBE_EXPORT_PORT"] == str(api_port) == "8000"
     hardware = by_kind(docs, "ConfigMap")["t-spaceport-hardware"]
     assert json.loads(hardware["data"]["overrides.json"]) == {}
 
@@ -244,6 +253,20 @@ def test_default_render_is_the_whole_control_plane(tmp_path: Path) -> None:
         f"postgresql+psycopg://spaceport:{password}@t-spaceport-postgresql:5432/spaceport"
     )
     assert urls["broker-url"] == "redis://t-spaceport-redis:6379/0"
+
+
+def test_the_space_files_image_and_service_follow_the_values(tmp_path: Path) -> None:
+    values = {
+        "spaces": {"exportImage": "registry.example.org/spaceport:1"},
+        "api": {"port": 9000, "service": {"port": 8080}},
+        "clusterDomain": "k8s.internal",
+    }
+    settings = by_kind(render(tmp_path, values), "ConfigMap")["t-spaceport-settings"]["data"]
+    assert settings["SPACEPORT_KUBE_EXPORT_IMAGE"] == "registry.example.org/spaceport:1"
+    assert settings["SPACEPORT_KUBE_EXPORT_URL"] == (
+        "http://t-spaceport-api.spaceport.svc.k8s.internal:8080"
+    )
+    assert settings["SPACEPORT_KUBE_EXPORT_PORT"] == "9000"
 
 
 def test_rbac_is_limited_to_the_spaces_namespace(tmp_path: Path) -> None:

@@ -1,26 +1,32 @@
 """Volumes of a Space (set_space_volumes, delete_space_volumes) and the buckets they mount
-(create_bucket, bucket_info, list_buckets, delete_bucket): huggingface_hub's calls."""
+(create_bucket, bucket_info, list_buckets, delete_bucket): huggingface_hub's calls. And the
+signed tar of another Space's files a Kubernetes pod's init container fetches for a
+`space` volume (orchestrator/volumes/exports.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends
-from sqlmodel import Session
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import FileResponse
+from sqlmodel import Session, select
+from starlette.background import BackgroundTask
 
 from orchestrator.api import bodies, wire
 from orchestrator.api.deps import current_principal, visible_space
 from orchestrator.api.errors import ERROR_RESPONSES, REPO_NOT_FOUND, HubError
 from orchestrator.api.spaces import runtime_json
 from orchestrator.api.timefmt import hub_time
-from orchestrator.core.auth import Access, Principal
+from orchestrator.core.auth import Access, Principal, space_access
 from orchestrator.core.db import get_session
 from orchestrator.core.events import ACTOR_SYSTEM
 from orchestrator.core.models import Bucket, Space, User
 from orchestrator.core.settings import get_settings
-from orchestrator.volumes import buckets
+from orchestrator.volumes import buckets, exports
 from orchestrator.volumes import lifecycle as volume_lifecycle
+from orchestrator.volumes import mounts as volume_mounts
 from orchestrator.volumes import spec as volume_spec
+from sandbox.backend import SpaceFiles
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -78,6 +84,52 @@ def delete_volumes(
     volume_lifecycle.set_volumes(session, space, [], actor=_actor(principal))
     session.refresh(space)
     return runtime_json(space)
+
+
+# -- another Space's files, for a pod's init container (Kubernetes) ----------------------
+
+
+@router.get(exports.ROUTE + "/{uid}/{sha}", include_in_schema=False)
+def space_files(
+    uid: str,
+    sha: str,
+    path: str = "",
+    mounted_by: str = Query("", alias="for"),
+    expires: str = "",
+    sig: str = "",
+    session: Session = Depends(get_session),
+) -> FileResponse:
+    """The tar of one folder of another Space's commit, for exactly the URL the controller
+    signed (orchestrator/volumes/exports.py): no token, the signature is the permission;
+    and the Space it was signed for must still mount the source, whose owner may still
+    read it (a source made private since is the 404 of a missing one)."""
+    files = SpaceFiles(uid, sha, path)
+    try:
+        exports.check(files, mounted_by, expires, sig)
+    except exports.ExportRefused as exc:
+        raise HubError(exc.status, str(exc)) from exc
+    gone = HubError(404, "the Space these files are from is gone")
+    other = session.exec(select(Space).where(Space.uid == uid)).first()
+    mounter = session.exec(select(Space).where(Space.uid == mounted_by)).first()
+    if other is None or other.id is None or mounter is None:
+        raise gone
+    if not any(v.type == "space" and v.uid == uid for v in volume_spec.stored(mounter)):
+        raise HubError(403, f"{mounter.full_name} no longer mounts these files")
+    if space_access(volume_spec.owner_reader(session, mounter), other) == Access.NONE:
+        raise gone
+    try:
+        root = volume_mounts.export(other.id, other.uid, other.owner, other.name, sha)
+    except Exception as exc:  # noqa: BLE001 - a commit no longer in the repo (a force push + gc)
+        raise HubError(404, f"{other.full_name} has no commit {sha[:12]} any more") from exc
+    try:
+        tar = exports.write_tar(root, path)
+    except exports.ExportRefused as exc:
+        raise HubError(exc.status, f"{other.full_name}@{sha[:7]}: {exc}") from exc
+    return FileResponse(
+        tar,
+        media_type="application/x-tar",
+        background=BackgroundTask(tar.unlink, missing_ok=True),
+    )
 
 
 # -- buckets -----------------------------------------------------------------------------

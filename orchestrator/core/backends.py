@@ -7,11 +7,12 @@ this module is the only one outside `sandbox/` that names a backend (and its lib
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from orchestrator.core.installation import instance_name
 from orchestrator.core.settings import Settings, get_settings
 from sandbox.admission import Policy
-from sandbox.backend import Backend
+from sandbox.backend import Backend, SpaceFiles
 
 _shared: Backend | None = None
 _shared_lock = threading.Lock()
@@ -91,7 +92,26 @@ def _kubernetes(settings: Settings, reader: bool = False) -> Backend:
         ingress_service_port=settings.kube_ingress_service_port,
         image_pull_secret=settings.kube_image_pull_secret if credentials else None,
         bucket_size_gib=settings.bucket_size_gib,
+        export_image=settings.kube_export_image or None,
+        export_port=settings.kube_export_port,
+        export_max_bytes=settings.max_repo_bytes,
+        export_max_files=settings.max_tree_entries,
     )
     return KubernetesBackend(
-        api_client_from(settings.kubeconfig), objects, pull_credentials=credentials, reader=reader
+        api_client_from(settings.kubeconfig),
+        objects,
+        pull_credentials=credentials,
+        reader=reader,
+        files_url=files_url_signer(settings),
     )
+
+
+def files_url_signer(settings: Settings) -> Callable[[SpaceFiles, str], str] | None:
+    """How the Kubernetes backend signs a `space` volume's URL (None without
+    SPACEPORT_KUBE_EXPORT_URL): the platform's base URL as pods reach it."""
+    from orchestrator.volumes import exports
+
+    base, seconds = settings.kube_export_url, settings.kube_export_url_seconds
+    if not base:
+        return None
+    return lambda files, mounted_by: exports.signed_url(base, files, mounted_by, seconds)

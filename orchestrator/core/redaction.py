@@ -26,6 +26,9 @@ PLATFORM_TOKEN = re.compile(r"sp_[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
 # A compact JWS (what orchestrator/spaces/tokens.py issues): header.payload.signature,
 # header and payload being base64url JSON objects ("eyJ" is '{"').
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+")
+# The signature of a signed URL (orchestrator/core/url_signing.py: LFS transfers, a `space`
+# volume's files), its permission: the access log keeps the rest of the URL.
+URL_SIGNATURE = re.compile(r"(?<=[?&]sig=)[0-9a-fA-F]{16,}")
 
 
 class Redactor:
@@ -40,6 +43,7 @@ class Redactor:
         for secret in self.secrets:
             text = text.replace(secret, MASK)
         text = PLATFORM_TOKEN.sub(MASK, text)
+        text = URL_SIGNATURE.sub(MASK, text)
         return JWT.sub(MASK, text)
 
     def lines(self, lines: Iterable[str]) -> Iterator[str]:

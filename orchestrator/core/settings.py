@@ -659,6 +659,35 @@ class Settings(BaseSettings):
         "service networks, the control plane, the nodes and the cloud's metadata address. "
         "Add the cluster's own CIDRs if they lie outside these.",
     )
+    kube_export_image: str = Field(
+        default="",
+        description="With backend=kubernetes: the image of the init container that fetches "
+        "another Space's files into a pod with a `space` volume (Spaceport's own image, "
+        "which holds sandbox/kubernetes/fetch_export.py; the Helm chart sets it). Empty: "
+        "a Space with a `space` volume is refused on Kubernetes.",
+    )
+    kube_export_url: str = Field(
+        default="",
+        description="With kube_export_image: the platform's base URL as Spaces' pods reach "
+        "it in the cluster (the API Service, e.g. http://spaceport-api.spaceport.svc:80; the "
+        "Helm chart sets it). The init container fetches a signed tar of the files from it.",
+    )
+    kube_export_port: int = Field(
+        default=8000,
+        ge=1,
+        le=65535,
+        description="With kube_export_image: the port the gateway pods (kube_gateway_labels) "
+        "serve kube_export_url on, the one a pod with a `space` volume may connect to (its "
+        "NetworkPolicy's only way into the cluster besides DNS).",
+    )
+    kube_export_url_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=300,
+        description="How long the signed URL of a `space` volume's files stays valid. Each "
+        "start of the Space signs a new one; a pod the cluster makes again later (a lost "
+        "node) fetches the files with the last one, so keep it longer than a Space runs "
+        "between restarts.",
+    )
     # -- Credentials (docs/security.md, "Credentials"). ---------------------------------
     space_jwt_seconds: int = Field(
         default=3600,

@@ -26,7 +26,7 @@ from orchestrator.repos import tree as repo_tree
 from orchestrator.spaces import registry
 from orchestrator.volumes import buckets
 from orchestrator.volumes.spec import Volume, owner_reader, stored
-from sandbox.backend import VolumeMount
+from sandbox.backend import SpaceFiles, VolumeMount
 
 
 class MountError(Exception):
@@ -111,7 +111,11 @@ def _space_files(session: Session, reader: Principal, volume: Volume) -> VolumeM
     if not source.is_dir():
         raise MountError(f"{volume.source}@{sha[:7]} has no folder {volume.path!r}")
     return VolumeMount(
-        f"space-{other.uid}-{sha[:12]}", volume.mount_path, True, source_dir=str(source)
+        f"space-{other.uid}-{sha[:12]}",
+        volume.mount_path,
+        True,
+        source_dir=str(source),
+        files=SpaceFiles(other.uid, sha, volume.path or ""),
     )
 
 

@@ -36,6 +36,7 @@ from sandbox.backend import (
     InstanceState,
     KeptVolume,
     Revision,
+    SpaceFiles,
     TierRoom,
     WatchCallback,
 )
@@ -95,10 +96,15 @@ class KubernetesBackend(Backend):
         pull_credentials: objects.RegistryCredentials | None = None,
         sync_timeout: float = SYNC_TIMEOUT_SECONDS,
         reader: bool = False,
+        files_url: Callable[[SpaceFiles, str], str] | None = None,
     ) -> None:
         """`reader`: only to read instances and logs (the API's log streams), from a watch
         of pods alone, which is all the API's service account may read (the Helm chart's
-        RBAC): each live pod is an instance; no Deployment, event or node is watched."""
+        RBAC): each live pod is an instance; no Deployment, event or node is watched.
+
+        `files_url(files, space_uid)`: signs the URL the pod of Space `space_uid` fetches a
+        `space` volume's files from (the platform's, orchestrator/volumes/exports.py);
+        None, or no `settings.export_image`, refuses such volumes."""
         self.api_client = api_client
         self.settings = settings
         self.namespace = settings.namespace
@@ -106,6 +112,7 @@ class KubernetesBackend(Backend):
         # The registry login Spaces' images are pulled with (settings.image_pull_secret
         # names the Secret `prepare` keeps holding it).
         self.pull_credentials = pull_credentials
+        self.files_url = files_url
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.networking = client.NetworkingV1Api(api_client)
@@ -199,20 +206,17 @@ class KubernetesBackend(Backend):
         Deployment rolls over) or a wake (0 -> 1) alike; the same revision again changes
         nothing."""
         self._ensure_started()
+        self._check_files_mounts(revision)
         try:
             # Made before anything is written: an environment a Secret cannot hold (a
             # variable named "MY VAR") refuses the start whole, naming the variable.
             owned_objects = self._owned_objects(revision)
         except ValueError as exc:
             raise BackendError(f"could not start {revision.space}: {exc}") from exc
-        if any(m.source_dir is not None for m in revision.mounts):
-            # Another Space's files are exported on the control plane's disk: no pod sees it.
-            raise BackendError(
-                f"could not start {revision.space}: a 'space' volume is not served on "
-                "Kubernetes yet; use a bucket"
-            )
         try:
             for mount in revision.mounts:
+                if mount.files is not None:
+                    continue  # another Space's files: an emptyDir its init container fills
                 # Not owned by the Deployment: a bucket's data outlives every Space using it.
                 self._ensure_claim(mount.name)
             deployment = self._apply(
@@ -244,6 +248,24 @@ class KubernetesBackend(Backend):
             memory_gib=revision.hardware.memory_gib,
             hardware=revision.hardware.name,
         )
+
+    def _check_files_mounts(self, revision: Revision) -> None:
+        """Another Space's files (a `space` volume) are exported on the control plane's disk,
+        which no pod sees: an init container of Spaceport's image fetches them from the
+        platform, so both must be configured."""
+        if not objects.space_files_mounts(revision):
+            return
+        if not self.settings.export_image:
+            raise BackendError(
+                f"could not start {revision.space}: a 'space' volume needs "
+                "SPACEPORT_KUBE_EXPORT_IMAGE (Spaceport's image, whose init container fetches "
+                "the files into the pod; the Helm chart sets it), or use a bucket"
+            )
+        if self.files_url is None:
+            raise BackendError(
+                f"could not start {revision.space}: a 'space' volume needs "
+                "SPACEPORT_KUBE_EXPORT_URL (the platform's URL as Spaces' pods reach it)"
+            )
 
     def _ensure_claim(self, volume: str) -> None:
         """A bucket's claim, made once, asking for the quota (settings.bucket_size_gib). One
@@ -306,6 +328,16 @@ class KubernetesBackend(Backend):
             objects.make_service(revision, self.settings),
             objects.make_network_policy(revision, self.settings),
         ]
+        files = objects.space_files_mounts(revision)
+        if files and self.files_url is not None:
+            # Signed again at each start (a wake too): a fresh expiry, never in the
+            # Deployment, so the new URL rolls no pod.
+            urls = {
+                i: self.files_url(m.files, revision.space_id)
+                for i, m in files
+                if m.files is not None
+            }
+            owned.append(objects.make_files_secret(revision, self.settings, urls))
         # The Space's host is in its environment (SPACE_HOST, orchestrator/controller/
         # environment.py): <its label>.<the Spaces domain>.
         label, _, domain = revision.env.get("SPACE_HOST", "").partition(".")

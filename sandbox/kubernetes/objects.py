@@ -14,7 +14,8 @@ JSON sent.
   `space_selector`, the label selectors the backend lists by.
 * `make_deployment(revision, settings, replicas=1)`: 1 replica, 0 while sleeping/paused.
 * `make_service`, `make_ingress` (None without an ingress class), `make_network_policy`,
-  `make_env_secret`: the rest of a Space.
+  `make_env_secret`: the rest of a Space; `make_files_secret` the signed URLs its `space`
+  volumes' init containers fetch another Space's files with.
 * `with_owner(obj, deployment_name, deployment_uid)`: a copy owned by the Space's
   Deployment, so deleting the Deployment deletes everything of the Space (the garbage
   collector does it).
@@ -40,7 +41,7 @@ from typing import TypeVar
 
 from kubernetes import client
 
-from sandbox.backend import LABEL_INSTANCE, Revision
+from sandbox.backend import LABEL_INSTANCE, Revision, VolumeMount
 from sandbox.hardware import GPU_RESOURCE, HardwareTier
 from sandbox.security import SPACE_UID
 
@@ -110,6 +111,13 @@ class ObjectSettings:
     dns_labels: Mapping[str, str] = field(
         default_factory=lambda: types.MappingProxyType({"k8s-app": "kube-dns"})
     )
+    # A `space` volume's files: the init container's image (Spaceport's own; None: such a
+    # revision can't run here), the gateway pods' port it fetches them from, and the most
+    # files and bytes it unpacks (and at most the tier's disk, which holds them).
+    export_image: str | None = None
+    export_port: int = 8000
+    export_max_bytes: int = 20 << 30
+    export_max_files: int = 100_000
     # A bucket's claim asks for this much storage when it is made (SPACEPORT_BUCKET_SIZE_GIB).
     bucket_size_gib: float = 10.0
 
@@ -145,6 +153,7 @@ class SpaceNames:
     ingress: str
     network_policy: str
     env_secret: str
+    files_secret: str  # the signed URLs of its `space` volumes' files (init containers')
 
 
 def space_names(space_uid: str) -> SpaceNames:
@@ -152,10 +161,16 @@ def space_names(space_uid: str) -> SpaceNames:
     a deleted one's objects. Raises ValueError for a uid that cannot name an object."""
     base = f"space-{space_uid}"
     env = f"{base}-env"
-    if not _DNS_LABEL.match(space_uid) or len(env) > 63:
+    files = f"{base}-files"
+    if not _DNS_LABEL.match(space_uid) or len(files) > 63:
         raise ValueError(f"Space uid {space_uid!r} cannot name a Kubernetes object")
     return SpaceNames(
-        deployment=base, service=base, ingress=base, network_policy=base, env_secret=env
+        deployment=base,
+        service=base,
+        ingress=base,
+        network_policy=base,
+        env_secret=env,
+        files_secret=files,
     )
 
 
@@ -310,6 +325,7 @@ def make_deployment(
     volumes, mounts = _space_volumes(revision)
     container.volume_mounts = mounts or None
     pod = client.V1PodSpec(
+        init_containers=_files_containers(revision, settings) or None,
         containers=[container],
         volumes=volumes or None,
         # Spaces have no business with the Kubernetes API: no token to steal.
@@ -391,16 +407,40 @@ def make_volume_claim(
     )
 
 
+def space_files_mounts(revision: Revision) -> list[tuple[int, VolumeMount]]:
+    """The revision's `space` volumes (another Space's files), with their index among its
+    mounts (`volume-<index>` names the pod's volume, and the key of its URL)."""
+    return [(i, m) for i, m in enumerate(revision.mounts) if m.files is not None]
+
+
+def files_url_key(index: int) -> str:
+    """The key of mount `index`'s signed URL in the Space's files Secret."""
+    return f"volume-{index}"
+
+
 def _space_volumes(
     revision: Revision,
 ) -> tuple[list[client.V1Volume], list[client.V1VolumeMount]]:
-    """The pod's volumes for the revision's bucket mounts, each its claim (the pod's
-    fs_group makes it writable for uid 1000). A read-only export of another Space's files
-    lives on the control plane's disk, which pods can't reach: the backend refuses those."""
+    """The pod's volumes for the revision's mounts. A bucket: its claim (the pod's fs_group
+    makes it writable for uid 1000). Another Space's files (a `space` volume): an emptyDir
+    its init container fills (`_files_containers`), mounted read-only, at the volume's
+    folder inside it (subPath) when it names one: the export on the control plane's disk
+    is out of a pod's reach."""
     volumes: list[client.V1Volume] = []
     mounts: list[client.V1VolumeMount] = []
     for index, mount in enumerate(revision.mounts):
         name = f"volume-{index}"
+        if mount.files is not None:
+            volumes.append(client.V1Volume(name=name, empty_dir=client.V1EmptyDirVolumeSource()))
+            mounts.append(
+                client.V1VolumeMount(
+                    name=name,
+                    mount_path=mount.mount_path,
+                    read_only=True,
+                    sub_path=mount.files.path or None,
+                )
+            )
+            continue
         volumes.append(
             client.V1Volume(
                 name=name,
@@ -418,6 +458,85 @@ def _space_volumes(
             )
         )
     return volumes, mounts
+
+
+FILES_DIR = "/files"  # where an init container sees its emptyDir
+FILES_URL_ENV = "SPACEPORT_EXPORT_URL"  # sandbox/kubernetes/fetch_export.py reads it
+
+
+def _files_containers(revision: Revision, settings: ObjectSettings) -> list[client.V1Container]:
+    """One init container per `space` volume: Spaceport's own image fetches the signed tar
+    of the files (the URL from the files Secret: never in the Deployment, whose watchers
+    and `kubectl get -o yaml` would show it) into the volume's emptyDir before the app
+    starts. It runs as the app does (uid 1000, no capability, read-only root), with the
+    tier's CPU and memory but no GPU, so the pod asks the scheduler for no more than its
+    app does."""
+    found = space_files_mounts(revision)
+    if not found:
+        return []
+    if not settings.export_image:
+        raise ValueError("a 'space' volume needs export_image (SPACEPORT_KUBE_EXPORT_IMAGE)")
+    names = space_names(revision.space_id)
+    tier = revision.hardware
+    amounts = {
+        "cpu": cpu_quantity(tier.cpu),
+        "memory": gib_quantity(tier.memory_gib),
+        "ephemeral-storage": gib_quantity(tier.disk_gib),
+    }
+    # The files land on the pod's disk: never more than the tier has.
+    max_bytes = min(settings.export_max_bytes, int(tier.disk_gib * 2**30))
+    containers = []
+    for index, _mount in found:
+        containers.append(
+            client.V1Container(
+                name=f"files-{index}",
+                image=settings.export_image,
+                command=["python", "-m", "sandbox.kubernetes.fetch_export"],
+                args=[
+                    FILES_DIR,
+                    f"--max-bytes={max_bytes}",
+                    f"--max-files={settings.export_max_files}",
+                ],
+                env=[
+                    client.V1EnvVar(
+                        name=FILES_URL_ENV,
+                        value_from=client.V1EnvVarSource(
+                            secret_key_ref=client.V1SecretKeySelector(
+                                name=names.files_secret, key=files_url_key(index)
+                            )
+                        ),
+                    )
+                ],
+                resources=client.V1ResourceRequirements(
+                    requests=dict(amounts), limits=dict(amounts)
+                ),
+                security_context=client.V1SecurityContext(
+                    allow_privilege_escalation=False,
+                    capabilities=client.V1Capabilities(drop=["ALL"]),
+                    privileged=False,
+                    read_only_root_filesystem=True,
+                ),
+                volume_mounts=[client.V1VolumeMount(name=f"volume-{index}", mount_path=FILES_DIR)],
+            )
+        )
+    return containers
+
+
+def make_files_secret(
+    revision: Revision, settings: ObjectSettings, urls: Mapping[int, str]
+) -> client.V1Secret:
+    """The signed URL of each `space` volume's files (`urls` by mount index), read by its
+    init container alone (`secretKeyRef`; the app's `envFrom` reads only the env Secret).
+    A URL opens those files only, until its expiry; kept out of the Deployment so a new
+    one (each start signs one) never rolls the pods."""
+    names = space_names(revision.space_id)
+    return client.V1Secret(
+        api_version="v1",
+        kind="Secret",
+        type="Opaque",
+        metadata=_metadata(names.files_secret, revision, settings),
+        data={files_url_key(index): _b64(url) for index, url in sorted(urls.items())},
+    )
 
 
 def make_service(revision: Revision, settings: ObjectSettings) -> client.V1Service:
@@ -502,6 +621,17 @@ def make_network_policy(revision: Revision, settings: ObjectSettings) -> client.
         ],
     )
     internet = client.V1NetworkPolicyEgressRule(to=internet_blocks(settings.blocked_cidrs))
+    egress = [dns, internet]
+    if space_files_mounts(revision):
+        # Its init containers fetch the files from the gateway pods: that port of those pods,
+        # nothing else of the cluster (only a pod with a `space` volume gets it).
+        egress.insert(
+            1,
+            client.V1NetworkPolicyEgressRule(
+                to=[copy.deepcopy(gateway)],
+                ports=[client.V1NetworkPolicyPort(port=settings.export_port, protocol="TCP")],
+            ),
+        )
     return client.V1NetworkPolicy(
         api_version="networking.k8s.io/v1",
         kind="NetworkPolicy",
@@ -517,7 +647,7 @@ def make_network_policy(revision: Revision, settings: ObjectSettings) -> client.
                     ports=[client.V1NetworkPolicyPort(port=revision.port, protocol="TCP")],
                 )
             ],
-            egress=[dns, internet],
+            egress=egress,
         ),
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
-from sandbox.backend import Revision
+from sandbox.backend import Revision, SpaceFiles, VolumeMount
 from sandbox.hardware import get_tier, sized_tier
 from sandbox.kubernetes.objects import (
     ObjectSettings,
@@ -23,6 +23,7 @@ from sandbox.kubernetes.objects import (
     internet_blocks,
     make_deployment,
     make_env_secret,
+    make_files_secret,
     make_ingress,
     make_network_policy,
     make_pull_secret,
@@ -457,6 +458,7 @@ def test_names_are_dns_labels_from_the_uid() -> None:
     assert names.deployment == names.service == names.ingress == names.network_policy
     assert names.deployment == f"space-{UID}"
     assert names.env_secret == f"space-{UID}-env"
+    assert names.files_secret == f"space-{UID}-files"
     label = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # DNS-1035 too, as Services need
     for name in vars(names).values():
         assert label.match(name) and len(name) <= 63
@@ -560,3 +562,149 @@ def test_settings_are_frozen_copies() -> None:
     assert settings.blocked_cidrs == ("10.0.0.0/8",)
     with pytest.raises(TypeError):
         settings.gateway_labels["x"] = "y"  # type: ignore[index]
+
+
+# -- `space` volumes: another Space's files, fetched by an init container ------------------
+
+OTHER_UID = "fedcba9876543210fedcba98"
+OTHER_SHA = "beef" + "1" * 36
+EXPORT_IMAGE = "spaceport/spaceport:0.1.0"
+WITH_FILES = replace(SETTINGS, export_image=EXPORT_IMAGE, export_port=8000)
+FILES_MOUNTS = (
+    VolumeMount("bucket-00aa11bb22cc33dd44ee55ff", "/data"),
+    VolumeMount(
+        f"space-{OTHER_UID}-{OTHER_SHA[:12]}",
+        "/weights",
+        read_only=True,
+        source_dir="/home/volumes/spaces/x/w",
+        files=SpaceFiles(OTHER_UID, OTHER_SHA, "w"),
+    ),
+    VolumeMount(
+        f"space-{OTHER_UID}-{OTHER_SHA[:12]}",
+        "/all",
+        read_only=True,
+        source_dir="/home/volumes/spaces/x",
+        files=SpaceFiles(OTHER_UID, OTHER_SHA, ""),
+    ),
+)
+
+
+def files_init_container(index: int) -> dict[str, Any]:
+    amounts = {"cpu": "500m", "memory": "1536Mi", "ephemeral-storage": "50Gi"}
+    return {
+        "name": f"files-{index}",
+        "image": EXPORT_IMAGE,
+        "command": ["python", "-m", "sandbox.kubernetes.fetch_export"],
+        # At most the tier's 50 GiB disk, and the installation's limits.
+        "args": ["/files", f"--max-bytes={20 << 30}", "--max-files=100000"],
+        "env": [
+            {
+                "name": "SPACEPORT_EXPORT_URL",
+                "valueFrom": {
+                    "secretKeyRef": {"name": f"space-{UID}-files", "key": f"volume-{index}"}
+                },
+            }
+        ],
+        "resources": {"requests": amounts, "limits": amounts},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+        },
+        "volumeMounts": [{"name": f"volume-{index}", "mountPath": "/files"}],
+    }
+
+
+def test_a_space_volumes_pod_is_exactly_this() -> None:
+    """Each `space` volume: an emptyDir its own init container fills from the signed URL in
+    the files Secret, mounted read-only into the app, at its folder (subPath) if it names
+    one; a bucket beside it is still its claim."""
+    rev = revision(mounts=FILES_MOUNTS)
+    app = container({"cpu": "500m", "memory": "1536Mi", "ephemeral-storage": "50Gi"})
+    app["volumeMounts"] = [
+        {"name": "volume-0", "mountPath": "/data"},
+        {"name": "volume-1", "mountPath": "/weights", "readOnly": True, "subPath": "w"},
+        {"name": "volume-2", "mountPath": "/all", "readOnly": True},
+    ]
+    template = sent(make_deployment(rev, WITH_FILES))["spec"]["template"]
+    assert template["spec"] == pod_spec(
+        app,
+        initContainers=[files_init_container(1), files_init_container(2)],
+        volumes=[
+            {
+                "name": "volume-0",
+                "persistentVolumeClaim": {"claimName": "vol-bucket-00aa11bb22cc33dd44ee55ff"},
+            },
+            {"name": "volume-1", "emptyDir": {}},
+            {"name": "volume-2", "emptyDir": {}},
+        ],
+        imagePullSecrets=[{"name": "spaceport-pull"}],
+    )
+    # No URL, nor anything signed, in the Deployment: only the Secret's name and key.
+    assert "sig=" not in json.dumps(sent(make_deployment(rev, WITH_FILES)))
+
+
+def test_a_small_tiers_files_are_bounded_by_its_disk() -> None:
+    rev = replace(
+        revision(mounts=FILES_MOUNTS[1:2]),
+        hardware=sized_tier("cpu-basic", {"cpu-basic": {"disk_gib": 2}}),
+    )
+    (init,) = sent(make_deployment(rev, replace(WITH_FILES, export_max_files=7)))["spec"][
+        "template"
+    ]["spec"]["initContainers"]
+    assert init["args"] == ["/files", f"--max-bytes={2 << 30}", "--max-files=7"]
+
+
+def test_a_space_volume_without_the_export_image_is_refused() -> None:
+    with pytest.raises(ValueError, match="SPACEPORT_KUBE_EXPORT_IMAGE"):
+        make_deployment(revision(mounts=FILES_MOUNTS), SETTINGS)
+    # Buckets alone need no image.
+    assert make_deployment(revision(mounts=FILES_MOUNTS[:1]), SETTINGS).spec.template.spec
+
+
+def test_the_files_secret_holds_each_volumes_url() -> None:
+    rev = revision(mounts=FILES_MOUNTS)
+    urls = {1: "http://api/x?sig=1", 2: "http://api/y?sig=2"}
+    secret = sent(make_files_secret(rev, WITH_FILES, urls))
+    assert secret == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata(f"space-{UID}-files"),
+        "data": {
+            "volume-1": base64.b64encode(b"http://api/x?sig=1").decode(),
+            "volume-2": base64.b64encode(b"http://api/y?sig=2").decode(),
+        },
+    }
+    assert space_names(UID).files_secret == f"space-{UID}-files"
+
+
+def test_a_space_volumes_pod_may_reach_the_gateways_port_and_no_more() -> None:
+    """One more egress rule than any Space's: the gateway pods (which serve the files'
+    URL), on their port only."""
+    plain = sent(make_network_policy(revision(), WITH_FILES))["spec"]["egress"]
+    policy = sent(make_network_policy(revision(mounts=FILES_MOUNTS), WITH_FILES))
+    assert policy["spec"]["egress"] == [
+        plain[0],
+        {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "spaceport"}
+                    },
+                    "podSelector": {
+                        "matchLabels": {
+                            "app.kubernetes.io/name": "spaceport",
+                            "app.kubernetes.io/component": "api",
+                        }
+                    },
+                }
+            ],
+            "ports": [{"port": 8000, "protocol": "TCP"}],
+        },
+        plain[1],
+    ]
+    # Buckets alone: the same policy as a Space without volumes.
+    buckets_only = sent(make_network_policy(revision(mounts=FILES_MOUNTS[:1]), WITH_FILES))
+    assert buckets_only["spec"]["egress"] == plain
