@@ -50,6 +50,8 @@ def platform(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Pl
         **servers,
         # A visitor's slot frees after seconds, not a minute: tests/test_visitor_queue.py.
         SPACEPORT_VISITOR_IDLE_SECONDS="8",
+        # Deleted buckets' data goes, and sizes are measured, within seconds: test_volumes.py.
+        SPACEPORT_BUCKET_SWEEP_SECONDS="2",
     )
     platform = Platform(home=home, env=env, port=port)
     try:

@@ -3,7 +3,9 @@ both stacks: a bucket made with create_bucket and mounted through create_repo's
 space_volumes keeps the files the app writes across a restart, a rebuild (a new commit) and
 a pause and restart (the deep sleep's stop: a sleep stops the container the same way);
 another Space's files are mounted read-only at a revision; `model` is a clear 400;
-set_space_volumes, delete_space_volumes and duplicate_repo(space_volumes=) do what they say."""
+set_space_volumes, delete_space_volumes and duplicate_repo(space_volumes=) do what they say;
+the controller measures the bucket (bucket_info's size), and once the bucket and the Spaces
+mounting it are deleted, its Docker volume is removed."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
+import docker
 import httpx
 import pytest
 from huggingface_hub import HfApi, Volume
@@ -75,6 +78,22 @@ def _answer(platform: Platform, name: str, boots: int, timeout: float = 600) -> 
     raise AssertionError(
         f"{OWNER}/{name} never showed {boots} boots: {last}\n{platform.log_tail()}"
     )
+
+
+def _bucket_volumes(platform: Platform) -> list[str]:
+    """The Docker volumes of the platform's buckets."""
+    label = f"org.spaceport.instance={platform.instance}"
+    prefix = f"spaceport-{platform.instance}-bucket-"
+    volumes = docker.from_env().volumes.list(filters={"label": label})
+    return [v.name for v in volumes if v.name and v.name.startswith(prefix)]
+
+
+def _until(check: object, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never {what}")
+        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -173,6 +192,18 @@ def test_a_bucket_and_another_spaces_files_through_the_client(
         assert len(hf.get_space_runtime(f"{OWNER}/{app}").volumes or []) == 1
         hf.delete_space_volumes(f"{OWNER}/{app}")
         assert hf.get_space_runtime(f"{OWNER}/{app}").volumes is None
+
+        # The controller's sweep measured what the app wrote (Spaceport's own fields too).
+        _until(lambda: hf.bucket_info(f"{OWNER}/{bucket}").size > 0, "measured the bucket")
+        info = hf.bucket_info(f"{OWNER}/{bucket}")
+        assert info.sizeQuota == 10 * 2**30 and info.overQuota is False  # type: ignore[attr-defined]
+
+        # Deleted, with the Spaces that mounted it, the bucket's data goes from the Engine.
+        (volume,) = _bucket_volumes(platform)
+        for name in (app, weights, copy):
+            platform.delete_space(OWNER, name, token)
+        hf.delete_bucket(f"{OWNER}/{bucket}")
+        _until(lambda: volume not in _bucket_volumes(platform), f"saw {volume} removed")
     finally:
         for name in (app, weights, copy):
             platform.delete_space(OWNER, name, token)
