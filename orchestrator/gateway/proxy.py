@@ -50,6 +50,8 @@ class Gateway:
         self.app = app
         self.routes = RouteTable()
         self.queue = VisitorQueue()  # who goes in, who waits (gateway/visitor_admission.py)
+        # A Space that starts serving, or lets more in, tells its waiting visitors at once.
+        self.routes.listeners.append(lambda route: self.queue.route_changed(route))
         self.domain = get_settings().spaces_domain
         self._session: aiohttp.ClientSession | None = None
         self.activity = Activity()  # visitors' traffic, for sleep (gateway/activity.py)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
@@ -138,6 +138,9 @@ class RouteTable:
         self._applied = asyncio.Event()
         # Requests held for a waking Space wait on its event, set when its route serves.
         self._servable: dict[int, asyncio.Event] = {}
+        # Called with each route the table applies, on the event loop (the visitor queue's
+        # long-polls hear that a Space serves now): each call must be O(1).
+        self.listeners: list[Callable[[Route], None]] = []
 
     async def start(self) -> None:
         """Read the table and follow changes from now on (else the first lookup does)."""
@@ -259,6 +262,10 @@ class RouteTable:
         self._routes, self._labels = routes, labels
         self._generation += 1
         self._release_servable()
+        if self.listeners:
+            for space_id in labels:
+                if (route := self._route_of(space_id)) is not None:
+                    self._tell(route)
         self._read_up_to(own)
 
     async def _catch_up(self) -> None:
@@ -291,6 +298,14 @@ class RouteTable:
         self._labels[route.space_id] = names
         if route.address is not None and (ready := self._servable.pop(route.space_id, None)):
             ready.set()  # the requests held while it woke go on
+        self._tell(route)
+
+    def _tell(self, route: Route) -> None:
+        for listener in self.listeners:
+            try:
+                listener(route)
+            except Exception:  # noqa: BLE001 - a listener's bug must not stop routing
+                log.warning("gateway routes: a listener failed", exc_info=True)
 
 
 def _load_all(cursor: EventCursor | None) -> tuple[dict[str, Route], dict[int, set[str]]]:

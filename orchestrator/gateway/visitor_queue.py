@@ -26,6 +26,7 @@ is admitted, and whoever was admitted keeps the slot while their page keeps aski
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -43,6 +44,13 @@ class Place:
     position: int = 0
     full: bool = False
     waiting: int = 0
+    # For a waiting visitor: the earliest moment the line can move by itself (an admitted
+    # visitor's or a waiting one's idle time running out), unix seconds; None if nothing
+    # in the line will expire. The gateway wakes its long-polls then (visitor_admission).
+    frees_at: float | None = None
+    # This visit dropped someone (idle) or let someone in from the line: others' places
+    # may have moved, and their long-polls are to ask again.
+    moved: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,15 @@ class QueueStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+def listen_for_moves(store: QueueStore, on_moved: Callable[[str], None]) -> None:
+    """Have `on_moved(space)` called when another gateway's visit moved a Space's line (a
+    store shared by several gateways: Redis pub/sub); a store in this process has nothing
+    to tell, its moves are this gateway's own."""
+    listen = getattr(store, "listen", None)
+    if listen is not None:
+        listen(on_moved)
+
+
 @dataclass
 class _Line:
     admitted: dict[str, float] = field(default_factory=dict)  # id -> last request
@@ -99,7 +116,7 @@ class MemoryQueueStore:
         if last is not None and last >= cutoff:  # rule 1: the common case, O(1)
             line.admitted[visitor] = now
             return Place(admitted=True, waiting=len(line.waiting))
-        _drop_idle(line, cutoff)  # rule 2
+        moved = _drop_idle(line, cutoff)  # rule 2
         free = limits.concurrency - len(line.admitted)
         if visitor in line.waiting:
             line.waiting[visitor] = now
@@ -108,13 +125,26 @@ class MemoryQueueStore:
             rank = len(line.waiting)
             if not (open and rank < free) and rank >= limits.depth:
                 self._forget_if_empty(space, line)
-                return Place(admitted=False, full=True, waiting=rank)
+                return Place(admitted=False, full=True, waiting=rank, moved=moved)
             line.waiting[visitor] = now
         if open and rank < free:
             del line.waiting[visitor]
             line.admitted[visitor] = now
-            return Place(admitted=True, waiting=len(line.waiting))
-        return Place(admitted=False, position=rank + 1, waiting=len(line.waiting))
+            # Out of the line: those behind move up (a newcomer passes nobody: rank 0 of
+            # an empty line moves no one).
+            moved = moved or bool(line.waiting)
+            return Place(admitted=True, waiting=len(line.waiting), moved=moved)
+        oldest = min(
+            min(line.admitted.values(), default=now), min(line.waiting.values(), default=now)
+        )
+        frees_at = oldest + limits.idle_seconds if line.admitted or len(line.waiting) > 1 else None
+        return Place(
+            admitted=False,
+            position=rank + 1,
+            waiting=len(line.waiting),
+            frees_at=frees_at,
+            moved=moved,
+        )
 
     async def seen(self, space: str, visitor: str, *, now: float) -> None:
         line = self._lines.get(space)
@@ -139,10 +169,14 @@ class MemoryQueueStore:
         self._sweep_at = max(SWEEP_MIN_SPACES, 2 * len(self._lines))
 
 
-def _drop_idle(line: _Line, cutoff: float) -> None:
+def _drop_idle(line: _Line, cutoff: float) -> bool:
+    """Whether anyone was dropped."""
+    dropped = False
     for entries in (line.admitted, line.waiting):
         for gone in [v for v, last in entries.items() if last < cutoff]:
             del entries[gone]
+            dropped = True
+    return dropped
 
 
 def store_from_settings() -> QueueStore:

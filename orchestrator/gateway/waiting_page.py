@@ -1,19 +1,22 @@
 """The visitor queue's page: the visitor's place, what the Space is doing, the expected wait.
 
-It updates itself without a reload: a small inline script asks `STATUS_PATH` (the queue's
-JSON, on the Space's own host, with the visitor's cookie) every few seconds and reloads once
-the visitor is let in. Without JavaScript a meta refresh (inside <noscript>) reloads the
-whole page instead. Plain HTML and one column, readable from 320 px wide up; the live part is
-an ARIA live region, so a screen reader hears the place change.
+It updates itself without a reload: a small inline script long-polls `STATUS_PATH` (the
+queue's JSON, on the Space's own host, with the visitor's cookie: `?wait=` with what the
+page shows, answered as soon as that changes) and reloads once the visitor is let in.
+Without JavaScript a meta refresh (inside <noscript>) reloads the whole page instead.
+Plain HTML and one column, readable from 320 px wide up; the live part is an ARIA live
+region, so a screen reader hears the place change.
 """
 
 from __future__ import annotations
 
 import html
+import json
 
 from orchestrator.api import wire
 
 STATUS_PATH = "/.spaceport/queue"
+MAX_WAIT_SECONDS = 25  # what the page asks the gateway to wait at most (it caps it too)
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -42,22 +45,40 @@ your place.</p>
 </main>
 <script>
 (function () {{
-  var delay = {poll_ms};
+  // A long-poll: the gateway answers as soon as the place or what the Space does changes
+  // (or after {wait_s} s), so the visitor is let in the moment their slot frees.
+  var delay = {poll_ms}, position = {position}, doing = {doing_js};
   function text(id, value) {{ document.getElementById(id).textContent = value; }}
   function ask() {{
-    fetch({status_path}, {{ headers: {{ "Accept": "application/json" }},
-                            credentials: "same-origin", cache: "no-store" }})
-      .then(function (r) {{ return r.json(); }})
+    var asked = Date.now(), next = 0;
+    var url = {status_path} + "?wait={wait_s}&position=" + (position === null ? "" : position) +
+      "&doing=" + encodeURIComponent(doing);
+    fetch(url, {{ headers: {{ "Accept": "application/json" }},
+                  credentials: "same-origin", cache: "no-store" }})
+      .then(function (r) {{
+        if (!r.ok) {{ throw new Error(r.headers.get("Retry-After") || "3"); }}
+        return r.json();
+      }})
       .then(function (s) {{
-        if ((s.admitted && s.ready) || s.doing === "stopped") {{ location.reload(); return; }}
+        if ((s.admitted && s.ready) || s.doing === "stopped") {{
+          next = null; location.reload(); return;  // and ask no more
+        }}
         text("place", s.placeText); text("place-label", s.placeLabel);
         text("doing", s.message); text("wait", s.waitText);
         delay = Math.max(1000, Math.min(10000, (s.retryAfter || 3) * 1000));
+        var same = s.position === position && s.doing === doing;
+        position = s.position; doing = s.doing;
+        // Answered at once with no news (a gateway without long-polls): poll instead.
+        next = (same && Date.now() - asked < 500) ? delay : 0;
       }})
-      .catch(function () {{ delay = Math.min(10000, delay * 2); }})
-      .then(function () {{ setTimeout(ask, delay); }});
+      .catch(function (e) {{
+        var retry = parseInt(e && e.message, 10);
+        delay = retry > 0 ? Math.min(10000, retry * 1000) : Math.min(10000, delay * 2);
+        next = delay;
+      }})
+      .then(function () {{ if (next !== null) {{ setTimeout(ask, next); }} }});
   }}
-  setTimeout(ask, delay);
+  setTimeout(ask, 0);
 }})();
 </script>
 </body></html>
@@ -75,4 +96,7 @@ def render(name: str, place: wire.VisitorPlace) -> str:
         refresh=max(2, place.retry_after),
         poll_ms=max(1000, place.retry_after * 1000),
         status_path=f'"{STATUS_PATH}"',
+        wait_s=int(MAX_WAIT_SECONDS),
+        position="null" if place.position is None else int(place.position),
+        doing_js=json.dumps(place.doing),
     )

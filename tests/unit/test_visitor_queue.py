@@ -5,7 +5,8 @@ missing Redis fails), the visitor's signed cookie, and the queue at a real Gatew
 process: the waiting page and its JSON, a reload that keeps the place, FIFO admission as
 slots free, inactivity freeing a slot, the depth's 'full' with Retry-After, API clients'
 503s, and two gateways sharing one queue through one Redis. Time is a test clock, so no
-test waits for a timeout.
+test waits for a timeout; except the long-polls' (`?wait=`), whose point is how soon they
+are told: those run on the real clock with a short idle time, with loose bounds.
 """
 
 from __future__ import annotations
@@ -574,6 +575,200 @@ def test_a_sleeping_space_gives_browsers_a_place_while_it_wakes(
         assert page.status_code == 503 and "It is waking up." in page.text
         place = await browser.place()
         assert place["doing"] == "waking" and place["position"] == 1
+        await gateway.aclose()
+
+    run(test)
+
+
+# -- the long-poll: a waiting visitor is told at once ------------------------------------
+# A real clock and a short idle time: what is tested is that the answer comes well before
+# the waiting page's next poll would have (POLL_SECONDS), not a tight timing.
+
+SHORT_IDLE = 3.0  # a long-poll refreshes its place every third of it: 1 s
+TOLD_WITHIN = 0.6  # seconds after the slot frees; a poll (POLL_SECONDS) or a refresh misses it
+
+
+@pytest.fixture
+def short_idle(domain: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.core.settings import get_settings
+
+    monkeypatch.setenv("SPACEPORT_VISITOR_IDLE_SECONDS", str(SHORT_IDLE))
+    get_settings.cache_clear()
+
+
+def _live_gateway(route: Route, store: QueueStore) -> Gateway:
+    gateway = Gateway(control_plane)  # type: ignore[arg-type]
+    gateway.routes = Routes(route)  # type: ignore[assignment]
+    gateway.queue = VisitorQueue(store)  # the real clock
+    return gateway
+
+
+async def _long_poll(visitor: Visitor, position: int | None, doing: str, wait: float = 10) -> dict:
+    query = f"wait={wait}&position={'' if position is None else position}&doing={doing}"
+    answer = await visitor.client.get(f"http://{HOST}/.spaceport/queue?{query}", timeout=30)
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def test_a_long_poll_is_told_admitted_as_soon_as_the_slot_frees(
+    short_idle: None, upstream: Upstream, make_store: Callable
+) -> None:
+    import time
+
+    async def test() -> None:
+        gateway = _live_gateway(_route(upstream.address), make_store())
+        first, second, third = (Visitor(gateway, BROWSER) for _ in range(3))
+        before = time.time()
+        assert (await first.get()).text == "app"
+        after = time.time()  # its slot frees between before + idle and after + idle
+        assert 'id="place">1<' in (await second.get()).text
+        assert 'id="place">2<' in (await third.get()).text
+        told: dict[str, float] = {}
+
+        async def poll(name: str, visitor: Visitor, position: int) -> dict:
+            place = await _long_poll(visitor, position, "busy")
+            told[name] = time.time()
+            return place
+
+        second_place, third_place = await asyncio.gather(
+            poll("second", second, 1), poll("third", third, 2)
+        )
+        assert second_place["admitted"] and second_place["ready"]
+        assert third_place["position"] == 1 and not third_place["admitted"]  # moved up
+        for name in ("second", "third"):
+            # Not before the slot freed (no early admission), and well before a poll.
+            assert before + SHORT_IDLE <= told[name] < after + SHORT_IDLE + TOLD_WITHIN, name
+        assert (await second.get()).text == "app"
+        await gateway.aclose()
+
+    run(test)
+
+
+def test_a_long_poll_answers_at_once_when_the_page_is_behind(
+    short_idle: None, upstream: Upstream, make_store: Callable
+) -> None:
+    """The page says what it shows: an answer that differs comes back without waiting, and
+    one that does not waits for the end of the wait."""
+    import time
+
+    async def test() -> None:
+        gateway = _live_gateway(_route(upstream.address, concurrency=1), make_store())
+        first, second = Visitor(gateway, BROWSER), Visitor(gateway, BROWSER)
+        assert (await first.get()).text == "app"
+        await second.get()
+        started = time.monotonic()
+        assert (await _long_poll(second, 3, "busy"))["position"] == 1  # it showed 3
+        assert time.monotonic() - started < 0.5
+        # Kept active meanwhile, the first visitor holds the slot: nothing changes for the
+        # second, whose long-poll ends with its wait (and keeps its place over it).
+        keep = asyncio.create_task(_keep_active(first, 1.0))
+        started = time.monotonic()
+        place = await _long_poll(second, 1, "busy", wait=0.6)
+        assert place["position"] == 1 and time.monotonic() - started >= 0.6
+        await keep
+        await gateway.aclose()
+
+    run(test)
+
+
+async def _keep_active(visitor: Visitor, seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        assert (await visitor.get()).text == "app"
+        await asyncio.sleep(SHORT_IDLE / 5)
+
+
+def test_a_long_poll_hears_the_space_start_serving(domain: None, make_store: Callable) -> None:
+    """A Space that is built and starts: the route table's new route wakes the long-poll,
+    which lets the visitor in (no expiry involved: the idle time is a minute)."""
+    import time
+
+    async def test() -> None:
+        gateway = _live_gateway(_route(None, "BUILDING"), make_store())
+        browser = Visitor(gateway, BROWSER)
+        assert (await browser.place())["position"] == 1
+        polling = asyncio.create_task(_long_poll(browser, 1, "building"))
+        await asyncio.sleep(0.2)
+        assert not polling.done()
+        serving = _route("http://127.0.0.1:9", "RUNNING")
+        gateway.routes.route = serving  # type: ignore[attr-defined]
+        changed = time.monotonic()
+        gateway.queue.route_changed(serving)  # what the RouteTable's listener calls
+        place = await polling
+        assert place["admitted"] and place["ready"] and time.monotonic() - changed < 1.0
+        await gateway.aclose()
+
+    run(test)
+
+
+def test_the_route_table_tells_its_listeners_each_route_it_applies() -> None:
+    from orchestrator.gateway.routes import RouteTable
+
+    table = RouteTable(resync_seconds=60, feed=object())  # type: ignore[arg-type]
+    heard: list[Route] = []
+    table.listeners.append(heard.append)
+    route = _route("http://127.0.0.1:9")
+    table._put(route, [route.host])
+    table._apply({route.space_id: (_route(None, "PAUSED"), [route.host])})
+    assert [r.stage for r in heard] == ["RUNNING", "PAUSED"]
+
+
+def test_two_gateways_over_one_redis_tell_each_others_long_polls(
+    domain: None, upstream: Upstream, redis_url: str
+) -> None:
+    """A move at one gateway reaches a long-poll at the other through Redis pub/sub, not a
+    timer: here nobody's idle time runs out (a minute), the line moves because gateway two
+    lets one more in."""
+    import time
+
+    _flush(redis_url)
+
+    async def test() -> None:
+        one = _live_gateway(_route(upstream.address), RedisQueueStore(redis_url))
+        two = _live_gateway(_route(upstream.address), RedisQueueStore(redis_url))
+        first, second, third = Visitor(one, BROWSER), Visitor(two, BROWSER), Visitor(one, BROWSER)
+        assert (await first.get()).text == "app"
+        assert 'id="place">1<' in (await second.get()).text
+        assert 'id="place">2<' in (await third.get()).text
+        polling = asyncio.create_task(_long_poll(third, 2, "busy"))
+        await asyncio.sleep(0.3)  # its subscription is up
+        assert not polling.done()
+        two.routes.route = _route(upstream.address, concurrency=2)  # type: ignore[attr-defined]
+        moved = time.monotonic()
+        assert (await second.get()).text == "app"  # let in at gateway two
+        place = await polling
+        assert place["position"] == 1 and time.monotonic() - moved < 1.0
+        await one.aclose()
+        await two.aclose()
+
+    run(test)
+
+
+def test_long_polls_past_the_limit_are_refused_by_name(
+    short_idle: None, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.core.settings import get_settings
+
+    monkeypatch.setenv("SPACEPORT_VISITOR_QUEUE_MAX_WAITS", "1")
+    get_settings.cache_clear()
+
+    async def test() -> None:
+        gateway = _live_gateway(_route(upstream.address), MemoryQueueStore())
+        first, second, third = (Visitor(gateway, BROWSER) for _ in range(3))
+        await first.get()
+        await second.get()
+        await third.get()
+        polling = asyncio.create_task(_long_poll(second, 1, "busy", wait=0.5))
+        await asyncio.sleep(0.1)
+        assert gateway.queue.waits == 1
+        url = f"http://{HOST}/.spaceport/queue?wait=5&position=2&doing=busy"
+        refused = await third.client.get(url)
+        assert refused.status_code == 503 and refused.headers["x-error-code"] == "QueueWaitsFull"
+        assert int(refused.headers["retry-after"]) > 0 and "waiting" in refused.json()["error"]
+        await polling
+        assert gateway.queue.waits == 0
+        assert (await third.place())["position"] == 2  # the refused one kept its place
         await gateway.aclose()
 
     run(test)

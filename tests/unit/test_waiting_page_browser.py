@@ -5,7 +5,9 @@ The real Gateway under uvicorn, a Space at its concurrency of 1 whose slot anoth
 holds: the page shows place 1 in an ARIA live region, fits 390 px and 1280 px without
 sideways scrolling (screenshots of both are kept in the test's tmp dir), carries the
 no-JavaScript refresh, and once the other visitor has gone idle lets the visitor in by
-itself, without a reload by hand.
+itself, without a reload by hand, within LET_IN_SECONDS of the slot freeing (its long-poll
+is told: a poll every POLL_SECONDS would be later). A real clock and a short idle time:
+the waiting page keeps its place by asking, as it does for real.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ from orchestrator.gateway.visitor_queue import MemoryQueueStore
 from tests import services
 from tests.unit.test_visitor_queue import (
     BROWSER,
-    IDLE,
-    Clock,
     Routes,
     Upstream,
     _route,
@@ -44,7 +44,10 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--host-resolver-rules=MAP * 127.0.0.1",  # the Space's host name, without DNS
 ]
-LET_IN_MS = 60_000  # at most, for the page's next ask after the slot freed (it asks every 3 s)
+IDLE = 10.0  # the idle time: the first visitor's slot frees this long after its last request
+# At most, from the slot freeing to the app shown: the long-poll's answer and the reload
+# (a poll every POLL_SECONDS, 3 s, would often be later).
+LET_IN_SECONDS = 2.5
 
 
 def _require_browser() -> None:
@@ -64,12 +67,12 @@ def _require_browser() -> None:
 class Served:
     """The gateway under uvicorn on a free port, in a thread."""
 
-    def __init__(self, port: int, clock: Clock, upstream: Upstream) -> None:
+    def __init__(self, port: int, upstream: Upstream) -> None:
         from orchestrator.gateway.proxy import Gateway
 
         self.gateway = Gateway(control_plane)  # type: ignore[arg-type]
         self.gateway.routes = Routes(_route(upstream.address))  # type: ignore[assignment]
-        self.gateway.queue = VisitorQueue(MemoryQueueStore(), clock=clock)
+        self.gateway.queue = VisitorQueue(MemoryQueueStore())  # the real clock
         config = uvicorn.Config(self.gateway, host="127.0.0.1", port=port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -85,31 +88,44 @@ class Served:
 
 
 @pytest.fixture
-def served(migrated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Clock]]:
+def served(migrated_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     _require_browser()
     port = services.free_port()
     monkeypatch.setenv("SPACEPORT_SPACES_DOMAIN", f"spaces.test:{port}")
     monkeypatch.setenv("SPACEPORT_VISITOR_IDLE_SECONDS", str(IDLE))
     get_settings.cache_clear()
-    upstream, clock = Upstream(), Clock()
-    server = Served(port, clock, upstream)
-    yield f"http://alice-demo.spaces.test:{port}/", clock
+    upstream = Upstream()
+    server = Served(port, upstream)
+    yield f"http://alice-demo.spaces.test:{port}/"
     server.stop()
     upstream.close()
 
 
 def test_the_waiting_page_shows_the_place_fits_small_screens_and_lets_the_visitor_in(
-    served: tuple[str, Clock], tmp_path: Path
+    served: str, tmp_path: Path
 ) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
-    url, clock = served
+    url = served
     host = url.split("/")[2]
-    # The first visitor takes the one slot (from the test process: straight to 127.0.0.1).
+    # The first visitor takes the one slot (from the test process: straight to 127.0.0.1),
+    # and keeps it, active, until the test lets it go.
     address = "http://127.0.0.1:" + host.rsplit(":", 1)[1] + "/"
     answer = httpx.get(address, headers={**BROWSER, "host": host})
     assert answer.status_code == 200 and answer.text == "app"
+    cookie = answer.headers["set-cookie"].split(";")[0]
+    first = {**BROWSER, "host": host, "cookie": cookie}
+    leave = threading.Event()
+    last_request = [time.time()]
+
+    def stay_active() -> None:
+        while not leave.wait(IDLE / 5):
+            last_request[0] = time.time()
+            assert httpx.get(address, headers=first).text == "app"
+
+    active = threading.Thread(target=stay_active, daemon=True)
+    active.start()
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -134,14 +150,22 @@ def test_the_waiting_page_shows_the_place_fits_small_screens_and_lets_the_visito
             quiet.goto(url)
             assert quiet.locator('meta[http-equiv="refresh"]').count() == 1
 
-            # The first visitor goes idle; the open page (place 1) asks, is let in, and
-            # reloads into the app.
-            clock.now += IDLE + 5
+            # The first visitor leaves (goes idle); the open page (place 1) is told at once
+            # that the slot is free, and reloads into the app.
+            leave.set()
+            active.join()
+            assert page.locator("#place").inner_text() == "1"  # still waiting meanwhile
+            frees = last_request[0] + IDLE
             try:
                 page.wait_for_function(
-                    "document.body.innerText.trim() === 'app'", timeout=LET_IN_MS
+                    "document.body.innerText.trim() === 'app'",
+                    timeout=(frees + LET_IN_SECONDS + 30 - time.time()) * 1000,
                 )
             except PlaywrightTimeout:
                 raise AssertionError(f"never let in; the page says:\n{page.content()}") from None
+            let_in = time.time()
+            assert let_in >= frees - IDLE / 10, "let in before the slot was free"  # the slack
+            assert let_in - frees < LET_IN_SECONDS, f"let in {let_in - frees:.2f} s after"
         finally:
+            leave.set()
             browser.close()
