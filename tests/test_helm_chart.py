@@ -611,6 +611,17 @@ def test_the_image_runs_spaceport_as_uid_1000(spaceport_image: tuple[str, str]) 
         for tool in (["git", "--version"], ["git", "lfs", "version"], ["skopeo", "--version"]):
             code, out = box.exec_run(tool)
             assert code == 0, (tool, out)
+        # A `space` volume's init container runs this image with exactly this command
+        # (sandbox/kubernetes/objects.py): it is there, and the API refuses an unsigned URL.
+        code, out = box.exec_run(
+            ["python", "-m", "sandbox.kubernetes.fetch_export", "/tmp/files"],
+            environment={
+                "SPACEPORT_EXPORT_URL": "http://127.0.0.1:8000/api/volumes/space-files/"
+                f"{'0' * 24}/{'a' * 40}?path=&for={'1' * 24}&expires=9999999999&sig=00"
+            },
+        )
+        assert code == 1, out
+        assert b"refused: HTTP 403: this Space files URL is not signed" in out, out
     finally:
         box.remove(force=True)
 
