@@ -7,8 +7,10 @@ installation's label (start, die, destroy, oom), and the readiness prober
 GPU tiers get specific GPUs of the host (sandbox/gpus.py's inventory): `tier_room` counts
 the GPUs of the tier's model that no Space container of any installation holds (each names
 its GPUs in LABEL_GPUS, so Docker is the only record), bounded by the host's CPU and memory
-as admission counts them; `start` picks free ones under a lock, so two starts never get the
-same GPU. CPU tiers are left to the controller's admission (`tier_room` is None).
+as admission counts them; `start` picks free ones under a lock, so two starts of this
+process never get the same GPU, and starts the container only if no container made before
+it holds one of them, so two installations on one Engine never do either
+(`_claim_gpus`). CPU tiers are left to the controller's admission (`tier_room` is None).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -190,11 +192,54 @@ class DockerBackend(Backend):
         except NotFound:
             pass
         try:
-            container = self.client.containers.run(**spec)  # type: ignore[arg-type]
+            if gpus:
+                container = self._claim_gpus(revision, spec, {gpu.uuid for gpu in gpus})
+            else:
+                container = self.client.containers.run(**spec)  # type: ignore[arg-type]
         except APIError as exc:
             raise BackendError(f"could not start {revision.space}: {exc.explanation}") from exc
         container.reload()
         return self._instance(container)
+
+    def _claim_gpus(
+        self, revision: Revision, spec: dict[str, object], picked: set[str]
+    ) -> Container:
+        """Create the container that names `picked` GPUs in its label, then start it only if
+        no other container holding one of them was created before it. _GPU_LOCK orders the
+        starts of this process; this orders those of every installation on the Engine (each
+        checks the same way, so of two that picked one GPU at the same instant exactly the
+        first created starts, and the other is removed before it ran: RoomTaken)."""
+        create = {k: v for k, v in spec.items() if k != "detach"}
+        container = self.client.containers.create(**create)  # type: ignore[arg-type]
+        container.reload()
+        mine = _creation(str(container.attrs.get("Created", "")), container.id or "")
+        for rival in self._gpu_holders(picked):
+            if rival != mine and rival < mine:
+                container.remove(force=True)
+                raise RoomTaken(
+                    f"{revision.hardware.name}: a GPU it was given was taken at the same moment "
+                    "by another installation on this Docker Engine"
+                )
+        container.start()
+        return container
+
+    def _gpu_holders(self, uuids: set[str]) -> list[tuple[datetime, str]]:
+        """(created, id) of each container not yet released that holds one of `uuids`."""
+        rows = self.client.api.containers(
+            all=True, filters={"label": [f"{LABEL_MANAGED}=true", LABEL_GPUS]}
+        )
+        holders = []
+        for row in rows:
+            if str(row.get("State", "")).lower() in GPU_RELEASED_STATES:
+                continue
+            labels = row.get("Labels") or {}
+            if uuids & set(str(labels.get(LABEL_GPUS, "")).split(",")):
+                try:
+                    created = self.client.api.inspect_container(row["Id"])["Created"]
+                except NotFound:
+                    continue  # removed since it was listed: it holds nothing
+                holders.append(_creation(str(created), str(row["Id"])))
+        return holders
 
     def stop(self, instance_id: str) -> None:
         try:
@@ -651,6 +696,12 @@ def _exposed_port(container: Container) -> int:
         if "=" in item
     )
     return int(env.get("SPACEPORT_APP_PORT", "7860"))
+
+
+def _creation(created: str, container_id: str) -> tuple[datetime, str]:
+    """A container's place in the order of creation: its time (the Engine's RFC 3339 text
+    drops trailing zeros, so it is compared parsed, never as text), then its id."""
+    return (_parse_time(created) or datetime.min.replace(tzinfo=UTC), container_id)
 
 
 def _parse_time(value: str | None) -> datetime | None:

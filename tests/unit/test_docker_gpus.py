@@ -6,6 +6,7 @@ controller and other installations see the same count."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import threading
@@ -35,7 +36,10 @@ class FakeContainer:
         self.id = f"c{next(engine.ids)}"
         self.name = str(spec["name"])
         self.labels: dict[str, str] = dict(spec["labels"])
+        # The Engine's RFC 3339 with its trailing zeros dropped, as Go writes it.
+        created = f"2026-01-01T00:00:00.{next(engine.clock):09d}".rstrip("0").rstrip(".")
         self.attrs: dict[str, Any] = {
+            "Created": created + "Z",
             "State": {"Status": "running", "StartedAt": "2026-01-01T00:00:00.000000000Z"},
             "NetworkSettings": {"Networks": {}},
             "HostConfig": {
@@ -55,6 +59,10 @@ class FakeContainer:
     def stop(self, timeout: int = 10) -> None:
         self.attrs["State"]["Status"] = "exited"
 
+    def start(self) -> None:
+        self.attrs["State"]["Status"] = "running"
+        self.engine.started.append(self.id)
+
     def remove(self, force: bool = False) -> None:
         self.engine.by_id.pop(self.id, None)
 
@@ -73,6 +81,15 @@ class FakeContainers:
         time.sleep(self.engine.run_seconds)  # the Engine's create and start take a while
         self.engine.runs.append(spec)
         container = FakeContainer(self.engine, spec)
+        self.engine.by_id[container.id] = container
+        self.engine.started.append(container.id)
+        return container
+
+    def create(self, **spec: Any) -> FakeContainer:
+        time.sleep(self.engine.run_seconds)
+        self.engine.runs.append(spec)
+        container = FakeContainer(self.engine, spec)
+        container.attrs["State"]["Status"] = "created"
         self.engine.by_id[container.id] = container
         return container
 
@@ -95,6 +112,12 @@ class FakeApi:
                 rows.append({"Id": container.id, "State": status, "Labels": container.labels})
         return rows
 
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        container = self.engine.by_id.get(container_id)
+        if container is None:
+            raise NotFound(f"No such container: {container_id}")
+        return container.attrs
+
 
 def _matches(labels: dict[str, str], wanted: str) -> bool:
     key, _, value = wanted.partition("=")
@@ -111,6 +134,10 @@ class FakeEngine:
 
     def __init__(self, cpus: int = 16, memory_gib: int = 64) -> None:
         self.ids = itertools.count(1)
+        # Creation times in ns, 10 us apart from 100 us: the Engine's text drops trailing
+        # zeros, so the first two (".0001Z", ".00011Z") sort the wrong way round as text.
+        self.clock = itertools.count(100_000, 10_000)
+        self.started: list[str] = []  # ids, in the order they were started
         self.by_id: dict[str, FakeContainer] = {}
         self.runs: list[dict[str, Any]] = []
         self.run_seconds = 0.0
@@ -201,6 +228,41 @@ def test_two_starts_at_once_never_get_the_same_gpu(fake_gpus: Any) -> None:
     for thread in threads:
         thread.join(10)
     assert sorted(spec["labels"][LABEL_GPUS] for spec in engine.runs) == [UUID_0, UUID_1]
+
+
+def test_two_installations_picking_one_gpu_at_once_start_only_the_first_created(
+    fake_gpus: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes (two installations on one Engine) share no lock: both see UUID_0 free
+    and create a container naming it. Only the first created starts; the other is removed
+    before it runs and its start is RoomTaken (the controller puts it back in line)."""
+    monkeypatch.setattr("sandbox.docker_backend._GPU_LOCK", contextlib.nullcontext())
+    engine = FakeEngine()
+    engine.run_seconds = 0.05  # both pick before either has created its container
+    inventory = fake_gpus("T4:2")
+    t4 = small("t4-small")
+    outcomes: dict[str, object] = {}
+
+    def start(instance: str) -> None:
+        try:
+            outcomes[instance] = backend_on(engine, inventory, instance=instance).start(
+                revision(instance, t4)
+            )
+        except RoomTaken as exc:
+            outcomes[instance] = exc
+
+    threads = [threading.Thread(target=start, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert [spec["labels"][LABEL_GPUS] for spec in engine.runs] == [UUID_0, UUID_0]
+    taken = [name for name, outcome in outcomes.items() if isinstance(outcome, RoomTaken)]
+    assert len(taken) == 1, outcomes
+    first_created = min(engine.by_id.values(), key=lambda c: int(c.id.removeprefix("c")))
+    assert list(engine.by_id) == [first_created.id]  # the other is gone
+    assert engine.started == [first_created.id]
+    assert first_created.labels[LABEL_INSTANCE] != taken[0]
 
 
 def test_gpus_are_counted_from_docker_across_restarts_and_installations(
