@@ -487,8 +487,10 @@ async def _waiting_main(waiting_count: int, frees: int, idle: float, redis_url: 
     print("(goal: <= 200 ms; a waiting page polling every 3 s: 1500 ms on average)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.queue_bench", description=(__doc__ or "").splitlines()[0]
+    )
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
@@ -498,7 +500,7 @@ def main() -> None:
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # the child: off, memory, redis
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.serve:
         asyncio.run(_serve(args.serve, args.port, args.redis_url or None))
         return
