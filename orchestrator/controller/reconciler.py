@@ -120,6 +120,11 @@ class Reconciler:
         self._listed_at = float("-inf")  # when the instances were last listed
         self._orphan_jobs: set[Future[None]] = set()
         self._adopted: set[str] = set()  # instances whose instance.started is known
+        # Instances this controller stopped, as (id, started_at): their exit on the way (a
+        # deep sleep's stop seen exited by a look that a visit woke meanwhile) is ours, not a
+        # crash, so looks leave them out (_plan) until a listing no longer has them. Not by
+        # id alone: a Kubernetes instance keeps its id (Space, revision) across a wake.
+        self._stopped_here: set[tuple[str, datetime | None]] = set()
         # When each instance started serving, to drain the ones it replaced; a restarted
         # controller drains again from scratch, which errs on the safe side.
         self.switched_at: dict[str, float] = {}
@@ -256,9 +261,11 @@ class Reconciler:
         self._listed_at = time.monotonic()
         by_uid: dict[str, list[Instance]] = defaultdict(list)
         owners = {}
-        for instance in self.backend.instances():
+        listed = self.backend.instances()
+        for instance in listed:
             by_uid[instance.space_id].append(instance)
             owners[instance.id] = (instance.space_id, instance.hardware)
+        self._stopped_here.intersection_update((i.id, i.started_at) for i in listed)
         self.instance_owner = owners
         return by_uid
 
@@ -382,6 +389,7 @@ class Reconciler:
 
     def _plan(self, session: Session, space: Space, instances: list[Instance]) -> Plan:
         assert space.id is not None
+        instances = [i for i in instances if (i.id, i.started_at) not in self._stopped_here]
         now = time.monotonic()
         head_is_built = bool(space.built_sha) and space.head_sha == space.built_sha
         build = None
@@ -875,7 +883,14 @@ class Reconciler:
             instance.revision,
             reason,
         )
-        self.backend.stop(instance.id)
+        key = (instance.id, instance.started_at)
+        if instance.started_at is not None:  # one that never ran has no exit to misread
+            self._stopped_here.add(key)
+        try:
+            self.backend.stop(instance.id)
+        except BaseException:
+            self._stopped_here.discard(key)  # still there: looks must see it
+            raise
         self.switched_at.pop(instance.id, None)
         self._unplaced_at.pop(instance.id, None)
         if instance.state == InstanceState.EXITED:

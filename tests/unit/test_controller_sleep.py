@@ -8,6 +8,7 @@ woken by a visit; and migration 0013 goes down and up."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -52,8 +53,10 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def backend() -> Iterator[MemoryBackend]:
-    memory = MemoryBackend(ready_on_start=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[MemoryBackend]:
+    """The in-memory backend; a test may ask for a subclass (parametrize indirect)."""
+    kind = getattr(request, "param", None)
+    memory = kind() if kind is not None else MemoryBackend(ready_on_start=True)
     yield memory
     memory.close()
 
@@ -177,6 +180,59 @@ def test_a_visit_starts_a_deep_sleeper_again(
     assert (awake.stage, awake.sleep_depth) == (Stage.RUNNING, None)
     assert len(backend.started) == 2  # started again from its image, nothing built
     assert woke(space)[0]["from"] == "deep"
+
+
+class SlowStop(MemoryBackend):
+    """A stop as the Engine does it: the app exits (SIGTERM: 143) a while before its
+    container is gone, and the controller may look at the Space in between (the exit's own
+    event wakes it); the stop here waits until the test has had that look."""
+
+    def __init__(self) -> None:
+        super().__init__(ready_on_start=True)
+        self.exiting = threading.Event()
+        self.looked = threading.Event()
+
+    def stop(self, instance_id: str) -> None:
+        if instance_id in self.running:
+            self._change(instance_id, frozen=False)  # docker stop unpauses a frozen one first
+            self.exit(instance_id, code=143)
+            self.exiting.set()
+            self.looked.wait(10)
+        super().stop(instance_id)
+
+
+@pytest.mark.parametrize("backend", [SlowStop], indirect=True)
+def test_a_visit_while_it_is_stopped_for_deep_sleep_starts_it_not_a_runtime_error(
+    controller: Controller, clock: Clock
+) -> None:
+    backend = controller.reconciler.backend
+    assert isinstance(backend, SlowStop)
+    space = running(controller, "racing")
+    with session_scope() as session:  # the owner's sleep time: deep sleep is STOPPED
+        target = session.get(Space, space)
+        assert target is not None
+        change_spec(session, target, sleep_time_seconds=5)
+        events.record(session, events.EventKind.SLEEP_TIME_CHANGED, "alice", target)
+        session.commit()
+    look(controller)
+    clock.advance(6)
+    look(controller)
+    clock.advance(901)
+    controller.reconciler.resync()  # deep sleep: its stop begins (not waited for)
+    assert backend.exiting.wait(10)
+    clock.advance(1)
+    visit(clock, space)  # a visit lands while the app exits ...
+    controller.reconciler.reconcile([space])  # ... and a look sees it exited: ours, not a crash
+    backend.looked.set()
+    assert stage(space) != Stage.RUNTIME_ERROR
+    controller.settle()
+    look(controller)
+    awake = row(space)
+    assert (awake.stage, awake.sleep_depth, awake.failed_revision) == (Stage.RUNNING, None, None)
+    changes = [d["to"] for k, d in kinds(space) if k == "stage.changed"]
+    assert "RUNTIME_ERROR" not in changes
+    stops = [d for k, d in kinds(space) if k == "instance.stopped"]
+    assert len(stops) == 1 and stops[0]["reason"].startswith("deep sleep")
 
 
 def test_a_visit_before_it_fell_asleep_does_not_wake_it(
