@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,13 @@ FINAL_STAGES = {
     "SLEEPING",
 }
 ACCESS_LOG_LINE = re.compile(r'^INFO: +[0-9.:]+ - "')
+# A docker Space that builds offline in a moment: the base image and no RUN step. It can be
+# paused and billed (a static Space costs nothing).
+TINY_DOCKERFILE = """FROM python:3.11-slim
+USER 1000
+WORKDIR /tmp
+CMD ["python", "-m", "http.server", "7860"]
+"""
 
 
 @dataclass
@@ -220,6 +228,31 @@ def sample_checkout(sample: str, workdir: Path) -> Path:
     git(target, "add", "-A")
     git(target, "commit", "-q", "-m", f"{sample} sample")
     return target
+
+
+def docker_checkout(
+    workdir: Path, name: str, dockerfile: str = TINY_DOCKERFILE, message: str = "a docker Space"
+) -> Path:
+    """A fresh git repo of a docker Space that serves on port 7860: its README and
+    `dockerfile` (by default TINY_DOCKERFILE), committed on main."""
+    target = workdir / f"{name}-{time.monotonic_ns()}"
+    target.mkdir()
+    (target / "README.md").write_text(f"---\ntitle: {name}\nsdk: docker\napp_port: 7860\n---\n")
+    (target / "Dockerfile").write_text(dockerfile)
+    git(target, "init", "-q", "--initial-branch=main")
+    git(target, "add", "-A")
+    git(target, "commit", "-q", "-m", message)
+    return target
+
+
+def until(what: str, check: Callable[[], bool], timeout: float = 300) -> None:
+    """Poll `check` every half second until it holds; past `timeout`, fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def push(repo: Path, url: str, *refspecs: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -4,13 +4,17 @@ platform of their own (different settings, or one they may kill)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from sandbox.hardware import SMALL_HOST_CPU_ALLOCATION_RATIO, SMALL_HOST_OVERRIDES
 from tests import services
+from tests.platform import Platform
 
 STACKS = ["sqlite-embedded", "postgres-redis"]
 # Small tiers, so the suite's Spaces all fit on a small host (admission), and test runs
@@ -55,3 +59,29 @@ def start_stack(stack: str, workdir: Path) -> tuple[dict[str, str], list[Callabl
         {"SPACEPORT_DATABASE_URL": database_url, "SPACEPORT_BROKER_URL": broker_url},
         [stop_pg, stop_redis],
     )
+
+
+@contextlib.contextmanager
+def own_platform(
+    prefix: str, stack: str = "sqlite-embedded", **settings: str
+) -> Iterator[Platform]:
+    """A started Spaceport of a test's own on ``stack`` (its own PostgreSQL and Redis on the
+    second), in a fresh home named from ``prefix``, on a free port, with ``settings``; stopped
+    afterwards, with its containers, servers and home."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    port = services.free_port()
+    stops: list[Callable[[], None]] = []
+    try:
+        servers, stops = start_stack(stack, home)
+        platform = Platform(
+            home=home, env=platform_env(home, port, **settings, **servers), port=port
+        )
+        try:
+            platform.start()
+            yield platform
+        finally:
+            platform.stop()
+    finally:
+        for stop in reversed(stops):
+            stop()
+        shutil.rmtree(home, ignore_errors=True)

@@ -7,11 +7,8 @@ pieces: tests/unit/test_billing.py, tests/unit/test_billing_meter.py."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,35 +16,20 @@ from huggingface_hub import HfApi
 from huggingface_hub.utils import HfHubHTTPError
 
 from sandbox.hardware import SMALL_HOST_OVERRIDES
-from tests import services, stacks
-from tests.platform import Platform, git, push
+from tests import stacks
+from tests.platform import Platform, docker_checkout, push, until
 
 OWNER = "payer"
-README = """---
-title: Paid
-sdk: docker
-app_port: 7860
----
-"""
-# Builds offline in a moment (no RUN step).
-DOCKERFILE = """FROM python:3.11-slim
-USER 1000
-WORKDIR /tmp
-CMD ["python", "-m", "http.server", "7860"]
-"""
 
 
 @pytest.fixture(scope="module", params=stacks.STACKS)
 def billed(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Platform]:
     """A Spaceport that charges every second, on each stack (the charger's transaction on
     SQLite, and on PostgreSQL beside the controller's advisory lock)."""
-    home = Path(tempfile.mkdtemp(prefix="spaceport-billing-"))
-    port = services.free_port()
-    servers, stops = stacks.start_stack(request.param, home)
     small = {"cpu": 0.25, "memory_gib": 0.5, "disk_gib": 2}
-    env = stacks.platform_env(
-        home,
-        port,
+    with stacks.own_platform(
+        "spaceport-billing-",
+        request.param,
         SPACEPORT_IMAGE_PREFIX=f"spaceport-test-{request.param}",
         SPACEPORT_INSTANCE=f"spaceport-test-billing-{uuid.uuid4().hex[:6]}",
         **{
@@ -57,37 +39,8 @@ def billed(request: pytest.FixtureRequest, docker_engine: None) -> Iterator[Plat
             ),
         },
         SPACEPORT_BILLING_PERIOD_SECONDS="1",
-        **servers,
-    )
-    platform = Platform(home=home, env=env, port=port)
-    try:
-        platform.start()
+    ) as platform:
         yield platform
-    finally:
-        platform.stop()
-        for stop in reversed(stops):
-            stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def until(what: str, check: Callable[[], bool], timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def docker_space(workdir: Path) -> Path:
-    repo = workdir / "paid"
-    repo.mkdir()
-    (repo / "README.md").write_text(README)
-    (repo / "Dockerfile").write_text(DOCKERFILE)
-    git(repo, "init", "-q", "--initial-branch=main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "a paid Space")
-    return repo
 
 
 def test_a_space_runs_on_its_credit_then_falls_back_to_cpu_basic_and_says_why(
@@ -107,7 +60,7 @@ def test_a_space_runs_on_its_credit_then_falls_back_to_cpu_basic_and_says_why(
     hub.create_repo(
         f"{OWNER}/paid", repo_type="space", space_sdk="docker", space_hardware="cpu-upgrade"
     )
-    push(docker_space(workdir), billed.git_url(OWNER, "paid", token))
+    push(docker_checkout(workdir, "paid"), billed.git_url(OWNER, "paid", token))
 
     def usage() -> dict:
         return billed.api("/api/billing/usage", token).json()

@@ -21,7 +21,7 @@ import websockets.sync.client
 from gradio_client import Client
 from websockets.exceptions import ConnectionClosed
 
-from tests.platform import Platform, git, push, sample_checkout
+from tests.platform import Platform, docker_checkout, push, sample_checkout
 
 SESSION_COOKIE = "spaceport-space-session"
 
@@ -358,17 +358,14 @@ def test_a_build_that_prints_a_secret_shows_it_masked(
         sdk="docker",
         secrets=[{"key": "CONFIG_KEY", "value": leaked}],
     )
-    repo = workdir / "leaky-build"
-    repo.mkdir()
-    (repo / "README.md").write_text("---\nsdk: docker\napp_port: 7860\n---\n")
-    (repo / "Dockerfile").write_text(
+    repo = docker_checkout(
+        workdir,
+        "leaky-build",
         "FROM python:3.11-slim\n"
         f'RUN echo "configured with {leaked} and {token_shaped}"\n'
-        'CMD ["python", "-m", "http.server", "7860"]\n'
+        'CMD ["python", "-m", "http.server", "7860"]\n',
+        "a Dockerfile that prints what it should not",
     )
-    git(repo, "init", "-q", "--initial-branch=main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "a Dockerfile that prints what it should not")
     pushed = push(repo, platform.git_url("mallory", "leaky-build", mallory))
     platform.wait_for_stage("mallory", "leaky-build", timeout=600)
     build = platform.builds("mallory", "leaky-build")[0]

@@ -7,11 +7,9 @@ words; pausing the first starts the second. The pieces: tests/unit/test_docker_g
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -22,80 +20,40 @@ from huggingface_hub import HfApi
 from sandbox.backend import LABEL_GPUS, LABEL_INSTANCE, LABEL_SPACE
 from sandbox.catalogue import shipped_path
 from sandbox.hardware import SMALL_HOST_OVERRIDES
-from tests import services, stacks
-from tests.platform import Platform, get_when_served, git, push
+from tests import stacks
+from tests.platform import Platform, docker_checkout, get_when_served, push, until
 
 FAKE_NVIDIA_SMI = Path(__file__).resolve().parent / "fake_gpus" / "nvidia-smi"
 OWNER = "gpu-owner"
 TIER = "t4-small"
-# A docker Space that builds offline in a moment (no RUN step) and can be paused (a static
-# one cannot: it costs nothing).
-README = """---
-title: GPU
-sdk: docker
-app_port: 7860
----
-"""
-DOCKERFILE = """FROM python:3.11-slim
-USER 1000
-WORKDIR /tmp
-CMD ["python", "-m", "http.server", "7860"]
-"""
 
 
 @pytest.fixture(scope="module")
 def gpu_host(docker_engine: None) -> Iterator[Platform]:
     """A Spaceport (sqlite, embedded broker) on a host with one fake T4."""
-    home = Path(tempfile.mkdtemp(prefix="spaceport-gpus-"))
     catalogue = yaml.safe_load(shipped_path().read_text())
     catalogue["tiers"][TIER]["docker"] = {"gpu_driver": "none"}
-    (home / "catalogue.yaml").write_text(yaml.safe_dump(catalogue, sort_keys=False))
-    fake_id = uuid.uuid4().hex[:4]  # in the fake uuid: parallel runs never share "the" GPU
-    port = services.free_port()
-    env = stacks.platform_env(
-        home,
-        port,
-        SPACEPORT_IMAGE_PREFIX="spaceport-test-sqlite-embedded",
-        SPACEPORT_INSTANCE=f"spaceport-test-gpus-{uuid.uuid4().hex[:6]}",
-        **{
-            **stacks.SMALL_SIZES,
-            # Hugging Face's t4-small (4 vCPU, 15 GiB) does not fit a 2-CPU test host.
-            "SPACEPORT_HARDWARE_OVERRIDES": json.dumps(
-                {**SMALL_HOST_OVERRIDES, TIER: {"cpu": 0.5, "memory_gib": 1, "disk_gib": 2}}
-            ),
-        },
-        SPACEPORT_HARDWARE_CATALOGUE=str(home / "catalogue.yaml"),
-        SPACEPORT_GPU_INVENTORY_COMMAND=str(FAKE_NVIDIA_SMI),
-        FAKE_NVIDIA_SMI_GPUS="T4:1",
-        FAKE_NVIDIA_SMI_ID=fake_id,
-    )
-    platform = Platform(home=home, env=env, port=port)
-    try:
-        platform.start()
-        yield platform
-    finally:
-        platform.stop()
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def until(what: str, check: Callable[[], bool], timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def gpu_space(workdir: Path, name: str) -> Path:
-    repo = workdir / name
-    repo.mkdir()
-    (repo / "README.md").write_text(README)
-    (repo / "Dockerfile").write_text(DOCKERFILE)
-    git(repo, "init", "-q", "--initial-branch=main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "a GPU Space")
-    return repo
+    with tempfile.TemporaryDirectory(prefix="spaceport-gpus-catalogue-") as folder:
+        path = Path(folder) / "catalogue.yaml"
+        path.write_text(yaml.safe_dump(catalogue, sort_keys=False))
+        fake_id = uuid.uuid4().hex[:4]  # in the fake uuid: parallel runs never share "the" GPU
+        with stacks.own_platform(
+            "spaceport-gpus-",
+            SPACEPORT_IMAGE_PREFIX="spaceport-test-sqlite-embedded",
+            SPACEPORT_INSTANCE=f"spaceport-test-gpus-{uuid.uuid4().hex[:6]}",
+            **{
+                **stacks.SMALL_SIZES,
+                # Hugging Face's t4-small (4 vCPU, 15 GiB) does not fit a 2-CPU test host.
+                "SPACEPORT_HARDWARE_OVERRIDES": json.dumps(
+                    {**SMALL_HOST_OVERRIDES, TIER: {"cpu": 0.5, "memory_gib": 1, "disk_gib": 2}}
+                ),
+            },
+            SPACEPORT_HARDWARE_CATALOGUE=str(path),
+            SPACEPORT_GPU_INVENTORY_COMMAND=str(FAKE_NVIDIA_SMI),
+            FAKE_NVIDIA_SMI_GPUS="T4:1",
+            FAKE_NVIDIA_SMI_ID=fake_id,
+        ) as platform:
+            yield platform
 
 
 def gpus_held_by(platform: Platform, space: str) -> list[str]:
@@ -118,7 +76,7 @@ def test_a_t4_space_holds_the_only_t4_and_the_next_waits_in_line_until_it_pauses
             f"{OWNER}/{name}", repo_type="space", space_sdk="docker", space_hardware=TIER
         )
 
-    push(gpu_space(workdir, "first"), gpu_host.git_url(OWNER, "first", token))
+    push(docker_checkout(workdir, "first"), gpu_host.git_url(OWNER, "first", token))
     runtime = gpu_host.wait_for_stage(OWNER, "first", token)
     assert runtime["stage"] == "RUNNING", runtime
     assert runtime["hardware"]["current"] == TIER
@@ -126,7 +84,7 @@ def test_a_t4_space_holds_the_only_t4_and_the_next_waits_in_line_until_it_pauses
     assert gpus_held_by(gpu_host, f"{OWNER}/first") == [fake_t4]
     assert get_when_served(gpu_host.app_url(OWNER, "first")).status_code == 200
 
-    push(gpu_space(workdir, "second"), gpu_host.git_url(OWNER, "second", token))
+    push(docker_checkout(workdir, "second"), gpu_host.git_url(OWNER, "second", token))
 
     def second() -> dict:
         return gpu_host.runtime(OWNER, "second", token)
