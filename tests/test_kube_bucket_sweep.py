@@ -6,7 +6,6 @@ The claim and Deployment objects themselves: tests/test_kube_volumes.py."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from sandbox.backend import KeptVolume, VolumeMount
 from sandbox.kubernetes.backend import KubernetesBackend
 from sandbox.kubernetes.objects import volume_claim_name
 from tests.kube.control_plane import ControlPlane
+from tests.platform import until
 from tests.test_kube_backend import new_uid, object_settings
 from tests.test_kube_backend import revision as backend_revision
 from tests.test_volumes_docker import home  # noqa: F401 - a fixture: a migrated SQLite home
@@ -36,14 +36,6 @@ def _claims(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
         for c in core.list_namespaced_persistent_volume_claim(namespace).items
         if c.metadata.deletion_timestamp is None
     }
-
-
-def _until(check: object, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never {what}")
-        time.sleep(0.2)
 
 
 def test_a_deleted_buckets_claim_is_deleted_once_no_space_mounts_it(
@@ -88,22 +80,24 @@ def test_a_deleted_buckets_claim_is_deleted_once_no_space_mounts_it(
 
         backend.forget(space_uid)  # the Space is deleted: its Deployment and pods go
         apps = client.AppsV1Api(kube_cluster.api_client())
-        _until(
+        until(
+            "the Space's Deployment and pods gone",
             lambda: (
                 not apps.list_namespaced_deployment(kube_namespace).items
                 and not core.list_namespaced_pod(kube_namespace).items
             ),
-            "saw the Space's Deployment and pods go",
+            timeout=60,
         )
         assert volume_sweep.sweep(backend).removed == [gone_name]
-        _until(
+        until(
+            "the deleted bucket's claim gone",
             lambda: (
                 not any(
                     c.metadata.name == volume_claim_name(gone_name)
                     for c in core.list_namespaced_persistent_volume_claim(kube_namespace).items
                 )
             ),
-            "saw the deleted bucket's claim go",
+            timeout=60,
         )
         # The bucket that exists keeps its claim, though nothing mounts it now.
         assert _claims(core, kube_namespace) == {volume_claim_name(kept_name): "2560Mi"}

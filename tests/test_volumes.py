@@ -19,7 +19,7 @@ import pytest
 from huggingface_hub import HfApi, Volume
 from huggingface_hub.errors import HfHubHTTPError
 
-from tests.platform import Platform
+from tests.platform import Platform, until
 
 OWNER = "vol"
 README = "---\ntitle: volumes\nsdk: docker\napp_port: 7860\n---\n"
@@ -86,14 +86,6 @@ def _bucket_volumes(platform: Platform) -> list[str]:
     prefix = f"spaceport-{platform.instance}-bucket-"
     volumes = docker.from_env().volumes.list(filters={"label": label})
     return [v.name for v in volumes if v.name and v.name.startswith(prefix)]
-
-
-def _until(check: object, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never {what}")
-        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -194,7 +186,9 @@ def test_a_bucket_and_another_spaces_files_through_the_client(
         assert hf.get_space_runtime(f"{OWNER}/{app}").volumes is None
 
         # The controller's sweep measured what the app wrote (Spaceport's own fields too).
-        _until(lambda: hf.bucket_info(f"{OWNER}/{bucket}").size > 0, "measured the bucket")
+        until(
+            "the bucket measured", lambda: hf.bucket_info(f"{OWNER}/{bucket}").size > 0, timeout=60
+        )
         info = hf.bucket_info(f"{OWNER}/{bucket}")
         assert info.sizeQuota == 10 * 2**30 and info.overQuota is False  # type: ignore[attr-defined]
 
@@ -203,7 +197,7 @@ def test_a_bucket_and_another_spaces_files_through_the_client(
         for name in (app, weights, copy):
             platform.delete_space(OWNER, name, token)
         hf.delete_bucket(f"{OWNER}/{bucket}")
-        _until(lambda: volume not in _bucket_volumes(platform), f"saw {volume} removed")
+        until(f"{volume} removed", lambda: volume not in _bucket_volumes(platform), timeout=60)
     finally:
         for name in (app, weights, copy):
             platform.delete_space(OWNER, name, token)
