@@ -98,6 +98,16 @@ def visit(clock: Clock, space_id: int) -> None:
     request_wake(space_id, clock.now)
 
 
+def set_sleep_time(space_id: int, seconds: int) -> None:
+    """What the owner's set_space_sleep_time writes: the spec and its event."""
+    with session_scope() as session:
+        target = session.get(Space, space_id)
+        assert target is not None
+        change_spec(session, target, sleep_time_seconds=seconds)
+        events.record(session, events.EventKind.SLEEP_TIME_CHANGED, "alice", target)
+        session.commit()
+
+
 def slept(space_id: int) -> list[dict]:
     return [data for kind, data in kinds(space_id) if kind == "space.slept"]
 
@@ -208,12 +218,7 @@ def test_a_visit_while_it_is_stopped_for_deep_sleep_starts_it_not_a_runtime_erro
     backend = controller.reconciler.backend
     assert isinstance(backend, SlowStop)
     space = running(controller, "racing")
-    with session_scope() as session:  # the owner's sleep time: deep sleep is STOPPED
-        target = session.get(Space, space)
-        assert target is not None
-        change_spec(session, target, sleep_time_seconds=5)
-        events.record(session, events.EventKind.SLEEP_TIME_CHANGED, "alice", target)
-        session.commit()
+    set_sleep_time(space, 5)  # the owner's sleep time: deep sleep is STOPPED
     look(controller)
     clock.advance(6)
     look(controller)
@@ -263,12 +268,7 @@ def test_paid_tiers_never_sleep_unless_the_owner_sets_a_sleep_time(
     look(controller)
     assert stage(space) == Stage.RUNNING
 
-    with session_scope() as session:
-        target = session.get(Space, space)
-        assert target is not None
-        change_spec(session, target, sleep_time_seconds=600)
-        events.record(session, events.EventKind.SLEEP_TIME_CHANGED, "alice", target)
-        session.commit()
+    set_sleep_time(space, 600)
     look(controller)
     clock.advance(601)
     look(controller)
