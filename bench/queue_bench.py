@@ -50,7 +50,10 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where used: the settings are set first
+    from orchestrator.gateway.routes import Route
 
 DOMAIN = "spaces.bench"
 HOST = f"bench-demo.{DOMAIN}".encode()
@@ -84,6 +87,24 @@ class _Routes:
 
     async def close(self) -> None:
         pass
+
+
+def _bench_route(address: str, concurrency: int) -> Route:
+    """The one public, running Space every gateway here serves, at the upstream `address`."""
+    from orchestrator.gateway.routes import Route
+
+    return Route(
+        space_id=1,
+        owner_id=1,
+        full_name="bench/demo",
+        private=False,
+        stage="RUNNING",
+        error_message=None,
+        address=address,
+        host="bench-demo",
+        uid="0123456789abcdef01234567",
+        concurrency=concurrency,
+    )
 
 
 async def _request(gateway: Callable[..., Awaitable[None]], cookie: bytes) -> int:
@@ -129,23 +150,11 @@ async def _measure(gateway: Any, cookies: list[bytes], requests: int) -> float:
 async def _main(requests: int, clients: int, rounds: int, redis_url: str | None) -> None:
     from orchestrator.gateway import visitor_cookie
     from orchestrator.gateway.proxy import Gateway
-    from orchestrator.gateway.routes import Route
     from orchestrator.gateway.visitor_admission import VisitorQueue
     from orchestrator.gateway.visitor_queue import MemoryQueueStore
 
     runner, address = await _upstream()
-    route = Route(
-        space_id=1,
-        owner_id=1,
-        full_name="bench/demo",
-        private=False,
-        stage="RUNNING",
-        error_message=None,
-        address=address,
-        host="bench-demo",
-        uid="0123456789abcdef01234567",
-        concurrency=clients * 2,
-    )
+    route = _bench_route(address, concurrency=clients * 2)
     values = [
         visitor_cookie.cookie_value(route.uid, visitor_cookie.new_id()) for _ in range(clients)
     ]
@@ -228,23 +237,11 @@ async def _serve(mode: str, port: int, redis_url: str | None) -> None:
     import uvicorn
 
     from orchestrator.gateway.proxy import Gateway
-    from orchestrator.gateway.routes import Route
     from orchestrator.gateway.visitor_admission import VisitorQueue
     from orchestrator.gateway.visitor_queue import MemoryQueueStore
 
     runner, address = await _upstream()
-    route = Route(
-        space_id=1,
-        owner_id=1,
-        full_name="bench/demo",
-        private=False,
-        stage="RUNNING",
-        error_message=None,
-        address=address,
-        host="bench-demo",
-        uid="0123456789abcdef01234567",
-        concurrency=1,
-    )
+    route = _bench_route(address, concurrency=1)
     gateway = Gateway(None)  # type: ignore[arg-type]
     gateway.routes = _Routes(route)  # type: ignore[assignment]
     if mode == "off":
