@@ -67,6 +67,9 @@ GPU_RELEASED_STATES = ("exited", "dead")
 # Held while GPUs are picked and the container that holds them is created, so two starts in
 # this process never pick the same GPU (every backend object of the process shares it).
 _GPU_LOCK = threading.Lock()
+# How long a volume measure waits for another disk usage count on the Engine to end (the
+# sweep that measures runs in its own thread, so the wait holds nothing else up).
+DISK_USAGE_PATIENCE_SECONDS = 30.0
 
 
 class DockerBackend(Backend):
@@ -574,12 +577,24 @@ class DockerBackend(Backend):
         driver walks the volume's folder: it measures, it does not limit). Only volumes are
         asked for; an Engine older than API 1.42 ignores that and counts everything."""
         api = self.client.api
-        try:
-            usage = api._result(api._get(api._url("/system/df"), params={"type": "volume"}), True)
-        except (DockerException, requests.exceptions.RequestException) as exc:
-            # e.g. 20.10's "a disk usage operation is already running" (another installation)
-            log.warning("could not measure the volumes (the next sweep tries again): %s", exc)
-            return {}
+        give_up_at = time.monotonic() + DISK_USAGE_PATIENCE_SECONDS
+        while True:
+            try:
+                usage = api._result(
+                    api._get(api._url("/system/df"), params={"type": "volume"}), True
+                )
+                break
+            except (DockerException, requests.exceptions.RequestException) as exc:
+                # The Engine runs one disk usage count at a time and refuses a second one
+                # ("a disk usage operation is already running") rather than joining it:
+                # another installation's sweep, or `docker system df`, is counting. Theirs
+                # ends soon, so wait for it a while before leaving this sweep unmeasured.
+                busy = isinstance(exc, APIError) and "already running" in str(exc.explanation)
+                if busy and time.monotonic() < give_up_at:
+                    time.sleep(0.5)
+                    continue
+                log.warning("could not measure the volumes (the next sweep tries again): %s", exc)
+                return {}
         sizes = {}
         for volume in usage.get("Volumes") or []:
             size = (volume.get("UsageData") or {}).get("Size", -1)
