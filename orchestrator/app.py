@@ -31,6 +31,7 @@ from orchestrator.core import db
 from orchestrator.core.limits import BodySizeLimit
 from orchestrator.gateway.proxy import Gateway
 from orchestrator.push import git_http
+from orchestrator.web import routes as web_routes
 
 
 def create_app(*, migrate: bool = True) -> Gateway:
@@ -76,6 +77,9 @@ def create_api(*, migrate: bool = True) -> FastAPI:
     app.include_router(git_http.router)
     app.include_router(logs_api.router)
     app.include_router(events_api.router)
-    # Last: only what no route above took (ids without a namespace, models, datasets).
+    web_routes.install(app)  # the pages (orchestrator/web/), after the API's own paths
+    # Last: only what no route above took (ids without a namespace, models, datasets), then
+    # a user's page, which takes any one-segment path.
     app.include_router(missing_repos_api.router)
+    web_routes.install_last(app)
     return app

@@ -26,6 +26,39 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_password(args: argparse.Namespace) -> int:
+    """`spaceport user password NAME`: set the password NAME signs in to the pages with (the
+    user is created if missing). Read from standard input when it is not a terminal (one
+    line), else asked for twice, so it never appears in a command line or shell history."""
+    import getpass
+
+    from orchestrator.core import auth, db, web_sessions
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"New password for {args.user}: ")
+        if getpass.getpass("Again: ") != password:
+            print("spaceport: the two passwords differ; nothing was changed", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    db.migrate()
+    with db.session_scope() as session:
+        try:
+            user = auth.get_or_create_user(session, args.user)
+            web_sessions.set_password(session, user, password)
+        except ValueError as exc:
+            print(f"spaceport: {exc}", file=sys.stderr)
+            return 2
+    print(f"-----> {user.name} can sign in at {get_settings_url()}/login")
+    return 0
+
+
+def get_settings_url() -> str:
+    from orchestrator.core.settings import get_settings
+
+    return get_settings().public_url.rstrip("/")
+
+
 def cmd_org(args: argparse.Namespace) -> int:
     """`spaceport org ...`: organisations and their members, as the operator."""
     from orchestrator.core import auth, db
@@ -272,6 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", choices=[r.value for r in TokenRole], default="write")
     create.add_argument("--name", default="cli", help="a name to recognise the token by")
     create.set_defaults(func=cmd_token_create)
+
+    user = commands.add_parser("user", help="manage users' sign-in to the pages")
+    user_commands = user.add_subparsers(dest="user_command", required=True)
+    password = user_commands.add_parser(
+        "password", help="set USER's password (created if missing; read from stdin or asked)"
+    )
+    password.add_argument("user")
+    password.set_defaults(func=cmd_user_password)
 
     org = commands.add_parser("org", help="manage organisations and their members")
     org_commands = org.add_subparsers(dest="org_command", required=True)

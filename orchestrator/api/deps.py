@@ -7,19 +7,42 @@ from sqlmodel import Session
 
 from orchestrator.api.errors import HubError, repo_not_found
 from orchestrator.api.renames import SpaceMoved
+from orchestrator.core import web_sessions
 from orchestrator.core.auth import Access, AuthError, Principal, authenticate, space_access
 from orchestrator.core.db import get_session
 from orchestrator.core.models import Space
 from orchestrator.spaces import registry as spaces
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "x-csrf-token"
+
 
 def current_principal(
     request: Request, session: Session = Depends(get_session)
 ) -> Principal | None:
-    try:
-        return authenticate(session, request.headers.get("authorization"))
-    except AuthError as exc:
-        raise HubError(401, str(exc)) from exc
+    """Who is asking: the Authorization header's token, else the web session's cookie
+    (core/web_sessions.py). A request that changes something on a cookie alone must also
+    carry the session's CSRF token (the pages' scripts send it as X-CSRF-Token), so another
+    site can't act for a signed-in visitor."""
+    header = request.headers.get("authorization")
+    if header:
+        try:
+            return authenticate(session, header)
+        except AuthError as exc:
+            raise HubError(401, str(exc)) from exc
+    row = web_sessions.find_session(session, request.cookies.get(web_sessions.COOKIE))
+    if row is None:
+        return None  # no cookie, or a stale one: anonymous, as if signed out
+    request.state.web_session = row
+    if request.method not in SAFE_METHODS and not web_sessions.csrf_matches(
+        row, request.headers.get(CSRF_HEADER)
+    ):
+        raise HubError(
+            403,
+            "This request came with a sign-in cookie but without its X-CSRF-Token header: "
+            "send the token from the page, or authenticate with a Bearer token",
+        )
+    return web_sessions.principal_for_session(session, row)
 
 
 def visible_space(

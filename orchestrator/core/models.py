@@ -126,6 +126,27 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+
+class UserPassword(SQLModel, table=True):
+    """A user's password for the web pages' sign-in (core/web_sessions.py): an argon2id hash,
+    in its own table so nothing made from a User row can carry it."""
+
+    user_id: int = Field(foreign_key="user.id", primary_key=True, ondelete="CASCADE")
+    password_hash: str = Field(max_length=256)
+    changed_at: datetime = Field(default_factory=utcnow)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random value; only its SHA-256 is kept, as for
+    tokens. `csrf_token` goes into the pages' forms and scripts' requests."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    token_hash: str = Field(index=True, unique=True, max_length=64)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
 class Space(SQLModel, table=True):
     # AUTOINCREMENT: SQLite would otherwise hand a deleted Space's id to the next one.
     __table_args__ = (UniqueConstraint("owner", "name"), {"sqlite_autoincrement": True})

@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         "SPACEPORT_BROKER_URL is a Redis (one line for all gateway replicas), else in the "
         "gateway's memory.",
     )
+    session_days: float = Field(
+        default=14.0,
+        gt=0,
+        le=366,
+        description="How long a web sign-in lasts (default 14 days): the session cookie's "
+        "lifetime and the server's. Signing out ends it at once.",
+    )
     visitor_idle_seconds: float = Field(
         default=60.0,
         gt=0,
