@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from orchestrator.core import auth, db, status, web_sessions
-from orchestrator.core.models import Space, Visibility, WebSession
+from orchestrator.core.models import Space, Stage, Visibility, WebSession
 from orchestrator.spaces import registry as spaces
 from tests.unit.in_process_api import Api
 
@@ -73,9 +73,18 @@ def test_home_lists_cards_with_front_matter_and_hides_private_spaces(api: Api) -
 
 def test_a_space_page_shows_the_app_readme_logs_and_clone_url(api: Api) -> None:
     client, _alice, _bob = api
+    failed = client.get("/spaces/alice/demo").text  # nothing pushed: NO_APP_FILE
+    assert "No app file" in failed and "<iframe" not in failed
+    with Session(db.get_engine()) as session:
+        space = spaces.get_space(session, "alice", "demo")
+        assert space is not None
+        space.stage = Stage.BUILDING
+        session.add(space)
+        session.commit()
     page = client.get("/spaces/alice/demo")
     assert page.status_code == 200
     html = page.text
+    assert "Building" in html
     assert '<iframe src="http://alice-demo.' in html
     assert 'data-log-src="/api/spaces/alice/demo/logs/build"' in html
     assert 'data-log-src="/api/spaces/alice/demo/logs/run"' in html
