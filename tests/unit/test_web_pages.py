@@ -33,6 +33,16 @@ def _with_card(name: str, card: dict, private: bool = False) -> None:
         session.commit()
 
 
+def _building(name: str) -> None:
+    """As if its first push were being built (a stage the controller writes)."""
+    with Session(db.get_engine()) as session:
+        space = spaces.get_space(session, "alice", name)
+        assert space is not None
+        space.stage = Stage.BUILDING
+        session.add(space)
+        session.commit()
+
+
 def sign_in(client: TestClient, name: str = "alice", password: str = "correct horse") -> str:
     with Session(db.get_engine()) as session:
         web_sessions.set_password(session, auth.get_or_create_user(session, name), password)
@@ -75,12 +85,7 @@ def test_a_space_page_shows_the_app_readme_logs_and_clone_url(api: Api) -> None:
     client, _alice, _bob = api
     failed = client.get("/spaces/alice/demo").text  # nothing pushed: NO_APP_FILE
     assert "No app file" in failed and "<iframe" not in failed
-    with Session(db.get_engine()) as session:
-        space = spaces.get_space(session, "alice", "demo")
-        assert space is not None
-        space.stage = Stage.BUILDING
-        session.add(space)
-        session.commit()
+    _building("demo")
     page = client.get("/spaces/alice/demo")
     assert page.status_code == 200
     html = page.text
@@ -106,6 +111,7 @@ def test_a_private_space_is_a_404_page_to_others_and_framed_with_a_sign_token(ap
     missing = client.get("/spaces/alice/never-was")
     assert missing.status_code == 404 and "Hidden" not in missing.text
     sign_in(client)
+    _building("hidden")
     own = client.get("/spaces/alice/hidden")
     assert own.status_code == 200 and "?__sign=" in own.text
 
