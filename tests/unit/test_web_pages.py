@@ -198,3 +198,40 @@ def test_a_renamed_space_page_redirects_to_its_new_name(api: Api) -> None:
     assert answer.status_code == 307 and answer.headers["location"] == "/spaces/alice/demo2"
     with Session(db.get_engine()) as session:
         assert session.exec(select(Space).where(Space.name == "demo2")).first() is not None
+
+
+def test_the_tokens_page_creates_a_token_shown_once_and_revokes_it(api: Api) -> None:
+    client, _alice, _bob = api
+    assert client.get("/settings/tokens", follow_redirects=False).status_code == 303
+    csrf = sign_in(client)
+    made = client.post(
+        "/settings/tokens", data={"csrf": csrf, "display_name": "laptop", "role": "read"}
+    )
+    assert made.status_code == 200 and "shown only this once" in made.text
+    value = re.search(r'id="new-token" class="code" readonly value="(sp_[^"]+)"', made.text)
+    assert value is not None
+    token = {"authorization": f"Bearer {value.group(1)}"}
+    assert client.get("/api/whoami-v2", headers=token).json()["name"] == "alice"
+    listed = client.get("/settings/tokens").text
+    assert "laptop" in listed and value.group(1) not in listed  # never shown again
+    # An admin token can't be made here, nor a token without a name.
+    refused = client.post(
+        "/settings/tokens", data={"csrf": csrf, "display_name": "x", "role": "admin"}
+    )
+    assert refused.status_code == 400
+    with Session(db.get_engine()) as session:
+        row = session.exec(
+            select(auth.ApiToken).where(auth.ApiToken.display_name == "laptop")
+        ).one()
+        bobs = auth.create_token(session, auth.get_or_create_user(session, "bob"), display_name="b")
+        bob_row = session.exec(
+            select(auth.ApiToken).where(auth.ApiToken.token_hash == auth.hash_token(bobs))
+        ).one()
+        row_id, bob_row_id = row.id, bob_row.id
+    # Another's token can't be revoked from here; her own can.
+    assert (
+        client.post(f"/settings/tokens/{bob_row_id}/revoke", data={"csrf": csrf}).status_code == 404
+    )
+    gone = client.post(f"/settings/tokens/{row_id}/revoke", data={"csrf": csrf})
+    assert gone.status_code == 200 and "is revoked" in gone.text
+    assert client.get("/api/whoami-v2", headers=token).status_code == 401
