@@ -39,7 +39,7 @@ CSV_COLUMNS = (
 )
 
 
-def _owner(session: Session, principal: Principal | None, account: str | None) -> User:
+def credit_owner(session: Session, principal: Principal | None, account: str | None) -> User:
     """Whose credit the caller asks about: their own, an organisation's where they are an
     admin, anyone's for a site administrator."""
     principal = require_principal(principal)
@@ -91,7 +91,7 @@ def balance(
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> wire.CreditBalance:
-    return _balance(session, _owner(session, principal, account))
+    return _balance(session, credit_owner(session, principal, account))
 
 
 @router.get("/usage", response_model=wire.CreditUsage)
@@ -102,7 +102,7 @@ def usage(
     session: Session = Depends(get_session),
     principal: Principal | None = Depends(current_principal),
 ) -> wire.CreditUsage:
-    owner = _owner(session, principal, account)
+    owner = credit_owner(session, principal, account)
     assert owner.id is not None
     found = accounts.account_of(session, owner.id)
     rows = accounts.entries(session, found, before=before, limit=limit) if found else []
@@ -122,7 +122,7 @@ def usage_csv(
 ) -> StreamingResponse:
     """The whole ledger, oldest first, streamed a page at a time (any length, bounded
     memory)."""
-    owner = _owner(session, principal, account)
+    owner = credit_owner(session, principal, account)
     assert owner.id is not None
     found = accounts.account_of(session, owner.id)
     return StreamingResponse(

@@ -10,6 +10,7 @@ import re
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
+from orchestrator.billing import accounts
 from orchestrator.core import auth, db, status, web_sessions
 from orchestrator.core.models import Space, Stage, Visibility, WebSession
 from orchestrator.spaces import registry as spaces
@@ -235,3 +236,21 @@ def test_the_tokens_page_creates_a_token_shown_once_and_revokes_it(api: Api) -> 
     gone = client.post(f"/settings/tokens/{row_id}/revoke", data={"csrf": csrf})
     assert gone.status_code == 200 and "is revoked" in gone.text
     assert client.get("/api/whoami-v2", headers=token).status_code == 401
+
+
+def test_the_usage_page_shows_the_balance_the_ledger_and_the_csv_export(api: Api) -> None:
+    client, _alice, _bob = api
+    assert client.get("/settings/billing", follow_redirects=False).status_code == 303
+    sign_in(client)
+    assert "Nothing yet" in client.get("/settings/billing").text
+    with Session(db.get_engine()) as session:
+        alice = auth.get_or_create_user(session, "alice")
+        accounts.grant(session, alice, 5 * accounts.MICRO, actor="admin", note="for the demo")
+        session.commit()
+    shown = client.get("/settings/billing").text
+    assert "$5.00" in shown and "for the demo" in shown
+    assert 'href="/api/billing/usage.csv"' in shown
+    exported = client.get("/api/billing/usage.csv")  # the session's cookie opens it
+    assert exported.status_code == 200 and "for the demo" in exported.text
+    # Someone else's credit is not hers to see.
+    assert client.get("/settings/billing?account=bob").status_code == 403
