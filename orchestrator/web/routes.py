@@ -10,7 +10,15 @@ from sqlmodel import Session
 
 from orchestrator.core.auth import Principal
 from orchestrator.core.db import get_session
-from orchestrator.web import errors, home, render, sign_in, space_page, tokens_page, usage_page
+from orchestrator.web import (
+    errors,
+    home,
+    render,
+    sign_in,
+    space_page,
+    tokens_page,
+    usage_page,
+)
 from orchestrator.web.viewer import page_viewer
 
 user_router = APIRouter(include_in_schema=False)
@@ -31,7 +39,14 @@ def install(app: FastAPI) -> None:
     """The pages' routes and static files (before the API's catch-all routes)."""
     errors.install(app)
     app.mount(render.STATIC_ROUTE, StaticFiles(directory=render.STATIC), name="static")
-    for module in (home, sign_in, space_page, tokens_page, usage_page):
+    pages = (
+        home,
+        sign_in,
+        space_page,
+        tokens_page,
+        usage_page,
+    )
+    for module in pages:
         app.include_router(module.router)
 
 
