@@ -1,6 +1,7 @@
 """A Space's README as its page shows it: the front matter left out (the page shows what it
 says), Markdown rendered by markdown-it-py with raw HTML off, and the result cleaned by nh3
-anyway, so a README can't script the platform's pages."""
+anyway, so a README can't script the platform's pages. A discussion's comments are shown
+with the same `markdown_html`."""
 
 from __future__ import annotations
 
@@ -27,10 +28,15 @@ def body_of(text: str) -> str:
     return text
 
 
+def markdown_html(text: str) -> str:
+    """Markdown a user wrote, as HTML safe to put in a page."""
+    return nh3.clean(_markdown().render(text), link_rel="noopener noreferrer nofollow")
+
+
 def render(raw: bytes) -> str:
     cut = len(raw) > MAX_README_BYTES
     text = raw[:MAX_README_BYTES].decode("utf-8", errors="replace")
-    html = _markdown().render(body_of(text))
+    html = markdown_html(body_of(text))
     if cut:
         html += "<p><em>The README is longer than this page shows.</em></p>"
-    return nh3.clean(html, link_rel="noopener noreferrer nofollow")
+    return html
