@@ -11,8 +11,12 @@ from sqlmodel import Session
 from orchestrator.core.auth import Principal
 from orchestrator.core.db import get_session
 from orchestrator.web import (
+    community_page,
+    duplicate_page,
     errors,
+    files_page,
     home,
+    new_space_page,
     render,
     sign_in,
     space_page,
@@ -45,6 +49,10 @@ def install(app: FastAPI) -> None:
         space_page,
         tokens_page,
         usage_page,
+        files_page,
+        new_space_page,
+        duplicate_page,
+        community_page,
     )
     for module in pages:
         app.include_router(module.router)
