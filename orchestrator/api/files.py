@@ -40,8 +40,6 @@ _listings = KeyedLimiter()
 
 REVISION_NOT_FOUND = "RevisionNotFound"
 ENTRY_NOT_FOUND = "EntryNotFound"
-# refs/heads/a/b/c: the longest unencoded revision we try to split off a path.
-MAX_REV_SEGMENTS = 5
 
 
 def flag(value: str | None) -> bool:
@@ -70,8 +68,9 @@ def resolve(space: Space, rev: str) -> tuple[Path, str]:
     return repo, sha
 
 
-def _raw_tail(request: Request, keyword: str) -> list[str]:
-    """The still-encoded URL segments after .../spaces/{owner}/{name}/{keyword}/."""
+def raw_tail(request: Request, keyword: str) -> list[str]:
+    """The still-encoded URL segments after .../spaces/{owner}/{name}/{keyword}/ (the API's
+    and the Files pages' URLs alike)."""
     raw = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
     segments = raw.split("/")
     # Counted from the route's own "spaces", so an owner or Space named like the keyword
@@ -82,18 +81,15 @@ def _raw_tail(request: Request, keyword: str) -> list[str]:
 
 
 def _rev_and_path(request: Request, space: Space, keyword: str) -> tuple[Path, str, str]:
-    """(repo, commit, path) from the raw URL segments after `keyword` (`tree`, `resolve`).
-
-    The client quotes the revision with safe="", so normally it is the first segment. A
-    revision sent with bare slashes (`refs/pr/1/app.py`) is found by trying longer prefixes.
-    """
-    tail = _raw_tail(request, keyword)
+    """(repo, commit, path) from the raw URL segments after `keyword` (`tree`, `resolve`),
+    split by repo_tree.revision_and_path."""
+    tail = raw_tail(request, keyword)
     repo = repos.repo_path(space.owner, space.name)
-    for count in range(1, min(len(tail), MAX_REV_SEGMENTS) + 1):
-        rev = "/".join(unquote(s) for s in tail[:count])
-        if sha := repo_tree.resolve_revision(repo, rev):
-            return repo, sha, unquote("/".join(tail[count:])).strip("/")
-    raise revision_not_found(space, unquote(tail[0]) if tail else "")
+    found = repo_tree.revision_and_path(repo, tail)
+    if found is None:
+        raise revision_not_found(space, unquote(tail[0]) if tail else "")
+    _rev, sha, path = found
+    return repo, sha, path
 
 
 def _no_commits(space: Space) -> bool:
@@ -104,7 +100,7 @@ def _empty_main(space: Space, request: Request, keyword: str) -> bool:
     """A listing of main in a Space whose main has no commit yet (one created without
     files): empty, rather than an error, so that e.g. upload_folder(delete_patterns=...)
     works on it as on the Hub, where a new repo always has a first commit."""
-    tail = _raw_tail(request, keyword)
+    tail = raw_tail(request, keyword)
     rev = unquote(tail[0]) if tail else ""
     return repo_tree.branch_ref(rev) == repos.DEPLOY_REF and _no_commits(space)
 

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from orchestrator.repos import lfs
 from orchestrator.repos import store as repos
@@ -25,6 +26,8 @@ SHA_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 # Branch, tag and ref names we accept; anything else (`HEAD~1`, `main@{1}`, `-x`) is not a
 # revision the Hub API knows, and must never reach git as an option or rev expression.
 REF_PATTERN = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+-]+(?<![/.])$")
+# refs/heads/a/b/c: the longest unencoded revision we try to split off a path.
+MAX_REV_SEGMENTS = 5
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,21 @@ def resolve_revision(repo: Path, rev: str) -> str | None:
     for ref in candidates:
         if sha := repos.resolve(repo, ref):
             return sha
+    return None
+
+
+def revision_and_path(repo: Path, segments: list[str]) -> tuple[str, str, str] | None:
+    """(revision, commit, path) from a URL's still-percent-encoded segments after
+    `tree/`, `blob/` or `resolve/`; None when no revision is found.
+
+    Clients quote the revision with safe="" (`refs%2Fpr%2F1`), so normally it is the first
+    segment; one sent with bare slashes (`refs/pr/1/app.py`) is found by trying longer
+    prefixes. The path is only ever a name looked up in git's tree, never a file here.
+    """
+    for count in range(1, min(len(segments), MAX_REV_SEGMENTS) + 1):
+        rev = "/".join(unquote(s) for s in segments[:count])
+        if sha := resolve_revision(repo, rev):
+            return rev, sha, unquote("/".join(segments[count:])).strip("/")
     return None
 
 
@@ -123,10 +141,19 @@ def files_at(repo: Path, sha: str, most: int) -> list[Entry] | None:
     return found if len(found) <= most else None
 
 
+def in_tree(path: str) -> bool:
+    """Whether `path` could name an entry of a git tree: no empty, `.` or `..` part. git
+    refuses the others as pathspecs (`../x` is "outside repository": an error, not a 404)
+    or reads them as another path (`a/../b` is `b`)."""
+    return all(part not in ("", ".", "..") for part in path.strip("/").split("/"))
+
+
 def object_type(repo: Path, sha: str, path: str) -> str | None:
     """ "blob", "tree", "commit" for what `path` is at commit `sha`; None if nothing."""
     if not path:
         return "tree"
+    if not in_tree(path):
+        return None
     found = _ls_tree(repo, sha, "--", path.rstrip("/"))
     return found[0].kind if found and found[0].path == path.rstrip("/") else None
 
@@ -141,7 +168,7 @@ def list_tree(repo: Path, sha: str, path: str = "", recursive: bool = False) -> 
 
 def path_entries(repo: Path, sha: str, paths: list[str]) -> list[Entry]:
     """The entries at exactly these paths (files or directories); unknown ones are left out."""
-    wanted = {p.strip("/") for p in paths if p.strip("/")}
+    wanted = {p.strip("/") for p in paths if p.strip("/") and in_tree(p)}
     if not wanted:
         return []
     # -r -t: asked for both `src` and `src/app.py`, plain ls-tree would list src's children
@@ -175,6 +202,24 @@ def read_blobs(repo: Path, oids: list[str]) -> dict[str, bytes]:
 
 def read_blob(repo: Path, oid: str) -> bytes:
     return repos.git(repo, "cat-file", "blob", oid)
+
+
+def read_blob_head(repo: Path, oid: str, most: int) -> bytes:
+    """A blob's first `most` bytes; git is stopped there, so a huge blob costs only those."""
+    process = subprocess.Popen(
+        [*BACKGROUND, "git", "-C", str(repo), "cat-file", "blob", oid],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        head = process.stdout.read(most)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.stdout.close()
+        process.wait()
+    return head
 
 
 async def stream_blob(repo: Path, oid: str, chunk: int = 1 << 16) -> AsyncIterator[bytes]:
