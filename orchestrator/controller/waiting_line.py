@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, col, func, select
 
 from orchestrator.core import events
 from orchestrator.core.models import Space
@@ -171,3 +171,15 @@ def record_line(
             hardware=wait.place.hardware,
             **{"from": position, "to": wait.position},
         )
+
+
+def waiting_by_tier(session: Session) -> dict[str, int]:
+    """How many Spaces wait in each tier's line, as the controller last wrote their status
+    (one grouped count, for pages that say how long a tier's wait is); a tier with no one
+    waiting is left out."""
+    rows = session.exec(
+        select(Space.waiting_hardware, func.count())
+        .where(col(Space.waiting_since).is_not(None), col(Space.waiting_hardware).is_not(None))
+        .group_by(Space.waiting_hardware)
+    ).all()
+    return {hardware: count for hardware, count in rows if hardware}
