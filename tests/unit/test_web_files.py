@@ -4,6 +4,8 @@ newest first, and the 404s (an unknown revision or path, a private Space to othe
 
 from __future__ import annotations
 
+import hashlib
+import io
 from pathlib import Path
 
 from sqlmodel import Session
@@ -11,7 +13,7 @@ from sqlmodel import Session
 from orchestrator.core import auth, db, status
 from orchestrator.core.models import Visibility
 from orchestrator.repos import commit as repo_commit
-from orchestrator.repos import refs
+from orchestrator.repos import lfs, refs
 from orchestrator.repos import store as repos
 from orchestrator.spaces import registry as spaces
 from orchestrator.web import files_page
@@ -205,3 +207,54 @@ def test_a_private_space_files_are_a_404_to_others(api: Api, tmp_path: Path) -> 
     assert ">app.py<" in client.get("/spaces/alice/secret/tree/main").text
     assert "hidden" in client.get("/spaces/alice/secret/blob/main/app.py").text
     assert "Secret commit" in client.get("/spaces/alice/secret/commits/main").text
+
+
+def test_an_lfs_file_shows_its_size_and_download_and_a_pr_ref_is_a_revision(
+    api: Api, tmp_path: Path
+) -> None:
+    client, _alice, _bob = api
+    data = b"weights " * 1000
+    oid = hashlib.sha256(data).hexdigest()
+    lfs.write_object(io.BytesIO(data), oid, len(data))
+    with Session(db.get_engine()) as session:
+        space = spaces.get_space(session, "alice", "demo")
+        assert space is not None and space.id is not None
+        lfs.record(session, space.id, oid, len(data))
+        session.commit()
+    repo = repos.repo_path("alice", "demo")
+    first = _commit(tmp_path, "demo", {"app.py": b"x\n"}, "First")
+    repo_commit.create_commit(
+        repo,
+        "refs/heads/main",
+        first,
+        [repo_commit.AddLfs("model.bin", oid, len(data))],
+        "Add weights\n",
+        repos.identity("alice"),
+    )
+    listing = client.get("/spaces/alice/demo/tree/main")
+    assert ">model.bin<" in listing.text and "LFS" in listing.text and "8.0 kB" in listing.text
+    shown = client.get("/spaces/alice/demo/blob/main/model.bin")
+    assert "stored with Git LFS" in shown.text and "8.0 kB" in shown.text
+    assert "weights weights" not in shown.text and "<pre" not in shown.text
+    assert client.get("/spaces/alice/demo/resolve/main/model.bin").content == data
+    # A pull request's ref, quoted as one segment as the links quote it.
+    refs.create(repo, "refs/pr/1", first, "test")
+    at_pr = client.get("/spaces/alice/demo/tree/refs%2Fpr%2F1")
+    assert at_pr.status_code == 200 and ">app.py<" in at_pr.text and "model.bin" not in at_pr.text
+    assert 'href="/spaces/alice/demo/blob/refs%2Fpr%2F1/app.py"' in at_pr.text
+    assert "First" in client.get("/spaces/alice/demo/commits/refs%2Fpr%2F1").text
+
+
+def test_a_renamed_space_files_redirect_to_its_new_name(api: Api, tmp_path: Path) -> None:
+    client, alice, _bob = api
+    _commit(tmp_path, "demo", {"src/app.py": b"x\n"}, "First")
+    moved = client.post(
+        "/api/repos/move",
+        json={"fromRepo": "alice/demo", "toRepo": "alice/demo2", "type": "space"},
+        headers=alice,
+    )
+    assert moved.is_success, moved.text
+    answer = client.get("/spaces/alice/demo/blob/main/src/app.py", follow_redirects=False)
+    assert answer.status_code == 307
+    assert answer.headers["location"] == "/spaces/alice/demo2/blob/main/src/app.py"
+    assert client.get(answer.headers["location"]).status_code == 200
