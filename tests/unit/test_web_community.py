@@ -58,6 +58,12 @@ def test_a_discussion_is_opened_answered_closed_and_reopened_through_the_forms(a
     assert "No discussions open here yet" in empty.text
     assert 'for="d-title"' in client.get(DEMO + "/new").text
 
+    no_main = client.post(
+        DEMO + "/new",
+        data={"csrf": bob, "title": "A PR", "description": "x", "pull_request": "1"},
+    )
+    _is_page(no_main, 400)  # nothing pushed yet: no main to start a pull request from
+    assert "has no commit on main" in no_main.text and "checked" in no_main.text
     untitled = client.post(DEMO + "/new", data={"csrf": bob, "title": " ", "description": "x"})
     _is_page(untitled, 400)
     assert "A title is required" in untitled.text and 'value=" "' in untitled.text
@@ -153,8 +159,18 @@ def test_a_pull_request_is_merged_through_the_page_by_a_writer_only(api: Api) ->
     twice = client.post(DEMO + "/1/merge", data={"csrf": alice})
     _is_page(twice, 400)
     assert "is merged: reopen it to merge" in twice.text
-    not_pr = client.post(DEMO + "/2/status", data={"csrf": alice, "status": "open"})
-    assert "is published" in not_pr.text
+    published = client.post(DEMO + "/2/status", data={"csrf": alice, "status": "open"})
+    assert "is published" in published.text and "published this pull request" in published.text
+
+    # A pull request and main that both change app.py: the merge is refused, in words.
+    _commit(client, bob_token, {"app.py": "print('bob')\n"}, "bob's app", "?create_pr=1")
+    _commit(client, alice_token, {"app.py": "print('alice')\n"}, "alice's app", "")
+    main_head = repos.resolve(repo, repos.DEPLOY_REF)
+    assert "It conflicts with main in app.py" in client.get(DEMO + "/3").text
+    conflict = client.post(DEMO + "/3/merge", data={"csrf": alice})
+    _is_page(conflict, 409)
+    assert "Pull request #3 conflicts with main in app.py" in conflict.text
+    assert repos.resolve(repo, repos.DEPLOY_REF) == main_head
 
 
 def test_a_private_spaces_discussions_are_a_404_to_others(api: Api) -> None:
