@@ -22,6 +22,7 @@ from orchestrator.core.auth import Principal, may_move_into
 from orchestrator.core.db import get_session
 from orchestrator.core.models import Secret, Space, Variable, Visibility
 from orchestrator.spaces import lifecycle, visitor_limit
+from orchestrator.spaces.lifecycle import EnvKind
 from orchestrator.volumes import lifecycle as volume_lifecycle
 from orchestrator.volumes import spec as volume_spec
 from orchestrator.web.render import done
@@ -180,7 +181,7 @@ def change_visibility(
     return _apply(request, session, sender, owner, name, "visibility", change)
 
 
-def _set_env(kind: type[Secret] | type[Variable], section: str, words: str):  # type: ignore[no-untyped-def]
+def _set_env(kind: EnvKind, section: str, words: str) -> Callable[..., Response]:
     """The add-or-replace form of secrets or of variables (lifecycle.upsert)."""
 
     def route(
@@ -207,7 +208,7 @@ def _set_env(kind: type[Secret] | type[Variable], section: str, words: str):  # 
     return route
 
 
-def _delete_env(kind: type[Secret] | type[Variable], section: str, words: str):  # type: ignore[no-untyped-def]
+def _delete_env(kind: EnvKind, section: str, words: str) -> Callable[..., Response]:
     """The delete button of one secret or variable (lifecycle.remove)."""
 
     def route(

@@ -25,6 +25,7 @@ from orchestrator.core.auth import WRITING_ROLES, Access, Principal
 from orchestrator.core.db import get_session
 from orchestrator.core.models import Secret, Space, User, Variable, Visibility
 from orchestrator.core.settings import get_settings
+from orchestrator.spaces.lifecycle import EnvKind
 from orchestrator.volumes import spec as volume_spec
 from orchestrator.web.errors import error_page, not_found, sign_in_redirect
 from orchestrator.web.render import page
@@ -131,7 +132,7 @@ def _credit(session: Session, viewer: Principal, space: Space) -> tuple[str | No
     return accounts.usd(accounts.balance_of(session, space.owner_id)), link
 
 
-def _env_rows(session: Session, space: Space, kind: type[Secret] | type[Variable]) -> list[Any]:
+def _env_rows(session: Session, space: Space, kind: EnvKind) -> list[Any]:
     return list(
         session.exec(select(kind).where(kind.space_id == space.id).order_by(col(kind.key))).all()
     )

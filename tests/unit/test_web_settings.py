@@ -131,7 +131,7 @@ def test_concurrency_sleep_time_and_visibility_change(api: Api) -> None:
 
 
 def test_pause_restart_and_volumes(api: Api) -> None:
-    client, _alice, _bob = api
+    client, alice, _bob = api
     csrf = sign_in(client)
     assert "is paused" in _send(client, csrf, "pause").text
     assert _space().paused  # type: ignore[union-attr]
@@ -141,6 +141,14 @@ def test_pause_restart_and_volumes(api: Api) -> None:
     missing = _send(client, csrf, "volumes", bucket="alice/none", mount_path="/data")
     assert missing.status_code == 404 and "alice/none" in missing.text
     assert _send(client, csrf, "volumes/delete", mount_path="/data").status_code == 404
+    assert client.post("/api/buckets/alice/store", json={}, headers=alice).is_success
+    mounted = _send(client, csrf, "volumes", bucket="alice/store", mount_path="/data")
+    assert "alice/store is mounted at /data" in mounted.text
+    assert "<code>/data</code>" in mounted.text and "read and write" in mounted.text
+    overlap = _send(client, csrf, "volumes", bucket="alice/store", mount_path="/data/more")
+    assert overlap.status_code == 400 and "overlaps" in overlap.text
+    _send(client, csrf, "volumes/delete", mount_path="/data")
+    assert _space().volumes is None  # type: ignore[union-attr]
 
 
 def test_rename_redirects_to_the_new_settings_page(api: Api) -> None:
@@ -209,4 +217,4 @@ def test_bob_neither_sees_nor_sends_alices_settings_and_a_stale_form_is_refused(
     stale = _send(client, "not-her-token", "pause")
     assert stale.status_code == 403 and "out of date" in stale.text
     assert not _space().paused  # type: ignore[union-attr]
-    assert re.search(r"is private|private</span>", client.get(SETTINGS).text)
+    assert "This Space is <strong>private</strong>" in client.get(SETTINGS).text
