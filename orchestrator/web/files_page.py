@@ -41,6 +41,7 @@ router = APIRouter(include_in_schema=False)
 DEFAULT_REVISION = "main"
 SHOWN_BYTES = 1_000_000  # of a text file; longer ones are cut, with a note and the download
 SHOWN_REFS = 100  # branches, and tags, in the switcher (the per-Space limit bounds them too)
+MAX_SAID = 300  # of the words that say which revision or path is missing
 MAX_COMMIT_PAGE = 10_000  # `git log --skip` walks every skipped commit
 # git's own test for binary content: a NUL byte in the first 8000 bytes.
 BINARY_SNIFF = 8000
@@ -140,7 +141,8 @@ def _locate(
 def _missing(
     request: Request, viewer: Principal | None, head: SpaceHead, what: str
 ) -> HTMLResponse:
-    """A 404 inside the Space's tabs, saying what is not there."""
+    """A 404 inside the Space's tabs, saying what is not there (a URL's words, cut short)."""
+    what = what if len(what) <= MAX_SAID else what[: MAX_SAID - 1] + "…"
     return page(
         request,
         "files_missing.html",
