@@ -117,19 +117,28 @@ def tier_choices(session: Session) -> list[TierChoice]:
     return choices
 
 
-def _credit(session: Session, viewer: Principal, space: Space) -> tuple[str | None, str]:
-    """The owner's balance, if the viewer may see it (api/billing.credit_owner's rule: an
-    organisation's only to its admins), and the usage page that shows it."""
+@dataclass(frozen=True)
+class Credit:
+    """The Space owner's credit as the viewer may see it (api/billing.credit_owner's rule:
+    an organisation's only to its admins); `url` their usage page, '' when not theirs."""
+
+    balance: str = ""
+    empty: bool = False
+    url: str = ""
+
+
+def _credit(session: Session, viewer: Principal, space: Space) -> Credit:
     owner = session.get(User, space.owner_id)
     if owner is None:
-        return None, "/settings/billing"
+        return Credit()
     mine = viewer.is_named(owner.name)
-    link = "/settings/billing" + ("" if mine else f"?account={owner.name}")
     try:
         credit_owner(session, viewer, None if mine else owner.name)
     except HubError:
-        return None, link
-    return accounts.usd(accounts.balance_of(session, space.owner_id)), link
+        return Credit()
+    micro = accounts.balance_of(session, space.owner_id)
+    url = "/settings/billing" + ("" if mine else f"?account={owner.name}")
+    return Credit(balance=accounts.usd(micro), empty=micro <= 0, url=url)
 
 
 def _env_rows(session: Session, space: Space, kind: EnvKind) -> list[Any]:
@@ -170,7 +179,6 @@ def settings_view(
     refusal: Refusal | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
-    balance, billing_url = _credit(session, viewer, space)
     sleep_choices, sleep_now = _sleep_choices(space)
     tier = get_tier(space.requested_hardware)
     return page(
@@ -182,8 +190,7 @@ def settings_view(
         action=settings_url(space),
         refusal=refusal,
         tiers=tier_choices(session),
-        balance=balance,
-        billing_url=billing_url,
+        credit=_credit(session, viewer, space),
         sleep_choices=sleep_choices,
         sleep_now=sleep_now,
         tier_concurrency=tier.concurrency,

@@ -12,7 +12,8 @@ from sqlmodel import Session, select
 
 from orchestrator.billing import accounts
 from orchestrator.core import auth, db
-from orchestrator.core.models import Secret, Space, Variable, Visibility
+from orchestrator.core import organizations as orgs
+from orchestrator.core.models import OrgRole, Secret, Space, Variable, Visibility
 from orchestrator.spaces import registry as spaces
 from tests.unit.in_process_api import Api
 from tests.unit.test_web_pages import sign_in
@@ -218,3 +219,36 @@ def test_bob_neither_sees_nor_sends_alices_settings_and_a_stale_form_is_refused(
     assert stale.status_code == 403 and "out of date" in stale.text
     assert not _space().paused  # type: ignore[union-attr]
     assert "This Space is <strong>private</strong>" in client.get(SETTINGS).text
+
+
+def test_an_organisations_writer_changes_its_space_but_sees_no_credit(api: Api) -> None:
+    client, _alice, _bob = api
+    with Session(db.get_engine()) as session:
+        alice = auth.get_or_create_user(session, "alice")
+        bob = auth.get_or_create_user(session, "bob")
+        lab = orgs.create_org(session, "lab", alice, actor="alice")
+        orgs.set_member(session, lab, bob, OrgRole.WRITE, actor="alice")
+        session.commit()
+    csrf = sign_in(client)
+    # alice admins lab: she may move her Space into it, and sees its credit there.
+    moved = client.post(
+        f"{SETTINGS}/move",
+        data={"csrf": csrf, "namespace": "lab", "new_name": "demo"},
+        follow_redirects=False,
+    )
+    assert moved.headers["location"] == "/spaces/lab/demo/settings"
+    assert 'href="/settings/billing?account=lab"' in client.get("/spaces/lab/demo/settings").text
+    client.cookies.clear()
+    bob_csrf = sign_in(client, "bob")
+    tab = client.get("/spaces/lab/demo/settings")
+    assert tab.status_code == 200 and "seen only by its administrators" in tab.text
+    assert "account=lab" not in tab.text
+    answer = client.post(
+        "/spaces/lab/demo/settings/hardware", data={"csrf": bob_csrf, "flavor": PAID}
+    )
+    assert answer.status_code == 402 and "account=lab" not in answer.text
+    changed = client.post(
+        "/spaces/lab/demo/settings/variables",
+        data={"csrf": bob_csrf, "key": "MODE", "value": "fast"},
+    )
+    assert changed.status_code == 200 and "Variable MODE is set" in changed.text
