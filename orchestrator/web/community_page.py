@@ -1,6 +1,7 @@
 """A Space's Community tab (/spaces/{owner}/{name}/discussions, the Hub's URLs): its
 discussions and pull requests listed, a form to open one, and each one's timeline with a
-comment form, Close / Reopen and, for an open pull request, Merge.
+comment form, Close / Reopen and, for an open pull request, Merge; a comment's author edits
+it, the Space's writers hide comments, its author or writers rename it.
 
 Every form calls the functions the API calls (community/discussions.py for discussions,
 community/pull_requests.py for pull requests), so who may do what is decided in one place;
@@ -260,11 +261,14 @@ def open_discussion(
 class Entry:
     """One event of the timeline, as the page shows it."""
 
+    uid: str
     kind: str  # a DiscussionEventKind's value
     author: str
+    author_id: int | None
     by_owner: bool
     at: datetime
-    html: str  # a comment's Markdown, made safe (web/readme.py)
+    raw: str  # a comment's Markdown as written (its edit form starts with it)
+    html: str  # ... made safe to show (web/readme.py)
     hidden: bool
     edited: bool
     data: dict[str, Any]  # status-change: status; title-change: from, to; commit: oid, subject
@@ -296,10 +300,13 @@ def _timeline(session: Session, space: Space, discussion: Discussion) -> list[En
             closed_before = data.get("status") == "closed"
         shown.append(
             Entry(
+                uid=e.uid,
                 kind=str(e.kind),
                 author=_name(author) if e.author_id is not None else "git push",
+                author_id=e.author_id,
                 by_owner=author is not None and author.id == space.owner_id,
                 at=e.created_at,
+                raw=e.content or "",
                 html=readme.markdown_html(e.content or "") if is_comment and not e.hidden else "",
                 hidden=e.hidden,
                 edited=e.edited,
@@ -373,6 +380,9 @@ def _discussion_page(
         timeline=_timeline(session, space, discussion),
         pr=_pull_request(space, discussion),
         # What the forms offer; the domain functions check again when they are sent.
+        writer=writer,
+        may_rename=mine or writer,
+        title_limit=discussions.title_limit(),
         may_change_status=(mine or writer) and str(discussion.status) != "merged",
         is_open=is_open,
         may_merge=writer and discussion.is_pull_request and is_open,
@@ -522,3 +532,79 @@ def merge(
         f"Pull request #{discussion.num} is merged into main ({how}, {merged.sha[:7]}); "
         "the Space builds it as it would a push.",
     )
+
+
+@router.post(BASE + "/{num}/comment/{uid}/edit")
+def edit_comment(
+    request: Request,
+    owner: str,
+    name: str,
+    num: str,
+    uid: str,
+    text: str = Form(default="", alias="comment"),
+    session: Session = Depends(get_session),
+    sender: Principal = Depends(form_sender),
+) -> Response:
+    """Its author's new text; the old one stays in its history (as edit_discussion_comment)."""
+    target = _posted(request, session, sender, owner, name, num)
+    if isinstance(target, Response):
+        return target
+    space, _access, discussion = target
+    try:
+        caller = discussions.writer_token(sender)
+        entry = discussions.find_comment(session, discussion, uid[:64])
+        discussions.edit_comment(
+            session, space, discussion, entry, caller, discussions.clean_comment(text)
+        )
+        session.commit()
+    except HubError as exc:
+        return _refused(request, session, sender, target, exc)
+    return done(_url(space, discussion.num), "Your comment is changed.")
+
+
+@router.post(BASE + "/{num}/comment/{uid}/hide")
+def hide_comment(
+    request: Request,
+    owner: str,
+    name: str,
+    num: str,
+    uid: str,
+    session: Session = Depends(get_session),
+    sender: Principal = Depends(form_sender),
+) -> Response:
+    """A writer hides a comment for good (as hide_discussion_comment)."""
+    target = _posted(request, session, sender, owner, name, num)
+    if isinstance(target, Response):
+        return target
+    space, _access, discussion = target
+    try:
+        caller = discussions.writer_token(sender)
+        entry = discussions.find_comment(session, discussion, uid[:64])
+        discussions.hide_comment(session, space, discussion, entry, caller)
+        session.commit()
+    except HubError as exc:
+        return _refused(request, session, sender, target, exc)
+    return done(_url(space, discussion.num), "The comment is hidden.")
+
+
+@router.post(BASE + "/{num}/title")
+def rename(
+    request: Request,
+    owner: str,
+    name: str,
+    num: str,
+    title: str = Form(default=""),
+    session: Session = Depends(get_session),
+    sender: Principal = Depends(form_sender),
+) -> Response:
+    target = _posted(request, session, sender, owner, name, num)
+    if isinstance(target, Response):
+        return target
+    space, _access, discussion = target
+    try:
+        caller = discussions.writer_token(sender)
+        discussions.rename(session, space, discussion, caller, discussions.clean_title(title))
+        session.commit()
+    except HubError as exc:
+        return _refused(request, session, sender, target, exc)
+    return done(_url(space, discussion.num), f"#{discussion.num} is renamed.")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 from fastapi.testclient import TestClient
 from sqlmodel import Session
@@ -117,6 +118,35 @@ def test_a_discussion_is_opened_answered_closed_and_reopened_through_the_forms(a
     _is_page(client.get(DEMO + "/7"), 404)
     _is_page(client.get(DEMO + "/x"), 404)
     assert client.get(DEMO + "?status=nonsense&type=pull_request&p=-3").status_code == 200
+
+
+def test_a_comment_is_edited_by_its_author_and_hidden_by_a_writer(api: Api) -> None:
+    client, _alice, _bob = api
+    bob = _as(client, "bob")
+    client.post(DEMO + "/new", data={"csrf": bob, "title": "Typo", "description": "teh words"})
+    shown = client.get(DEMO + "/1").text
+    found = re.search(r"/comment/([0-9a-f]{24})/edit", shown)
+    assert found is not None and "Hide bob" not in shown  # bob is no writer of alice/demo
+    edit = f"{DEMO}/1/comment/{found.group(1)}/edit"
+    edited = client.post(edit, data={"csrf": bob, "comment": "the words"})
+    assert "Your comment is changed." in edited.text and "<p>the words</p>" in edited.text
+    assert "edited" in edited.text
+    renamed = client.post(DEMO + "/1/title", data={"csrf": bob, "title": "No typo"})
+    assert "renamed this from “Typo” to “No typo”" in renamed.text
+    hide = f"{DEMO}/1/comment/{found.group(1)}/hide"
+    _is_page(client.post(hide, data={"csrf": bob}), 403)
+
+    alice = _as(client, "alice")
+    page = client.get(DEMO + "/1").text
+    assert "Hide bob's comment" in page and f'action="{edit}"' not in page
+    not_hers = client.post(edit, data={"csrf": alice, "comment": "mine now"})
+    _is_page(not_hers, 403)
+    assert "Only the author of a comment may edit it" in not_hers.text
+    hidden = client.post(hide, data={"csrf": alice})
+    assert "The comment is hidden." in hidden.text and "was hidden" in hidden.text
+    assert "the words" not in hidden.text
+    gone = client.post(f"{DEMO}/1/comment/{'0' * 24}/hide", data={"csrf": alice})
+    _is_page(gone, 404)
 
 
 def test_a_pull_request_is_merged_through_the_page_by_a_writer_only(api: Api) -> None:
