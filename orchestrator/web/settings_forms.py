@@ -111,7 +111,10 @@ def change_hardware(
         if not flavor:
             raise Refused("Choose a hardware tier.")
         tier = _limited(flavor, MAX_NAME, "A tier's name")
+        before = space.requested_hardware
         lifecycle.request_hardware(session, space, tier, actor=sender.user.name)
+        if space.requested_hardware == before:
+            return f"{space.full_name} asks for {before} already: nothing changed."
         return f"{space.full_name} asked for {space.requested_hardware}: it restarts on it."
 
     return _apply(request, session, sender, owner, name, "hardware", change)
@@ -335,7 +338,10 @@ def move(
         # The API's rule (api/repos.move_repo): write access where it goes.
         if new_owner is None or not may_move_into(sender, target):
             raise Refused(f"You can't move Spaces into {target!r}.", 403)
-        lifecycle.move(session, space, new_owner, wanted, actor=sender.user.name)
+        try:
+            lifecycle.move(session, space, new_owner, wanted, actor=sender.user.name)
+        except lifecycle.LifecycleError as exc:  # taken, or not a name: the API's 409
+            raise Refused(str(exc), 409) from exc
         return f"{old} is {space.full_name} now; its old name redirects here."
 
     return _apply(request, session, sender, owner, name, "move", change)

@@ -72,6 +72,7 @@ def test_paid_hardware_needs_credit_and_then_changes_the_spec(api: Api) -> None:
     changed = _send(client, csrf, "hardware", flavor=PAID)
     assert changed.status_code == 200 and f"asked for {PAID}" in changed.text
     assert _space().requested_hardware == PAID  # type: ignore[union-attr]
+    assert "nothing changed" in _send(client, csrf, "hardware", flavor=PAID).text
     assert "$5.00" in changed.text
     unknown = _send(client, csrf, "hardware", flavor="quantum-xl")
     assert unknown.status_code == 400 and "unknown hardware" in unknown.text
@@ -175,6 +176,11 @@ def test_rename_redirects_to_the_new_settings_page(api: Api) -> None:
         data={"csrf": csrf, "namespace": "alice", "new_name": "demo2"},
     )
     assert same.status_code == 400 and "nothing to rename" in same.text
+    bad = client.post(
+        "/spaces/alice/demo2/settings/move",
+        data={"csrf": csrf, "namespace": "alice", "new_name": "no spaces/here"},
+    )
+    assert bad.status_code == 409 and "invalid Space name" in bad.text
     assert into_bob.status_code == 403 and "can&#39;t move Spaces into" in into_bob.text
 
 
