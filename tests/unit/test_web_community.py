@@ -52,6 +52,16 @@ def _is_page(answer: object, code: int) -> None:
 
 def test_a_discussion_is_opened_answered_closed_and_reopened_through_the_forms(api: Api) -> None:
     client, _alice, _bob = api
+    signed_out = client.get(DEMO)
+    _is_page(signed_out, 200)
+    assert "to start a discussion" in signed_out.text and "New discussion" not in signed_out.text
+    assert (
+        client.get(DEMO + "/new", follow_redirects=False)
+        .headers["location"]
+        .startswith("/login?next=")
+    )
+    nobody = client.post(DEMO + "/new", data={"csrf": "x", "title": "t"}, follow_redirects=False)
+    assert nobody.status_code == 303 and nobody.headers["location"].startswith("/login")
     bob = _as(client, "bob")
     empty = client.get(DEMO)
     _is_page(empty, 200)
