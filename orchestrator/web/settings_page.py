@@ -11,6 +11,7 @@ page again with the reason beside the form that was sent (`settings_view`'s `ref
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -141,10 +142,26 @@ def _credit(session: Session, viewer: Principal, space: Space) -> Credit:
     return Credit(balance=accounts.usd(micro), empty=micro <= 0, url=url)
 
 
+@dataclass(frozen=True)
+class SecretName:
+    """What the tab knows of a secret: never its value, so no template can show it."""
+
+    key: str
+    description: str | None
+    updated_at: datetime
+
+
 def _env_rows(session: Session, space: Space, kind: EnvKind) -> list[Any]:
     return list(
         session.exec(select(kind).where(kind.space_id == space.id).order_by(col(kind.key))).all()
     )
+
+
+def _secret_names(session: Session, space: Space) -> list[SecretName]:
+    return [
+        SecretName(row.key, row.description, row.updated_at)
+        for row in _env_rows(session, space, Secret)
+    ]
 
 
 def _sleep_choices(space: Space) -> tuple[list[tuple[int, str]], int]:
@@ -197,7 +214,7 @@ def settings_view(
         max_concurrency=get_settings().max_visitor_concurrency,
         public=space.visibility == Visibility.PUBLIC,
         max_value=MAX_VALUE,
-        secrets=_env_rows(session, space, Secret),
+        secrets=_secret_names(session, space),
         variables=_env_rows(session, space, Variable),
         volumes=volume_spec.stored(space),
         max_volumes=get_settings().max_volumes_per_space,
