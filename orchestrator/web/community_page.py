@@ -58,12 +58,14 @@ def _space(
     owner: str,
     name: str,
     rest: str = "",
+    moved_code: int = 307,
 ) -> tuple[Space, Access] | Response:
     """The Space and the viewer's access, or the answer instead: a 404 (missing or private
-    to others alike), or a redirect to its new name's same page."""
+    to others alike), or a redirect to its new name's same page (a form: 303, to its page,
+    since the form's own route is a POST)."""
     space, access, moved_to = space_page.find(session, viewer, owner, name)
     if moved_to:
-        return RedirectResponse(f"{moved_to}/discussions{rest}", status_code=307)
+        return RedirectResponse(f"{moved_to}/discussions{rest}", status_code=moved_code)
     if space is None:
         return not_found(request, viewer, "Space")
     return space, access
@@ -214,7 +216,7 @@ def open_discussion(
     session: Session = Depends(get_session),
     sender: Principal = Depends(form_sender),
 ) -> Response:
-    found = _space(request, session, sender, owner, name, "/new")
+    found = _space(request, session, sender, owner, name, "/new", moved_code=303)
     if isinstance(found, Response):
         return found
     space, access = found
@@ -415,7 +417,7 @@ def discussion_page(
 def _posted(
     request: Request, session: Session, sender: Principal, owner: str, name: str, num: str
 ) -> tuple[Space, Access, Discussion] | Response:
-    found = _space(request, session, sender, owner, name, f"/{num}")
+    found = _space(request, session, sender, owner, name, f"/{num}", moved_code=303)
     if isinstance(found, Response):
         return found
     space, access = found

@@ -232,3 +232,24 @@ def test_a_private_spaces_discussions_are_a_404_to_others(api: Api) -> None:
     _is_page(said, 404)
     client.cookies.clear()
     _is_page(client.get(DEMO + "/1"), 404)
+
+
+def test_a_renamed_spaces_discussions_redirect_to_its_new_name(api: Api) -> None:
+    client, alice_token, _bob = api
+    bob = _as(client, "bob")
+    client.post(DEMO + "/new", data={"csrf": bob, "title": "Before", "description": "b"})
+    moved = client.post(
+        "/api/repos/move",
+        json={"fromRepo": "alice/demo", "toRepo": "alice/demo2", "type": "space"},
+        headers=alice_token,
+    )
+    assert moved.is_success, moved.text
+    answer = client.get(DEMO + "/1", follow_redirects=False)
+    assert answer.status_code == 307
+    assert answer.headers["location"] == "/spaces/alice/demo2/discussions/1"
+    posted = client.post(
+        DEMO + "/1/comment", data={"csrf": bob, "comment": "hi"}, follow_redirects=False
+    )
+    assert posted.status_code == 303
+    assert posted.headers["location"] == "/spaces/alice/demo2/discussions/1"
+    assert "Before" in client.get("/spaces/alice/demo2/discussions").text
