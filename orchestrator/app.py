@@ -16,6 +16,7 @@ from orchestrator.api import lfs as lfs_api
 from orchestrator.api import likes as likes_api
 from orchestrator.api import logs as logs_api
 from orchestrator.api import missing_repos as missing_repos_api
+from orchestrator.api import oauth as oauth_api
 from orchestrator.api import organizations as organizations_api
 from orchestrator.api import refs as refs_api
 from orchestrator.api import repos as repos_api
@@ -64,6 +65,7 @@ def create_api(*, migrate: bool = True) -> FastAPI:
     app.include_router(billing_api.router)
     app.include_router(volumes_api.router)
     app.include_router(space_jwt_api.router)
+    app.include_router(oauth_api.router)
     app.include_router(access_check_api.router)
     app.include_router(spaces_api.router)
     app.include_router(space_info_api.router)

@@ -721,3 +721,39 @@ class CreditUsage(Wire):
     entries: list[CreditEntryInfo]
     next: int | None
 
+
+
+# -- Sign in with Spaceport (OpenID Connect, orchestrator/oauth/) -------------------------
+# These are OAuth's and OpenID Connect's shapes, not the Hub's: authlib (under Gradio's
+# LoginButton) reads them by the RFCs' names, errors included (OAuthErrorBody).
+
+
+class OpenIdConfiguration(Wire):
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    userinfo_endpoint: str
+    jwks_uri: str
+    response_types_supported: list[str]
+    grant_types_supported: list[str]
+    subject_types_supported: list[str]
+    id_token_signing_alg_values_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    code_challenge_methods_supported: list[str]
+    scopes_supported: list[str]
+    claims_supported: list[str]
+
+
+class OAuthTokens(Wire):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    scope: str
+    id_token: str
+
+
+class OAuthErrorBody(Wire):
+    """RFC 6749 section 5.2: `error` is a code, `error_description` says what to fix."""
+
+    error: str
+    error_description: str

@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 from orchestrator.core import secret_store
 from orchestrator.core.models import Secret, Space, Variable
 from orchestrator.core.settings import get_settings
+from orchestrator.oauth import clients as oauth_clients
 from orchestrator.spaces import registry as spaces_module
 from orchestrator.volumes import mounts as volume_mounts
 from sandbox.backend import Revision
@@ -53,16 +54,11 @@ def space_environment(session: Session, space: Space) -> dict[str, str]:
 
 def oauth_environment(space: Space, card: dict[str, Any], public_url: str) -> dict[str, str]:
     """What the Hub gives a Space whose README says `hf_oauth: true`: its OAuth app. Gradio's
-    `gr.LoginButton` refuses to start without these. Spaceport has no sign-in provider yet,
-    so they let such a Space start unchanged (its login routes point at this installation);
-    nobody can sign in through them. The client secret is masked like the Space's secrets."""
-    if card.get("hf_oauth") is not True:
+    `gr.LoginButton` refuses to start without these; Spaceport is the OpenID Connect provider
+    they name (orchestrator/oauth/). The client secret is masked like the Space's secrets."""
+    if not oauth_clients.uses_sign_in(card):
         return {}
-    scopes = ["openid", "profile"]
-    extra = card.get("hf_oauth_scopes")
-    for scope in extra if isinstance(extra, list) else []:
-        if isinstance(scope, str) and scope not in scopes:
-            scopes.append(scope)
+    scopes = oauth_clients.space_scopes(card)
     return {
         "OAUTH_CLIENT_ID": space.uid,
         "OAUTH_CLIENT_SECRET": secret_store.oauth_client_secret(space.uid),

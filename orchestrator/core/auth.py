@@ -13,12 +13,21 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from orchestrator.core.models import ApiToken, OrgMember, OrgRole, Space, TokenRole, User
+from orchestrator.core.models import (
+    ApiToken,
+    OrgMember,
+    OrgRole,
+    Space,
+    TokenRole,
+    User,
+    utcnow,
+)
 
 TOKEN_PREFIX = "sp_"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
@@ -70,16 +79,25 @@ def get_or_create_user(session: Session, name: str) -> User:
 
 
 def create_token(
-    session: Session, user: User, role: TokenRole = TokenRole.WRITE, display_name: str = "token"
+    session: Session,
+    user: User,
+    role: TokenRole = TokenRole.WRITE,
+    display_name: str = "token",
+    expires_at: datetime | None = None,
 ) -> str:
-    """Store a new token for `user` and return it; this is the only time it is seen."""
+    """Store a new token for `user` and return it; this is the only time it is seen. Tokens
+    people make never expire (`expires_at` None); a Space's sign-in hands out ones that do."""
     if user.is_org:
         raise ValueError(f"{user.name!r} is an organisation: tokens belong to its members")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     assert user.id is not None
     session.add(
         ApiToken(
-            user_id=user.id, token_hash=hash_token(token), role=role, display_name=display_name
+            user_id=user.id,
+            token_hash=hash_token(token),
+            role=role,
+            display_name=display_name,
+            expires_at=expires_at,
         )
     )
     session.commit()
@@ -130,7 +148,7 @@ class Principal:
 
 def principal_for_token(session: Session, token: str) -> Principal:
     row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first()
-    if row is None:
+    if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
         raise AuthError(INVALID_CREDENTIALS)
     user = session.get(User, row.user_id)
     if user is None or user.is_org:

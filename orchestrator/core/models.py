@@ -124,7 +124,8 @@ class ApiToken(SQLModel, table=True):
     display_name: str = Field(default="token", max_length=96)
     role: TokenRole = Field(default=TokenRole.WRITE, sa_type=String(16))
     created_at: datetime = Field(default_factory=utcnow)
-
+    # Tokens people make never expire; those a Space's sign-in hands out do (orchestrator/oauth/).
+    expires_at: datetime | None = Field(default=None)
 
 
 class UserPassword(SQLModel, table=True):
@@ -146,6 +147,25 @@ class WebSession(SQLModel, table=True):
     csrf_token: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+
+
+class OAuthCode(SQLModel, table=True):
+    """An authorization code of "Sign in with Spaceport" (orchestrator/oauth/): given to a
+    Space's browser redirect, traded once by the Space's server for tokens. Only its SHA-256
+    is kept; `redeemed_at` is set by the one conditional update that trades it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(index=True, unique=True, max_length=64)
+    space_id: int = Field(foreign_key="space.id", index=True, ondelete="CASCADE")
+    user_id: int = Field(foreign_key="user.id", ondelete="CASCADE")
+    redirect_uri: str = Field(max_length=2048)
+    scope: str = Field(max_length=1024)
+    nonce: str | None = Field(default=None, max_length=256)
+    code_challenge: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    redeemed_at: datetime | None = Field(default=None)
+
 
 class Space(SQLModel, table=True):
     # AUTOINCREMENT: SQLite would otherwise hand a deleted Space's id to the next one.

@@ -29,6 +29,7 @@ from orchestrator.core.models import (
     Build,
     BuildLogLine,
     LfsObject,
+    OAuthCode,
     Secret,
     Space,
     SpaceHostAlias,
@@ -294,6 +295,8 @@ def _delete_extra_rows(session: Session, space_id: int) -> None:
         session.delete(alias)
     for old in session.exec(select(SpaceNameAlias).where(SpaceNameAlias.space_id == space_id)):
         session.delete(old)  # and its old ids
+    for code in session.exec(select(OAuthCode).where(OAuthCode.space_id == space_id)):
+        session.delete(code)  # its sign-in's unredeemed codes
 
 
 def move(session: Session, space: Space, new_owner: User, new_name: str, *, actor: str) -> None:

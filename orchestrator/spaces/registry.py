@@ -3,6 +3,9 @@ step."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from sqlalchemy import func
 from sqlmodel import Session, select
 
@@ -161,3 +164,13 @@ def subdomain(space: Space) -> str:
 def app_url(space: Space) -> str:
     scheme = get_settings().public_url.split("://", 1)[0]
     return f"{scheme}://{subdomain(space)}.{get_settings().spaces_domain}"
+
+
+def front_matter(space: Space) -> dict[str, Any]:
+    """The README front matter the Space was last pushed with (its `card_data`), as a dict;
+    empty when there is none or it can't be read."""
+    try:
+        data = json.loads(space.card_data) if space.card_data else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -8,7 +8,6 @@ before it is shown.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,6 +18,7 @@ from sqlmodel import Session, col, select
 from orchestrator.community.likes import TRENDING_DAYS
 from orchestrator.core.auth import Access, Principal, space_access
 from orchestrator.core.models import Space, SpaceLike, Visibility, utcnow
+from orchestrator.spaces import registry
 from orchestrator.web import stage_words
 
 PAGE_SIZE = 30
@@ -160,12 +160,7 @@ def like_counts(session: Session, ids: list[int]) -> dict[int, int]:
     return dict(session.exec(query).all())
 
 
-def card_data(space: Space) -> dict[str, Any]:
-    try:
-        data = json.loads(space.card_data) if space.card_data else {}
-    except ValueError:
-        data = {}
-    return data if isinstance(data, dict) else {}
+card_data = registry.front_matter
 
 
 def card(space: Space, likes: int) -> Card:

@@ -17,6 +17,7 @@ from orchestrator.web import (
     files_page,
     home,
     new_space_page,
+    oauth_consent,
     render,
     settings_forms,
     settings_page,
@@ -57,6 +58,7 @@ def install(app: FastAPI) -> None:
         new_space_page,
         duplicate_page,
         community_page,
+        oauth_consent,
     )
     for module in pages:
         app.include_router(module.router)
