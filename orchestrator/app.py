@@ -4,6 +4,7 @@ the gateway that serves each Space on its own host."""
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from orchestrator.api import access_check as access_check_api
 from orchestrator.api import billing as billing_api
@@ -30,15 +31,22 @@ from orchestrator.api import volumes as volumes_api
 from orchestrator.api.request_ids import RequestIds
 from orchestrator.core import db
 from orchestrator.core.limits import BodySizeLimit
+from orchestrator.core.settings import get_settings
 from orchestrator.gateway.proxy import Gateway
+from orchestrator.oauth import spaces_door
 from orchestrator.push import git_http
 from orchestrator.web import routes as web_routes
 
 
-def create_app(*, migrate: bool = True) -> Gateway:
+def create_app(*, migrate: bool = True) -> ASGIApp:
     # Body limits apply to the control plane's own routes; Space hosts are proxied as is.
     # Every control-plane answer, a body refused for its size too, carries X-Request-Id.
-    return Gateway(RequestIds(BodySizeLimit(create_api(migrate=migrate))))
+    app: ASGIApp = Gateway(RequestIds(BodySizeLimit(create_api(migrate=migrate))))
+    # Outermost: what comes in through the sign-in door never reaches the gateway's routing
+    # by Host, nor any other route (orchestrator/oauth/spaces_door.py).
+    if door := spaces_door.door_host(get_settings()):
+        app = spaces_door.SpacesDoor(app, door)
+    return app
 
 
 def create_api(*, migrate: bool = True) -> FastAPI:

@@ -211,11 +211,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from orchestrator.core.redaction import RedactingFilter
     from orchestrator.core.settings import get_settings
     from orchestrator.gateway.proxy import WEBSOCKET_QUEUE_FRAMES
+    from orchestrator.oauth import spaces_door
 
     for name in ("uvicorn.access", "uvicorn.error"):  # request lines, websocket lines
         logging.getLogger(name).addFilter(RedactingFilter())
     logging.getLogger("uvicorn.access").addFilter(request_ids.AccessLogRequestId())
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(),
         host=args.host,
         port=args.port,
@@ -230,6 +231,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
         date_header=False,
     )
+    sockets = [config.bind_socket()]
+    if door := spaces_door.door_host(get_settings()):
+        sockets += spaces_door.bind_door(door, args.port)
+    uvicorn.Server(config).run(sockets=sockets)
     return 0
 
 

@@ -260,6 +260,16 @@ class Backend(abc.ABC):
         the controller calls it when it starts. Nothing, unless a backend needs it."""
         return None
 
+    def open_spaces_door(self, port: int) -> str | None:
+        """Let Spaces open connections to `port` on an address of this host that only they
+        reach, and return that address; None where Spaces reach the platform some other way
+        (Kubernetes: a Service). For the sign-in provider's door (orchestrator/oauth/)."""
+        return None
+
+    def close_spaces_door(self, port: int) -> None:
+        """Undo open_spaces_door."""
+        return None
+
     def tier_room(self, tier: HardwareTier) -> TierRoom | None:
         """Room for `tier` counted by the backend itself, or None when the controller's own
         admission (sandbox/admission.py, from `capacity()`) decides (Docker: one host)."""

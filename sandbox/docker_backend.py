@@ -170,6 +170,34 @@ class DockerBackend(Backend):
                 security.allow_comment(self.instance),
             )
 
+    def open_spaces_door(self, port: int) -> str | None:
+        self.ensure_network()
+        network = self.client.networks.get(security.SPACES_NETWORK)
+        configs = network.attrs.get("IPAM", {}).get("Config") or []
+        gateway = next((c.get("Gateway") for c in configs if c.get("Gateway")), None)
+        iptables = shutil.which("iptables")
+        if gateway is None or iptables is None:
+            log.warning("no gateway address or iptables: Spaces can't reach the sign-in door")
+            return None
+        rule = security.spaces_door_rule(gateway, port, self.instance)
+        present = subprocess.run([iptables, "-w", "-C", "INPUT", *rule], capture_output=True)
+        if present.returncode != 0:  # first in INPUT: above the DROP of Spaces' traffic
+            subprocess.run([iptables, "-w", "-I", "INPUT", "1", *rule], check=True)
+        return str(gateway)
+
+    def close_spaces_door(self, port: int) -> None:
+        iptables = shutil.which("iptables")
+        if iptables is None:
+            return
+        try:
+            network = self.client.networks.get(security.SPACES_NETWORK)
+        except NotFound:
+            return
+        for config in network.attrs.get("IPAM", {}).get("Config") or []:
+            if gateway := config.get("Gateway"):
+                rule = security.spaces_door_rule(gateway, port, self.instance)
+                subprocess.run([iptables, "-w", "-D", "INPUT", *rule], capture_output=True)
+
     # -- Backend ------------------------------------------------------------------
 
     def start(self, revision: Revision) -> Instance:

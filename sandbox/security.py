@@ -127,6 +127,29 @@ def host_firewall_rules() -> list[list[str]]:
     ]
 
 
+def spaces_door_rule(address: str, port: int, instance: str) -> list[str]:
+    """The one way in to the host from Spaces (INPUT, above host_firewall_rules' DROP): the
+    sign-in provider's door of one installation, its API port on the Spaces bridge's own
+    address, where its server answers nothing but the provider's machine endpoints
+    (orchestrator/oauth/spaces_door.py). Tagged with the installation, which removes it."""
+    return [
+        "-i",
+        SPACES_BRIDGE,
+        "-d",
+        address,
+        "-p",
+        "tcp",
+        "--dport",
+        str(port),
+        "-m",
+        "comment",
+        "--comment",
+        f"spaceport-door:{instance}"[:250],
+        "-j",
+        "ACCEPT",
+    ]
+
+
 # -- egress: what a Space may reach beyond the host -----------------------------------------
 #
 # Replies and the internet pass; metadata services, private networks (the LAN, a cloud VPC,

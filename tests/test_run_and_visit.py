@@ -252,7 +252,6 @@ def test_a_space_is_boxed_in(platform: Platform, running: dict) -> None:
     open_port = listener.getsockname()[1]
     targets = [
         f"open-host-port:{host_ip}:{open_port}",
-        f"api:{host_ip}:{platform.port}",
         f"other-space:{other_ip}:7860",
     ]
     for variable in ("SPACEPORT_DATABASE_URL", "SPACEPORT_BROKER_URL"):
@@ -270,8 +269,34 @@ def test_a_space_is_boxed_in(platform: Platform, running: dict) -> None:
     assert report["uid"] == "1000"
     assert report["CapEff"] == "0000000000000000"
     assert report["NoNewPrivs"] == "1"
+    # The API's port on the host answers a Space only as the sign-in door: the provider's
+    # machine endpoints, and a 404 for the API, the pages and other Spaces' hosts.
+    door = hello.exec_run(["python", "-c", DOOR_PROBE, f"http://{host_ip}:{platform.port}"])
+    answers = dict(line.split(" ", 1) for line in door.output.decode().splitlines())
+    assert answers == {
+        "/.well-known/openid-configuration": "200",
+        "/api/health": "404",
+        "/api/whoami-v2": "404",
+        "/": "404",
+        "other-space-host": "404",
+    }, door.output
     # ... while the gateway, from the host, still reaches it.
     assert httpx.get(platform.app_url("bob", "hello") + "/config").status_code == 200
+
+
+DOOR_PROBE = """
+import sys, urllib.request, urllib.error
+base = sys.argv[1]
+def status(path, host=None):
+    request = urllib.request.Request(base + path, headers={"Host": host} if host else {})
+    try:
+        return urllib.request.urlopen(request, timeout=5).status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+for path in ("/.well-known/openid-configuration", "/api/health", "/api/whoami-v2", "/"):
+    print(path, status(path))
+print("other-space-host", status("/config", host="bob-image-filter.localhost"))
+"""
 
 
 @pytest.fixture(scope="module")

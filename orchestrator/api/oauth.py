@@ -22,7 +22,8 @@ from orchestrator.api.deps import current_principal, require_principal
 from orchestrator.api.errors import ERROR_RESPONSES
 from orchestrator.core.auth import Principal
 from orchestrator.core.db import get_session
-from orchestrator.oauth import clients, grants, keys
+from orchestrator.core.settings import get_settings
+from orchestrator.oauth import clients, grants, keys, spaces_door
 from orchestrator.oauth.clients import OAuthRefused
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -31,14 +32,21 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 @router.get("/.well-known/openid-configuration", response_model=wire.OpenIdConfiguration)
-def discovery() -> wire.OpenIdConfiguration:
+def discovery(request: Request) -> wire.OpenIdConfiguration:
     base = grants.issuer()
+    # Read by a Space through its door (oauth/spaces_door.py): its server's endpoints are
+    # the door's; the browser's (authorization) stays the public one.
+    machine = (
+        spaces_door.provider_url(get_settings())
+        if spaces_door.came_through_door(request.scope)
+        else base
+    )
     return wire.OpenIdConfiguration(
         issuer=base,
         authorization_endpoint=f"{base}/oauth/authorize",
-        token_endpoint=f"{base}/oauth/token",
-        userinfo_endpoint=f"{base}/oauth/userinfo",
-        jwks_uri=f"{base}/oauth/jwks",
+        token_endpoint=f"{machine}/oauth/token",
+        userinfo_endpoint=f"{machine}/oauth/userinfo",
+        jwks_uri=f"{machine}/oauth/jwks",
         response_types_supported=["code"],
         grant_types_supported=["authorization_code"],
         subject_types_supported=["public"],

@@ -13,6 +13,7 @@ from orchestrator.core import secret_store
 from orchestrator.core.models import Secret, Space, Variable
 from orchestrator.core.settings import get_settings
 from orchestrator.oauth import clients as oauth_clients
+from orchestrator.oauth import spaces_door
 from orchestrator.spaces import registry as spaces_module
 from orchestrator.volumes import mounts as volume_mounts
 from sandbox.backend import Revision
@@ -25,7 +26,7 @@ def space_environment(session: Session, space: Space) -> dict[str, str]:
     tier = sized_tier(space.requested_hardware, settings.hardware_overrides)
     card = json.loads(space.card_data) if space.card_data else {}
     # The OAuth app first: the owner's own variables and secrets of those names win.
-    env = oauth_environment(space, card, settings.public_url)
+    env = oauth_environment(space, card, spaces_door.provider_url(settings))
     variables = session.exec(select(Variable).where(Variable.space_id == space.id))
     env.update({v.key: v.value for v in variables})
     env.update(
@@ -52,7 +53,7 @@ def space_environment(session: Session, space: Space) -> dict[str, str]:
     return env
 
 
-def oauth_environment(space: Space, card: dict[str, Any], public_url: str) -> dict[str, str]:
+def oauth_environment(space: Space, card: dict[str, Any], provider_url: str) -> dict[str, str]:
     """What the Hub gives a Space whose README says `hf_oauth: true`: its OAuth app. Gradio's
     `gr.LoginButton` refuses to start without these; Spaceport is the OpenID Connect provider
     they name (orchestrator/oauth/). The client secret is masked like the Space's secrets."""
@@ -63,7 +64,7 @@ def oauth_environment(space: Space, card: dict[str, Any], public_url: str) -> di
         "OAUTH_CLIENT_ID": space.uid,
         "OAUTH_CLIENT_SECRET": secret_store.oauth_client_secret(space.uid),
         "OAUTH_SCOPES": " ".join(scopes),
-        "OPENID_PROVIDER_URL": public_url.rstrip("/"),
+        "OPENID_PROVIDER_URL": provider_url.rstrip("/"),
     }
 
 

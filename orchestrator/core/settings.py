@@ -63,6 +63,16 @@ class Settings(BaseSettings):
         default="localhost:8000",
         description="Domain under which each Space is served as {owner}-{name}.{domain}.",
     )
+    spaces_provider_url: str = Field(
+        default="",
+        max_length=2048,
+        description="Where a Space's own server reaches this installation's sign-in provider "
+        "(the token, userinfo and key endpoints of `hf_oauth: true`; given to Spaces as "
+        "OPENID_PROVIDER_URL). Empty: the public URL, except that `spaceport up` with a "
+        "loopback public URL, which a container can't reach, opens a door on the Spaces "
+        "network's gateway address serving only those endpoints, and sets this to it. On "
+        "Kubernetes, a URL of the API's Service that Spaces' pods may reach.",
+    )
     gateway_resync_seconds: float = Field(
         default=60.0,
         gt=0,

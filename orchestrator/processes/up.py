@@ -28,6 +28,7 @@ from orchestrator.builds import runner as builds
 from orchestrator.core import auth, db, home, installation
 from orchestrator.core.models import ApiToken, TokenRole
 from orchestrator.core.settings import Settings, get_settings
+from orchestrator.oauth import spaces_door
 from orchestrator.processes import lifeline
 from sandbox import docker_engine
 from sandbox.hardware import SMALL_HOST_CPU_ALLOCATION_RATIO, SMALL_HOST_OVERRIDES
@@ -169,6 +170,10 @@ def run(host: str, port: int, with_samples: bool) -> int:
         return EXIT_BUSY
     ensure_docker()
     db.migrate()
+    # Spaces' way to the sign-in provider when the public URL is loopback (oauth/spaces_door).
+    door = spaces_door.open_for_up(settings, port)
+    if door:
+        os.environ["SPACEPORT_SPACES_PROVIDER_URL"] = door
     # Builds left `running` by a worker that died with an earlier `up` fail now, so their
     # Spaces leave BUILDING before anyone asks.
     builds.reap_stale_builds()
@@ -200,6 +205,8 @@ def run(host: str, port: int, with_samples: bool) -> int:
     say(logstyle.step(f"Spaceport is up at {settings.public_url} (state in {settings.home})"))
     say(logstyle.detail(f"Installation {instance}: the label on each of its containers"))
     say(logstyle.detail(f"Spaces are served at http://{{owner}}-{{name}}.{settings.spaces_domain}"))
+    if door:
+        say(logstyle.detail(f"Spaces' servers reach its sign-in provider at {door}"))
     if token:
         say(logstyle.step(f"Admin token (shown once, keep it): {token}"))
         if with_samples:
@@ -215,6 +222,8 @@ def run(host: str, port: int, with_samples: bool) -> int:
             child.wait(timeout=20)
         except subprocess.TimeoutExpired:
             child.kill()
+    if door:
+        spaces_door.close_for_up(settings, port)
     lock.release()
     return 0
 
