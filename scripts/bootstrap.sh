@@ -3,7 +3,7 @@
 # Docker Engine, *.localhost name resolution and the project's virtual environment.
 #
 #   scripts/bootstrap.sh          what `spaceport up` needs
-#   scripts/bootstrap.sh --test   also the servers the test suite starts (PostgreSQL, Redis)
+#   scripts/bootstrap.sh --test   also what the test suite needs (PostgreSQL, Redis, Chromium, axe-core)
 #
 # Idempotent, and quick when everything is already in place: apt is only consulted for
 # packages that are missing, and pip only runs when pyproject.toml changed.
@@ -65,6 +65,16 @@ if [ "$WITH_TEST" -eq 1 ]; then
     # (tests/unit/test_waiting_page_browser.py, through the test extras' Playwright, which
     # drives this one: no browser of Playwright's own is downloaded).
     PACKAGES+=(chromium)
+    # fonts-noto-color-emoji: a Space's card emoji, drawn in those pages' screenshots (without
+    # it Chromium draws an empty box). nodejs (with npm): installs the browser tests' pinned
+    # front-end dependencies (tests/browser/package-lock.json: axe-core, the accessibility
+    # engine tests/unit/test_pages_accessibility.py runs in every page) from the npm registry.
+    PACKAGES+=(fonts-noto-color-emoji nodejs)
+    if ! command -v npm >/dev/null 2>&1; then
+        # Debian's nodejs comes without npm; a nodejs that bundles it (NodeSource's) conflicts
+        # with Debian's npm package, so it is only asked for when there is no npm at all.
+        PACKAGES+=(npm)
+    fi
 fi
 
 step "Checking system packages"
@@ -163,6 +173,22 @@ if [ ! -e "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     touch "$STAMP"
 else
     detail "up to date"
+fi
+
+# --- Browser tests' front-end dependencies ---------------------------------------------
+# Exactly the versions tests/browser/package-lock.json pins, into tests/browser/node_modules
+# (git-ignored): npm ci only runs when the lock file changed since the last install.
+if [ "$WITH_TEST" -eq 1 ]; then
+    BROWSER_DEPS="$ROOT/tests/browser"
+    step "Checking browser tests' front-end dependencies"
+    if [ ! -e "$BROWSER_DEPS/node_modules/.installed-stamp" ] ||
+        [ "$BROWSER_DEPS/package-lock.json" -nt "$BROWSER_DEPS/node_modules/.installed-stamp" ]; then
+        detail "npm ci in tests/browser"
+        (cd "$BROWSER_DEPS" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+        touch "$BROWSER_DEPS/node_modules/.installed-stamp"
+    else
+        detail "up to date"
+    fi
 fi
 
 step "Bootstrap done"
