@@ -138,14 +138,16 @@ GIT_PROTOCOL = ("/info/refs", "/git-upload-pack", "/git-receive-pack", "/{repo}/
 
 def shape_problem(response: httpx.Response) -> str | None:
     """What is wrong with a refusal's shape: {"error": message} (plus `url` on a 409 of
-    create/duplicate, `message` for git-lfs) and X-Error-Message (orchestrator/api/errors.py)."""
+    create/duplicate, `message` for git-lfs, `error_description` for the OAuth token
+    endpoint) and X-Error-Message (orchestrator/api/errors.py)."""
     try:
         body = response.json()
     except ValueError:
         return f"{response.status_code} not JSON"
     if not isinstance(body, dict) or not isinstance(body.get("error"), str):
         return f"{response.status_code} {str(body)[:60]}"
-    if set(body) - {"error", "url", "message"} or not response.headers.get("x-error-message"):
+    extra = set(body) - {"error", "url", "message", "error_description"}
+    if extra or not response.headers.get("x-error-message"):
         return f"{response.status_code} not the one error shape"
     return None
 

@@ -3,8 +3,8 @@ the token endpoint a Space's server trades its code at, userinfo and the signing
 page a person allows the sign-in on is web/oauth_consent.py (/oauth/authorize); what the
 flow means is orchestrator/oauth/.
 
-The token endpoint answers in OAuth's own error shape (wire.OAuthErrorBody), the one
-authlib reads, rather than the Hub's: its clients are OAuth clients.
+The token endpoint's refusals are RFC 6749's, which authlib reads (`error` a code,
+`error_description` the words), within the one error shape (wire.ErrorBody).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlmodel import Session
 
 from orchestrator.api import wire
 from orchestrator.api.deps import current_principal, require_principal
-from orchestrator.api.errors import ERROR_RESPONSES
+from orchestrator.api.errors import ERROR_RESPONSES, error_headers
 from orchestrator.core.auth import Principal
 from orchestrator.core.db import get_session
 from orchestrator.core.settings import get_settings
@@ -64,8 +64,10 @@ def jwks() -> dict[str, object]:
 
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
-    body = wire.OAuthErrorBody(error=error, error_description=description)
-    headers = dict(NO_STORE)
+    """RFC 6749 section 5.2's refusal (`error` a code, `error_description` the words), in
+    the one error shape: the same body model, X-Error-Message carrying the words."""
+    body = wire.ErrorBody(error=error, error_description=description)
+    headers = {**NO_STORE, **error_headers(status, description)}
     if status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="Spaceport"'
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)

@@ -38,6 +38,9 @@ class ErrorBody(Wire):
     error: str
     url: str | None = omitted()  # a 409 on create/duplicate: where the existing Space is
     message: str | None = omitted()  # the LFS batch API's errors: git-lfs prints `message`
+    # The sign-in provider's token endpoint (api/oauth.py): RFC 6749 puts a code in `error`
+    # and the words in `error_description`, which authlib reads.
+    error_description: str | None = omitted()
 
 
 class YamlProblem(Wire):
@@ -722,10 +725,10 @@ class CreditUsage(Wire):
     next: int | None
 
 
-
 # -- Sign in with Spaceport (OpenID Connect, orchestrator/oauth/) -------------------------
 # These are OAuth's and OpenID Connect's shapes, not the Hub's: authlib (under Gradio's
-# LoginButton) reads them by the RFCs' names, errors included (OAuthErrorBody).
+# LoginButton) reads them by the RFCs' names; their refusals are ErrorBody with
+# `error_description`.
 
 
 class OpenIdConfiguration(Wire):
@@ -750,10 +753,3 @@ class OAuthTokens(Wire):
     expires_in: int
     scope: str
     id_token: str
-
-
-class OAuthErrorBody(Wire):
-    """RFC 6749 section 5.2: `error` is a code, `error_description` says what to fix."""
-
-    error: str
-    error_description: str

@@ -359,7 +359,7 @@ def _check_error(response: httpx.Response, where: str) -> str | None:
         return f"{where}: {response.status_code} is not JSON: {response.text[:80]!r}"
     if not isinstance(body, dict) or not isinstance(body.get("error"), str) or not body["error"]:
         return f"{where}: {response.status_code} {body!r:.120}"
-    if set(body) - {"error", "url", "message"}:
+    if set(body) - {"error", "url", "message", "error_description"}:
         return f"{where}: extra fields {sorted(body)}"
     if not response.headers.get("x-error-message"):
         return f"{where}: no X-Error-Message"
