@@ -51,6 +51,11 @@ class UserNameTaken(ValueError):
     """A new user name that differs from an existing one only in case (HTTP 409)."""
 
 
+def find_user(session: Session, name: str) -> User | None:
+    """The user or organisation of that name, regardless of case."""
+    return session.exec(select(User).where(func.lower(User.name) == name.lower())).first()
+
+
 def get_or_create_user(session: Session, name: str) -> User:
     if not valid_name(name):
         raise ValueError(

@@ -149,6 +149,20 @@ class WebSession(SQLModel, table=True):
     expires_at: datetime
 
 
+class ExternalIdentity(SQLModel, table=True):
+    """Who a user is at the external OpenID Connect provider of the pages' sign-in
+    (core/external_sign_in.py): its issuer and subject id, linked once, at the first
+    sign-in, so a later one finds the same user whatever name the provider says then."""
+
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issuer: str = Field(max_length=2048)
+    subject: str = Field(max_length=255)
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class OAuthCode(SQLModel, table=True):
     """An authorization code of "Sign in with Spaceport" (orchestrator/oauth/): given to a
     Space's browser redirect, traded once by the Space's server for tokens. Only its SHA-256

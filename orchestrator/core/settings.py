@@ -97,6 +97,37 @@ class Settings(BaseSettings):
         description="How long a web sign-in lasts (default 14 days): the session cookie's "
         "lifetime and the server's. Signing out ends it at once.",
     )
+    oidc_issuer: str = Field(
+        default="",
+        max_length=2048,
+        description="An external OpenID Connect provider people sign in to the pages with "
+        "(its issuer URL, e.g. https://accounts.example.com; discovery is read from "
+        "{issuer}/.well-known/openid-configuration). Empty: passwords only. Register "
+        "{SPACEPORT_PUBLIC_URL}/login/sso/callback as the client's redirect URI.",
+    )
+    oidc_client_id: str = Field(
+        default="", max_length=512, description="This installation's client id there."
+    )
+    oidc_client_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Its client secret; never logged or shown.",
+    )
+    oidc_scopes: str = Field(
+        default="openid profile email",
+        max_length=1024,
+        description="The scopes asked of the provider (openid is required).",
+    )
+    oidc_username_claim: str = Field(
+        default="preferred_username",
+        max_length=128,
+        description="The ID token claim that becomes the Spaceport user name on a first "
+        "sign-in (later sign-ins follow the provider's subject id, whatever the name).",
+    )
+    oidc_button_label: str = Field(
+        default="Single sign-on",
+        max_length=100,
+        description="The sign-in page's button for the provider: 'Sign in with {label}'.",
+    )
     visitor_idle_seconds: float = Field(
         default=60.0,
         gt=0,

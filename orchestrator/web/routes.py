@@ -22,6 +22,7 @@ from orchestrator.web import (
     settings_forms,
     settings_page,
     sign_in,
+    sign_in_external,
     space_page,
     tokens_page,
     usage_page,
@@ -49,6 +50,7 @@ def install(app: FastAPI) -> None:
     pages = (
         home,
         sign_in,
+        sign_in_external,
         space_page,
         settings_page,
         settings_forms,

@@ -15,9 +15,10 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from orchestrator.core import web_sessions
+from orchestrator.core import external_sign_in, web_sessions
 from orchestrator.core.auth import Principal
 from orchestrator.core.db import get_session
+from orchestrator.core.models import User
 from orchestrator.core.settings import get_settings
 from orchestrator.web.render import page
 from orchestrator.web.viewer import form_sender, page_viewer
@@ -68,6 +69,7 @@ def _form(
     error: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
+    settings = get_settings()
     return page(
         request,
         "login.html",
@@ -76,6 +78,7 @@ def _form(
         next_path=next_path,
         name=name,
         error=error,
+        sso_label=settings.oidc_button_label if external_sign_in.configured(settings) else "",
     )
 
 
@@ -117,7 +120,13 @@ def login(
             error="That name and password don't match. Check both and try again; an "
             "administrator sets passwords with `spaceport user password NAME`.",
         )
-    value, row = web_sessions.start_session(session, user)
+    return signed_in(session, user, target)
+
+
+def signed_in(session: Session, user: User, target: str) -> RedirectResponse:
+    """A new session for `user` (a password or the external provider proved who it is),
+    its cookie, and on to `target`."""
+    value, _row = web_sessions.start_session(session, user)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         web_sessions.COOKIE,
