@@ -5,13 +5,14 @@
 const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
 
 // Reads a text/event-stream with fetch (EventSource only delivers unnamed events, and the
-// event stream names each by its kind), calling onEvent(name, data) per event. Reconnects
-// after a drop, after `retryMs`.
-async function readStream(url, onEvent, retryMs = 3000) {
+// event stream names each by its kind), calling onEvent(name, data) per event and onOpen()
+// as each connection opens. Reconnects after a drop or an end, after `retryMs`.
+async function readStream(url, onEvent, retryMs = 3000, onOpen = () => {}) {
   for (;;) {
     try {
       const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "text/event-stream" } });
       if (!response.ok || !response.body) return; // 404: nothing to follow
+      onOpen();
       const reader = response.body.getReader();
       const decoder = new TextDecoder();
       let buffer = "";
@@ -103,18 +104,27 @@ function liveSpace(body) {
 }
 
 // Build and container logs: follow the SSE log stream into the <pre>, kept scrolled to the
-// end unless the reader scrolled up.
+// end unless the reader scrolled up. Each connection sends the log from its start (the
+// build log's ends with the build, and is asked again), so the lines already shown are
+// kept, not repeated; a line that differs (a new build's log) replaces the rest.
 function liveLog(pre) {
   const MAX_LINES = 5000;
-  readStream(pre.dataset.logSrc, (_name, data) => {
+  let next = 0; // this connection's next line, as an index into the lines shown
+  const onLine = (_name, data) => {
     let line;
     try { line = JSON.parse(data).data; } catch (_error) { return; }
     if (typeof line !== "string") return;
+    const text = line.endsWith("\n") ? line : line + "\n";
+    const shown = pre.childNodes;
+    if (next < shown.length && shown[next].textContent === text) { next++; return; }
+    while (shown.length > next) pre.lastChild.remove();
     const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
-    pre.append(line.endsWith("\n") ? line : line + "\n");
-    while (pre.childNodes.length > MAX_LINES) pre.firstChild.remove();
+    pre.append(text);
+    next++;
+    while (shown.length > MAX_LINES) { pre.firstChild.remove(); next--; }
     if (atEnd) pre.scrollTop = pre.scrollHeight;
-  });
+  };
+  readStream(pre.dataset.logSrc, onLine, 3000, () => { next = 0; });
 }
 
 // Page scripts calling the API on the session's behalf send its CSRF token.

@@ -1,0 +1,97 @@
+"""Spaceport's pages end to end in a real browser, on a real `spaceport up`: Debian's
+Chromium (through Playwright, never a downloaded browser) signs in, creates a Space from
+the form, and after a real `git push` watches the build log stream into the page (shown
+once, though its stream is asked again after the build ends) and the Gradio app appear in
+the page's frame. Each step's screenshot is kept in the test's tmp dir (or
+SPACEPORT_TEST_SHOTS)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.platform import Platform, sample_checkout, until
+from tests.test_space_sign_in_browser import CHROMIUM_ARGS, _set_password
+from tests.unit.test_waiting_page_browser import CHROMIUM, _require_browser
+
+pytestmark = pytest.mark.parametrize("platform", ["sqlite-embedded"], indirect=True)
+
+USER, PASSWORD = "flowtester", "a long test password"
+NAME, COPY = "flow", "flow-copy"
+
+
+def _push_in_background(repo: Path, url: str) -> subprocess.Popen[str]:
+    """`git push` answers once the build is done; the page is watched meanwhile."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    return subprocess.Popen(
+        ["git", "push", "--force", url, "main"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_person_runs_a_space_through_the_pages(platform: Platform, tmp_path: Path) -> None:
+    _require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = Path(os.environ.get("SPACEPORT_TEST_SHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    token = platform.token(USER)
+    _set_password(platform, USER, PASSWORD)
+    base = f"{platform.url}/spaces/{USER}/{NAME}"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            shot = lambda step: page.screenshot(path=shots / f"{step}.png", full_page=True)  # noqa: E731
+
+            # 1. Sign in: the header shows who.
+            page.goto(platform.url + "/login")
+            page.get_by_label("User name").fill(USER)
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
+            expect(page.locator("header").first).to_contain_text(USER)
+            shot("01-signed-in")
+
+            # 2. Create a blank gradio Space from the form: its page says to push.
+            page.goto(platform.url + "/new-space")
+            page.get_by_label("Space name").fill(NAME)
+            page.get_by_label("Blank: push your own app").check()
+            page.get_by_label("gradio", exact=True).check()
+            page.get_by_role("button", name="Create Space").click()
+            page.wait_for_url(base)
+            expect(page.get_by_text(re.compile("push", re.I)).first).to_be_visible()
+            shot("02-created")
+
+            # 3. Push the hello sample with git; the build log streams into the page, then
+            # the badge says running and the frame shows the Gradio app.
+            repo = sample_checkout("hello", tmp_path)
+            pushing = _push_in_background(repo, platform.git_url(USER, NAME, token))
+            until("a build to start", lambda: bool(platform.builds(USER, NAME, token)), 120)
+            page.reload()  # the log's stream starts with the page
+            log = page.get_by_label("Build log")
+            if not log.is_visible():
+                page.get_by_text("Build log", exact=True).click()
+            expect(log).to_contain_text(re.compile(r"\S"), timeout=120_000)
+            shot("03a-build-log")
+            _, pushed = pushing.communicate(timeout=300)
+            assert "Build succeeded" in pushed, pushed[-4000:]
+            badge = page.locator("[data-stage-of]")
+            expect(badge).to_have_text(re.compile("Running", re.I), timeout=300_000)
+            frame = page.frame_locator(".app-frame iframe")
+            expect(frame.get_by_role("button", name="Submit")).to_be_visible(timeout=60_000)
+            page.wait_for_timeout(4_000)  # past a reconnect of the ended log's stream
+            # Each reconnect sends the log from its start: it is shown once, not repeated.
+            assert log.inner_text().count("Build succeeded") == 1, log.inner_text()
+            shot("03b-running")
+        finally:
+            browser.close()
