@@ -230,10 +230,8 @@ def _axe(page) -> list[str]:  # noqa: ANN001 - a Playwright Page
     for violation in violations:
         for node in violation["nodes"]:
             target = " ".join(map(str, node["target"]))
-            why = (node.get("failureSummary") or "").strip().splitlines()
-            found.append(
-                f"{violation['id']} ({violation['impact']}) at {target}: {''.join(why[-1:]).strip()}"
-            )
+            why = "".join((node.get("failureSummary") or "").strip().splitlines()[-1:]).strip()
+            found.append(f"{violation['id']} ({violation['impact']}) at {target}: {why}")
     return found
 
 
