@@ -2,7 +2,9 @@
 Chromium (through Playwright, never a downloaded browser) signs in, creates a Space from
 the form, and after a real `git push` watches the build log stream into the page (shown
 once, though its stream is asked again after the build ends) and the Gradio app appear in
-the page's frame. Each step's screenshot is kept in the test's tmp dir (or
+the page's frame; then on the Community tab opens a discussion and a pull request through
+the forms, pushes a commit to its refs/pr/N with git and merges it, and sees the commit on
+main. Each step's screenshot is kept in the test's tmp dir (or
 SPACEPORT_TEST_SHOTS)."""
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.platform import Platform, sample_checkout, until
+from tests.platform import Platform, commit_change, push, sample_checkout, until
 from tests.test_space_sign_in_browser import CHROMIUM_ARGS, _set_password
 from tests.unit.test_waiting_page_browser import CHROMIUM, _require_browser
 
@@ -93,5 +95,32 @@ def test_a_person_runs_a_space_through_the_pages(platform: Platform, tmp_path: P
             # Each reconnect sends the log from its start: it is shown once, not repeated.
             assert log.inner_text().count("Build succeeded") == 1, log.inner_text()
             shot("03b-running")
+
+            # 4. Community: a discussion, then a draft pull request that gets a commit
+            # pushed with git and is merged from its page.
+            page.goto(base + "/discussions")
+            page.get_by_role("link", name="New discussion").click()
+            page.get_by_label("Title").fill("Say hello in French too?")
+            page.get_by_label("First comment").fill("Bonjour would be nice.")
+            page.get_by_role("button", name="Open").click()
+            expect(page.get_by_role("heading", level=2).first).to_contain_text("French")
+            shot("04a-discussion")
+            page.goto(base + "/discussions/new?pull_request=1")
+            page.get_by_label("Title").fill("Add a notes file")
+            page.get_by_label("First comment").fill("A small change, pushed with git.")
+            page.get_by_role("button", name="Open").click()
+            ref = page.locator(".pr-info code").first.inner_text()
+            assert re.fullmatch(r"refs/pr/\d+", ref), ref
+            commit_change(repo, "notes.txt", "notes\n", "Add notes.txt")
+            push(repo, platform.git_url(USER, NAME, token), f"HEAD:{ref}")
+            page.reload()
+            expect(page.locator(".pr-info")).to_contain_text("Add notes.txt")
+            shot("04b-pull-request")
+            page.get_by_role("button", name="Merge into main").click()
+            expect(page.locator(".pr-info")).to_contain_text("Merged as")
+            shot("04c-merged")
+            page.goto(base + "/commits/main")
+            expect(page.get_by_text("Add notes.txt").first).to_be_visible()
+            shot("04d-commits")
         finally:
             browser.close()
