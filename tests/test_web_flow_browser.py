@@ -4,8 +4,9 @@ the form, and after a real `git push` watches the build log stream into the page
 once, though its stream is asked again after the build ends) and the Gradio app appear in
 the page's frame; then on the Community tab opens a discussion and a pull request through
 the forms, pushes a commit to its refs/pr/N with git and merges it, and sees the commit on
-main. Each step's screenshot is kept in the test's tmp dir (or
-SPACEPORT_TEST_SHOTS)."""
+main; duplicates the Space through the dialog; and in Settings asks for a paid tier (with
+credit), sets a secret, a variable and a visitor concurrency of 1. Each step's screenshot
+is kept in the test's tmp dir (or SPACEPORT_TEST_SHOTS)."""
 
 from __future__ import annotations
 
@@ -122,5 +123,39 @@ def test_a_person_runs_a_space_through_the_pages(platform: Platform, tmp_path: P
             page.goto(base + "/commits/main")
             expect(page.get_by_text("Add notes.txt").first).to_be_visible()
             shot("04d-commits")
+
+            # 5. Duplicate through the dialog: the copy's page, said to be a copy.
+            page.goto(base)
+            page.get_by_role("link", name="Duplicate").click()
+            page.get_by_label("Space name").fill(COPY)
+            page.get_by_role("button", name="Duplicate Space").click()
+            page.wait_for_url(f"{platform.url}/spaces/{USER}/{COPY}")
+            expect(page.locator(".notice").first).to_contain_text(f"a copy of {USER}/{NAME}")
+            shot("05-duplicated")
+
+            # 6. Settings: a paid tier (with credit), a secret, a variable, concurrency 1.
+            platform.cli("credit", "grant", USER, "10", "--note", "for the flow test")
+            settings = base + "/settings"
+            page.goto(settings)
+            page.locator('input[name="flavor"][value="cpu-upgrade"]').check()
+            page.get_by_role("button", name="Change hardware").click()
+            expect(page.locator(".notice").first).to_contain_text("cpu-upgrade")
+            page.locator("#secret-key").fill("API_KEY")
+            page.locator("#secret-value").fill("flow-secret-value-123")
+            page.get_by_role("button", name="Add or replace secret").click()
+            expect(page.locator(".notice").first).to_contain_text("API_KEY")
+            page.locator("#variable-key").fill("GREETING")
+            page.locator("#variable-value").fill("Bonjour")
+            page.get_by_role("button", name="Add or replace variable").click()
+            expect(page.locator(".notice").first).to_contain_text("GREETING")
+            page.get_by_label(re.compile("Visitor concurrency")).fill("1")
+            page.get_by_role("button", name="Set visitor concurrency").click()
+            expect(page.locator(".notice").first).to_be_visible()
+            assert "flow-secret-value-123" not in page.content()  # write-only
+            expect(page.locator("body")).to_contain_text("Bonjour")
+            expect(page.get_by_label(re.compile("Visitor concurrency"))).to_have_value("1")
+            shot("06-settings")
+            runtime = platform.runtime(USER, NAME, token)
+            assert runtime["hardware"]["requested"] == "cpu-upgrade", runtime
         finally:
             browser.close()
