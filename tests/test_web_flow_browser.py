@@ -90,6 +90,10 @@ def test_a_person_runs_a_space_through_the_pages(platform: Platform, tmp_path: P
             assert "Build succeeded" in pushed, pushed[-4000:]
             badge = page.locator("[data-stage-of]")
             expect(badge).to_have_text(re.compile("Running", re.I), timeout=300_000)
+            # Rendered while still in its first stage (no app file) the page shows that
+            # error instead of a frame, and only the badge is live: load it again.
+            if not page.locator(".app-frame iframe").count():
+                page.reload()
             frame = page.frame_locator(".app-frame iframe")
             expect(frame.get_by_role("button", name="Submit")).to_be_visible(timeout=60_000)
             page.wait_for_timeout(4_000)  # past a reconnect of the ended log's stream
