@@ -163,3 +163,7 @@ def test_a_person_runs_a_space_through_the_pages(platform: Platform, tmp_path: P
             assert runtime["hardware"]["requested"] == "cpu-upgrade", runtime
         finally:
             browser.close()
+            # The platform is shared with the modules after this one: leave it no Space
+            # (a paid tier's would hold its room).
+            for name in (NAME, COPY):
+                platform.delete_space(USER, name, token)
