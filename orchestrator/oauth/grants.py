@@ -31,10 +31,6 @@ CODE_SECONDS = 300
 WRITING_SCOPES = frozenset({"write-repos", "manage-repos"})
 
 
-def _hash(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
-
-
 def issuer() -> str:
     return get_settings().public_url.rstrip("/")
 
@@ -53,7 +49,7 @@ def issue_code(
     assert client.space.id is not None and user.id is not None
     session.add(
         OAuthCode(
-            code_hash=_hash(code),
+            code_hash=auth.hash_token(code),
             space_id=client.space.id,
             user_id=user.id,
             redirect_uri=redirect_uri,
@@ -88,7 +84,9 @@ def redeem(
     the same code, one gets it."""
     now = utcnow()
     refused = OAuthRefused("invalid_grant", "the code is unknown, used or expired: sign in again")
-    row = session.exec(select(OAuthCode).where(OAuthCode.code_hash == _hash(code))).first()
+    row = session.exec(
+        select(OAuthCode).where(OAuthCode.code_hash == auth.hash_token(code))
+    ).first()
     if row is None or row.space_id != client.space.id:
         raise refused
     if row.redirect_uri != redirect_uri:
