@@ -99,7 +99,9 @@ class Platform:
         if remove_containers:
             client = docker.from_env()
             label = f"org.spaceport.instance={self.instance}"
-            for container in client.containers.list(all=True, filters={"label": label}):
+            for container in client.containers.list(
+                ignore_removed=True, all=True, filters={"label": label}
+            ):
                 container.remove(force=True)
             # The BuildKit daemon's state volume (its layer cache): one per test installation.
             for volume in client.volumes.list(filters={"label": label}):

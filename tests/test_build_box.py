@@ -103,7 +103,7 @@ def home(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> Itera
     yield tmp_path_factory.mktemp("buildbox-home")
     client = docker.from_env()  # the build proxy of this test installation
     for container in client.containers.list(
-        all=True, filters={"label": f"{LABEL_INSTANCE}={INSTANCE}"}
+        ignore_removed=True, all=True, filters={"label": f"{LABEL_INSTANCE}={INSTANCE}"}
     ):
         container.remove(force=True)
 

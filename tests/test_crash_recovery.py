@@ -128,7 +128,7 @@ def restart_up(platform: Platform) -> None:
 def containers(platform: Platform, owner: str, name: str) -> list:
     client = docker.from_env()
     labels = [f"org.spaceport.instance={platform.instance}", f"org.spaceport.space={owner}/{name}"]
-    return client.containers.list(all=True, filters={"label": labels})
+    return client.containers.list(ignore_removed=True, all=True, filters={"label": labels})
 
 
 def wait_mid_start(platform: Platform, owner: str, name: str, token: str) -> None:

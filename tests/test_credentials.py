@@ -69,7 +69,7 @@ def container_log(platform: Platform, space: str) -> str:
         f"org.spaceport.instance={platform.env['SPACEPORT_INSTANCE']}",
         f"org.spaceport.space={space}",
     ]
-    containers = docker.from_env().containers.list(filters={"label": labels})
+    containers = docker.from_env().containers.list(ignore_removed=True, filters={"label": labels})
     return "".join(c.logs().decode(errors="replace") for c in containers)
 
 

@@ -36,7 +36,7 @@ def container_env(platform: Platform, space: str) -> list[str]:
     client = docker.from_env()
     labels = [f"{LABEL_INSTANCE}={platform.instance}", f"{LABEL_SPACE}={space}"]
     env: list[str] = []
-    for container in client.containers.list(filters={"label": labels}):
+    for container in client.containers.list(ignore_removed=True, filters={"label": labels}):
         env += container.attrs["Config"]["Env"] or []
     return env
 

@@ -57,7 +57,9 @@ def test_a_stopped_build_stops_in_the_engine(python_base: str) -> None:
     assert any(marker in line for line in lines)  # lines arrived while it ran
     time.sleep(2)
     still_running = [
-        c for c in client.containers.list() if marker in " ".join(c.attrs["Config"]["Cmd"] or [])
+        c
+        for c in client.containers.list(ignore_removed=True)
+        if marker in " ".join(c.attrs["Config"]["Cmd"] or [])
     ]
     assert still_running == []
 

@@ -60,7 +60,8 @@ def gpus_held_by(platform: Platform, space: str) -> list[str]:
     """The GPU label of each live container of `space` in this installation."""
     client = docker.from_env()
     containers = client.containers.list(
-        filters={"label": [f"{LABEL_INSTANCE}={platform.instance}", f"{LABEL_SPACE}={space}"]}
+        ignore_removed=True,
+        filters={"label": [f"{LABEL_INSTANCE}={platform.instance}", f"{LABEL_SPACE}={space}"]},
     )
     return [c.labels.get(LABEL_GPUS, "") for c in containers]
 

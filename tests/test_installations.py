@@ -53,7 +53,9 @@ def two(docker_engine: None) -> Iterator[tuple[Platform, Platform]]:
 def containers(platform: Platform) -> list:
     """The installation's Space containers (it also runs helpers, such as the build proxy)."""
     labels = [f"org.spaceport.instance={platform.instance}", "org.spaceport.space"]
-    return docker.from_env().containers.list(all=True, filters={"label": labels})
+    return docker.from_env().containers.list(
+        ignore_removed=True, all=True, filters={"label": labels}
+    )
 
 
 def test_two_default_installations_keep_to_their_own(

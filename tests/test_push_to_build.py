@@ -241,7 +241,7 @@ def test_push_during_a_running_build_cancels_it(
     while time.monotonic() < deadline:
         leftovers = [
             c.name
-            for c in docker.from_env().containers.list()
+            for c in docker.from_env().containers.list(ignore_removed=True)
             if marker in " ".join(c.attrs["Config"]["Cmd"] or [])
         ] + processes_with(marker)
         if not leftovers:

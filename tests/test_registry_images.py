@@ -71,7 +71,7 @@ def _space(platform: Platform, owner: str, name: str, token: str) -> dict:
 def _containers(platform: Platform, client: docker.DockerClient, uid: str) -> list:
     """The Space's own containers (not the installation's build proxy)."""
     labels = [f"org.spaceport.instance={platform.instance}", f"org.spaceport.space-id={uid}"]
-    return client.containers.list(all=True, filters={"label": labels})
+    return client.containers.list(ignore_removed=True, all=True, filters={"label": labels})
 
 
 def test_a_built_image_runs_by_its_digest_in_the_registry(

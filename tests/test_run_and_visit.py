@@ -49,7 +49,7 @@ def containers_of(platform: Platform, space: str) -> list:
         f"org.spaceport.instance={platform.env['SPACEPORT_INSTANCE']}",
         f"org.spaceport.space={space}",
     ]
-    return client.containers.list(filters={"label": labels})
+    return client.containers.list(ignore_removed=True, filters={"label": labels})
 
 
 def test_space_info_points_at_its_host(platform: Platform, running: dict) -> None:

@@ -64,7 +64,10 @@ def container_states(platform: Platform) -> list[str]:
         f"org.spaceport.instance={platform.env['SPACEPORT_INSTANCE']}",
         "org.spaceport.space=bob/hello",
     ]
-    return [c.status for c in client.containers.list(all=True, filters={"label": labels})]
+    return [
+        c.status
+        for c in client.containers.list(ignore_removed=True, all=True, filters={"label": labels})
+    ]
 
 
 def sleep_events(platform: Platform, token: str) -> list[tuple[str, dict]]:

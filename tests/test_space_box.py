@@ -97,7 +97,7 @@ def container_of(platform: Platform, space: str):  # type: ignore[no-untyped-def
         f"org.spaceport.instance={platform.env['SPACEPORT_INSTANCE']}",
         f"org.spaceport.space={space}",
     ]
-    found = docker.from_env().containers.list(filters={"label": labels})
+    found = docker.from_env().containers.list(ignore_removed=True, filters={"label": labels})
     return found[0] if found else None
 
 
@@ -248,11 +248,13 @@ def test_a_space_writing_past_its_disk_quota_is_stopped(boxed: Platform, two_spa
 
     runtime = wait_for(failed, timeout=60, what="the Space to be stopped over quota")
     assert "over the 0.25 GiB quota of cpu-basic" in runtime["errorMessage"], runtime
+
     # Its writable layer went with the container: nothing it wrote is left on the host.
     # (The backend stops it, then removes it: a stopped container is not yet a removed
     # one, so wait for it to leave the list of all containers, not just the running.)
     def leftovers() -> list[str]:
         found = docker.from_env().containers.list(
+            ignore_removed=True,
             all=True,
             filters={"label": f"org.spaceport.instance={boxed.env['SPACEPORT_INSTANCE']}"},
         )

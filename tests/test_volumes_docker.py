@@ -58,7 +58,7 @@ def backend(docker_engine: None) -> Iterator[DockerBackend]:
     made = DockerBackend(instance, client=client)
     yield made
     for container in client.containers.list(
-        all=True, filters={"label": f"org.spaceport.instance={instance}"}
+        ignore_removed=True, all=True, filters={"label": f"org.spaceport.instance={instance}"}
     ):
         container.remove(force=True)
     for volume in client.volumes.list(filters={"label": f"org.spaceport.instance={instance}"}):
