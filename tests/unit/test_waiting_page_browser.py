@@ -169,3 +169,68 @@ def test_the_waiting_page_shows_the_place_fits_small_screens_and_lets_the_visito
         finally:
             leave.set()
             browser.close()
+
+
+def test_a_starting_spaces_page_reloads_only_when_there_is_news(
+    migrated_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The status page of a Space on its way asks for itself again and stays put while the
+    answer is the same page (a reload moves a screen reader's place); it reloads into the
+    app once that serves, and into the error, with its details behind a toggle, once the
+    stage says the Space failed. Without JavaScript its meta refresh does the asking."""
+    from playwright.sync_api import sync_playwright
+
+    _require_browser()
+    port = services.free_port()
+    monkeypatch.setenv("SPACEPORT_SPACES_DOMAIN", f"spaces.test:{port}")
+    get_settings.cache_clear()
+    upstream = Upstream()
+    server = Served(port, upstream)
+    routes = server.gateway.routes
+    starting = _route(None, stage="APP_STARTING", concurrency=None)
+    routes.route = starting  # type: ignore[attr-defined]
+    url = f"http://alice-demo.spaces.test:{port}/"
+    reloads_within = 2 * 3 + 5  # two of its asks (every 3 s) and slack: seconds
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            response = page.goto(url)
+            assert response is not None and response.status == 503
+            assert page.title() == "alice/demo is starting"
+            assert page.locator('meta[http-equiv="refresh"]').count() == 0  # in <noscript>
+            page.evaluate("window.notReloaded = true")
+            page.wait_for_timeout(7000)  # two asks, with the same answer
+            assert page.evaluate("window.notReloaded === true"), "reloaded with no news"
+            page.screenshot(path=str(tmp_path / "starting.png"), full_page=True)
+
+            routes.route = _route(upstream.address, concurrency=None)  # type: ignore[attr-defined]
+            page.wait_for_function(
+                "document.body.innerText.trim() === 'app'", timeout=reloads_within * 1000
+            )
+
+            routes.route = starting  # type: ignore[attr-defined]
+            page.goto(url)
+            page.evaluate("window.notReloaded = true")
+            routes.route = _route(  # type: ignore[attr-defined]
+                None, stage="RUNTIME_ERROR", error_message="Traceback: boom", concurrency=None
+            )
+            page.wait_for_function(
+                "document.title === 'alice/demo has a runtime error'",
+                timeout=reloads_within * 1000,
+            )
+            details = page.locator("details")
+            assert details.locator("summary").inner_text() == "Details"
+            assert not page.locator("pre").is_visible()  # behind the toggle
+            details.locator("summary").click()
+            assert page.locator("pre").inner_text() == "Traceback: boom"
+            page.screenshot(path=str(tmp_path / "failed.png"), full_page=True)
+
+            routes.route = starting  # type: ignore[attr-defined]
+            quiet = browser.new_context(java_script_enabled=False).new_page()
+            quiet.goto(url)
+            assert quiet.locator('meta[http-equiv="refresh"]').count() == 1
+        finally:
+            browser.close()
+            server.stop()
+            upstream.close()
