@@ -87,12 +87,14 @@ def feed(
 ) -> JSONResponse:
     """What a Space page's script adds when the event stream says something happened: the
     events after `after` in the feed's words (web/activity.py, the one place they are
-    written), and the stage now. 404 for a Space the viewer may not see."""
+    written), and the stage now, with the error the page shows when it failed. 404 for a
+    Space the viewer may not see."""
     owner, _, name = space.partition("/")
     found = registry.get_space(session, owner, name) if name else None
     if found is None or space_access(viewer, found) == Access.NONE:
         return JSONResponse({"error": "Space not found"}, status_code=404)
     items, newest = activity.since(session, found, after)
+    failed = found.stage in stage_words.ERRORS
     return JSONResponse(
         {
             "items": items,
@@ -100,6 +102,9 @@ def feed(
             "stage": found.stage,
             "words": stage_words.words(found.stage, found.waiting_hardware),
             "badge": stage_words.badge_class(found.stage),
+            # The page's error panel, as the page itself shows it to this viewer.
+            "failed": failed,
+            "errorMessage": found.error_message if failed else None,
         },
         headers={"Cache-Control": "no-store"},
     )

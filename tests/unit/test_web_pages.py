@@ -85,13 +85,19 @@ def test_home_lists_cards_with_front_matter_and_hides_private_spaces(api: Api) -
 def test_a_space_page_shows_the_app_readme_logs_and_clone_url(api: Api) -> None:
     client, _alice, _bob = api
     failed = client.get("/spaces/alice/demo").text  # nothing pushed: NO_APP_FILE
-    assert "No app file" in failed and "<iframe" not in failed
+    assert "No app file" in failed
+    # The frame is there for the script to show once the Space runs, hidden and not loaded.
+    assert '<section class="app-frame" aria-label="The app" data-app-frame hidden>' in failed
+    assert "<iframe data-src=" in failed and "<iframe src=" not in failed
+    feed = client.get("/web/feed", params={"space": "alice/demo"}).json()
+    assert feed["failed"] is True and feed["stage"] == "NO_APP_FILE"  # what the panel shows
     _building("demo")
     page = client.get("/spaces/alice/demo")
     assert page.status_code == 200
     html = page.text
     assert "Building" in html
     assert '<iframe src="http://alice-demo.' in html
+    assert 'data-error-panel hidden>' in html  # no error now: its panel waits, hidden
     assert 'data-log-src="/api/spaces/alice/demo/logs/build"' in html
     assert 'data-log-src="/api/spaces/alice/demo/logs/run"' in html
     assert "git clone http://localhost:8000/spaces/alice/demo" in html
@@ -100,7 +106,8 @@ def test_a_space_page_shows_the_app_readme_logs_and_clone_url(api: Api) -> None:
     stages = client.get("/web/stages", params={"space": ["alice/demo", "alice/missing"]}).json()
     assert list(stages) == ["alice/demo"]
     feed = client.get("/web/feed", params={"space": "alice/demo"}).json()
-    assert feed["stage"] and "words" in feed
+    assert feed["stage"] == "BUILDING" and feed["words"] and feed["failed"] is False
+    assert feed["errorMessage"] is None
 
 
 def test_a_private_space_is_a_404_page_to_others_and_framed_with_a_sign_token(api: Api) -> None:

@@ -66,6 +66,31 @@ function liveBadges(container) {
   setInterval(poll, 5000);
 }
 
+// The error panel or the app's frame, whichever the stage calls for now: a page rendered
+// at an error (no app file yet, a failed build) shows the app once a push fixes it, and a
+// running one shows the error when it fails. True when it loaded the frame just now.
+function showFailure(body, answer) {
+  const panel = body.querySelector("[data-error-panel]");
+  const app = body.querySelector("[data-app-frame]");
+  if (!panel || !app) return false;
+  panel.hidden = !answer.failed;
+  app.hidden = answer.failed;
+  if (answer.failed) {
+    const stage = answer.words;
+    panel.querySelector("[data-error-words]").textContent = stage;
+    panel.querySelector("[data-error-stage]").textContent = stage.toLowerCase();
+    panel.querySelector("[data-error-message]").textContent = answer.errorMessage || "";
+    panel.querySelector("[data-error-details]").hidden = !answer.errorMessage;
+    return false;
+  }
+  const frame = app.querySelector("iframe");
+  if (frame && !frame.getAttribute("src") && frame.dataset.src) {
+    frame.src = frame.dataset.src;
+    return true;
+  }
+  return false;
+}
+
 // A Space's page: each event on its stream refreshes the feed and the stage badge, and
 // reloads the app's frame when the Space starts serving.
 function liveSpace(body) {
@@ -93,7 +118,8 @@ function liveSpace(body) {
       if (badge) {
         const wasServing = badge.dataset.stage?.startsWith("RUNNING");
         setBadge(badge, answer);
-        if (frame && !wasServing && answer.stage.startsWith("RUNNING")) frame.src = frame.src;
+        const loaded = showFailure(body, answer);
+        if (frame && !loaded && !wasServing && answer.stage.startsWith("RUNNING")) frame.src = frame.src;
       }
     } finally {
       pending = false;
