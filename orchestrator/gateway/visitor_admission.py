@@ -500,11 +500,20 @@ async def _waits_full(send: Send, cookie: str | None) -> None:
 
 
 def _visitor(scope: Scope, route: Route, browser: bool) -> tuple[str, bool]:
-    """The visitor's id, and whether it is new (its cookie is to be set)."""
+    """The visitor's id, and whether it is new (its cookie is to be set).
+
+    A browser gets a place of its own under a new cookie, except in a frame over plain
+    HTTP: a Space's page embeds the app from the Space's own host, a site of its own, and
+    there a browser neither keeps nor sends a SameSite=Lax cookie (and SameSite=None needs
+    Secure). A new id for each of its requests would put each reload of the waiting page at
+    the back of the line while its long-poll, sent without the cookie, holds the slot; so
+    such a frame is named by its address, as a client without cookies is. Over HTTPS the
+    cookie is partitioned SameSite=None (visitor_cookie.set_cookie) and comes back."""
     for value in _cookies(scope, visitor_cookie.COOKIE):
         if (visitor := visitor_cookie.verified_id(route.uid, value)) is not None:
             return visitor, False
-    if browser:  # a browser keeps cookies: a place of its own
+    framed = _header(scope, b"sec-fetch-dest") == "iframe"
+    if browser and not (framed and not _secure(scope)):  # a browser keeps cookies
         return visitor_cookie.new_id(), True
     client = scope.get("client")
     address = client[0] if client else ""

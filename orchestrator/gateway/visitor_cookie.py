@@ -10,6 +10,13 @@ A client that keeps no cookies (gradio_client, curl) is named by its address, ha
 same way, so its requests count as one visitor instead of taking a slot each. Clients
 behind one address share that place: the queue errs on letting API clients through, since
 browsers are the visitors it orders.
+
+A Space's page embeds the app in a frame from the Space's own host, which is another site
+than the page's. Over HTTPS the cookie is `SameSite=None; Secure; Partitioned` so the frame
+keeps it (partitioned: that place exists only under the page that embeds it). Over plain
+HTTP a browser neither keeps a Lax cookie in a cross-site frame nor accepts SameSite=None
+without Secure, so the gateway names such a frame by its address, as a client without
+cookies (visitor_admission._visitor).
 """
 
 from __future__ import annotations
@@ -76,9 +83,12 @@ def set_cookie(space_uid: str, visitor_id: str, secure: bool) -> str:
         f"Max-Age={COOKIE_SECONDS}",
         "Path=/",
         "HttpOnly",
-        "SameSite=Lax",
     ]
     if secure:
-        attributes.append("Secure")
+        # Sent from a Space page's frame too, whose site is not the Space's: partitioned
+        # (CHIPS), so it is this place only under the page that embeds it.
+        attributes += ["SameSite=None", "Secure", "Partitioned"]
+    else:
+        attributes.append("SameSite=Lax")  # SameSite=None needs Secure
     # No Domain attribute: the cookie goes back to this Space's host only.
     return "; ".join(attributes)

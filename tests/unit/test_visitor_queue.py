@@ -185,6 +185,7 @@ def test_a_place_belongs_to_the_signed_cookie_and_a_forged_one_is_a_stranger(
     assert visitor_cookie.verified_id("uid-1", "x" * 1000) is None
     header = visitor_cookie.set_cookie("uid-1", visitor, secure=True)
     assert "HttpOnly" in header and "Secure" in header and "Domain" not in header
+    assert "SameSite=Lax" in visitor_cookie.set_cookie("uid-1", visitor, secure=False)
     # A client without cookies is one visitor for all its requests, not one per request.
     one = visitor_cookie.cookieless_id("uid-1", "10.0.0.1")
     assert one == visitor_cookie.cookieless_id("uid-1", "10.0.0.1")
@@ -318,6 +319,57 @@ def test_a_second_browser_waits_keeps_its_place_on_reload_and_gets_in_when_the_f
         assert (await first.place())["position"] == 2
         # The app never saw the platform's cookie.
         assert upstream.cookies and not any(visitor_cookie.COOKIE in c for c in upstream.cookies)
+        await gateway.aclose()
+
+    run(test)
+
+
+FRAMED = BROWSER | {"sec-fetch-dest": "iframe"}
+
+
+def test_a_framed_browser_over_http_keeps_its_place_by_address(
+    domain: None, upstream: Upstream, make_store: Callable
+) -> None:
+    """The Space's page embeds the app from another site: over plain HTTP the frame keeps no
+    cookie, so each reload must still be the same visitor (not the back of the line), and
+    its cookieless long-poll must be that visitor too."""
+    clock = Clock()
+
+    async def test() -> None:
+        gateway = _gateway(_route(upstream.address), make_store(), clock)
+        first = Visitor(gateway, BROWSER)
+        framed = Visitor(gateway, FRAMED, client=("10.0.0.7", 2))
+        behind = Visitor(gateway, FRAMED, client=("10.0.0.8", 3))
+        assert (await first.get()).text == "app"
+        waiting = await framed.get()
+        assert 'id="place">1<' in waiting.text and "set-cookie" not in waiting.headers
+        assert 'id="place">2<' in (await behind.get()).text
+        clock.now += 10
+        again = await framed.get()
+        assert 'id="place">1<' in again.text and "set-cookie" not in again.headers
+        assert (await framed.place())["position"] == 1  # its poll, without cookies, is it
+        clock.now += IDLE + 5  # the first visitor goes idle
+        assert (await framed.place())["admitted"]
+        assert (await framed.get()).text == "app"
+        assert (await behind.place())["position"] == 1
+        await gateway.aclose()
+
+    run(test)
+
+
+def test_over_https_a_framed_browser_gets_a_partitioned_cookie(
+    domain: None, upstream: Upstream, make_store: Callable
+) -> None:
+    async def test() -> None:
+        gateway = _gateway(_route(upstream.address), make_store(), Clock())
+        transport = httpx.ASGITransport(app=gateway, client=("10.0.0.9", 4))
+        async with httpx.AsyncClient(transport=transport, headers=FRAMED) as client:
+            answer = await client.get(f"https://{HOST}/")
+        assert answer.text == "app"
+        cookie = answer.headers["set-cookie"]
+        assert visitor_cookie.COOKIE in cookie
+        for attribute in ("SameSite=None", "Secure", "Partitioned", "HttpOnly"):
+            assert attribute in cookie, attribute
         await gateway.aclose()
 
     run(test)
