@@ -42,6 +42,21 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# The first path segments the pages and the API take (tests/unit/test_reserved_names.py
+# keeps this in step with the routes), and the Hub's own: a user or organisation of one of
+# these names would have its page shadowed by the route, so none is created.
+RESERVED_NAMES = frozenset(
+    {
+        "api", "datasets", "docs", "login", "logout", "models", "new", "new-space", "oauth",
+        "openapi.json", "organizations", "redoc", "settings", "spaces", "static", "web",
+    }
+)  # fmt: skip
+
+
+def reserved_name(name: str) -> bool:
+    return name.lower() in RESERVED_NAMES
+
+
 def valid_name(name: str) -> bool:
     """Names of users and Spaces: letters, digits, '.', '_' and '-', not ending in '.git'."""
     return bool(NAME_PATTERN.match(name)) and not name.endswith(".git") and ".." not in name
@@ -72,6 +87,8 @@ def get_or_create_user(session: Session, name: str) -> User:
             f"regardless of case; use {user.name!r} or pick another name"
         )
     if user is None:
+        if reserved_name(name):
+            raise ValueError(f"user name {name!r} is reserved: the site's own pages use it")
         user = User(name=name)
         session.add(user)
         try:

@@ -212,6 +212,11 @@ def user_for(session: Session, settings: Settings, claims: dict[str, Any]) -> Us
             "name Spaceport can use (letters, digits, '.', '_' and '-'): set "
             "SPACEPORT_OIDC_USERNAME_CLAIM to another claim"
         )
+    if auth.reserved_name(name):
+        raise ExternalSignInError(
+            f"The provider's {settings.oidc_username_claim!r} claim ({name!r}) is a name the "
+            "site's own pages use: set SPACEPORT_OIDC_USERNAME_CLAIM to another claim"
+        )
     if auth.find_user(session, name) is not None:
         raise ExternalSignInError(
             f"A Spaceport user named {name!r} already exists and is not linked to this "

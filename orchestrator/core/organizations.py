@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from orchestrator.core import events
-from orchestrator.core.auth import valid_name
+from orchestrator.core.auth import reserved_name, valid_name
 from orchestrator.core.models import OrgMember, OrgRole, Space, User, UserKind
 from orchestrator.core.settings import get_settings
 
@@ -73,6 +73,8 @@ def create_org(
             f"invalid organization name {name!r}: use letters, digits, '.', '_' and '-' "
             "(1-96 characters, not ending in .git)"
         )
+    if reserved_name(name):
+        raise OrgError(f"organization name {name!r} is reserved: the site's own pages use it")
     if fullname is not None and len(fullname) > MAX_FULLNAME:
         raise OrgError(f"fullname has at most {MAX_FULLNAME} characters")
     if admin.is_org:
