@@ -5,26 +5,33 @@ once, though its stream is asked again after the build ends) and the Gradio app 
 the page's frame; then on the Community tab opens a discussion and a pull request through
 the forms, pushes a commit to its refs/pr/N with git and merges it, and sees the commit on
 main; duplicates the Space through the dialog; and in Settings asks for a paid tier (with
-credit), sets a secret, a variable and a visitor concurrency of 1. Each step's screenshot
-is kept in the test's tmp dir (or SPACEPORT_TEST_SHOTS)."""
+credit), sets a secret, a variable and a visitor concurrency of 1; then, with two other
+visitors ahead of it, watches its place in line advance in the Space page's frame (2, then
+1) until the app is shown there. Each step's screenshot is kept in the test's tmp dir (or
+SPACEPORT_TEST_SHOTS)."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.platform import Platform, commit_change, push, sample_checkout, until
 from tests.test_space_sign_in_browser import CHROMIUM_ARGS, _set_password
+from tests.test_visitor_queue import BROWSER
 from tests.unit.test_waiting_page_browser import CHROMIUM, _require_browser
 
 pytestmark = pytest.mark.parametrize("platform", ["sqlite-embedded"], indirect=True)
 
 USER, PASSWORD = "flowtester", "a long test password"
 NAME, COPY = "flow", "flow-copy"
+IDLE_SECONDS = 8  # SPACEPORT_VISITOR_IDLE_SECONDS on the test platform (tests/conftest.py)
 
 
 def _push_in_background(repo: Path, url: str) -> subprocess.Popen[str]:
@@ -40,6 +47,38 @@ def _push_in_background(repo: Path, url: str) -> subprocess.Popen[str]:
     )
 
 
+class VisitorAhead:
+    """A browser-like visitor (its own cookie) that keeps asking: in line, it polls its
+    place as the waiting page does; once let in, it stays active (a request every 2 s, well
+    inside the platform's 8 s idle time) until it `leave`s."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = httpx.Client(headers=BROWSER, timeout=30)
+        first = self.client.get(url)
+        self.admitted = first.status_code == 200
+        found = re.search(r'id="place">(\d+)<', first.text)
+        self.first_place = int(found.group(1)) if found else None
+        self._leaving = threading.Event()
+        self._asking = threading.Thread(target=self._keep_asking, daemon=True)
+        self._asking.start()
+
+    def _keep_asking(self) -> None:
+        while not self._leaving.is_set():
+            if self.admitted:
+                self.admitted = self.client.get(self.url).status_code == 200
+                self._leaving.wait(2)
+            else:
+                place = self.client.get(f"{self.url}/.spaceport/queue").json()
+                self.admitted = bool(place["admitted"] and place["ready"])
+                self._leaving.wait(1)
+
+    def leave(self) -> None:
+        self._leaving.set()
+        self._asking.join(timeout=35)
+        self.client.close()
+
+
 def test_a_person_runs_a_space_through_the_pages(platform: Platform, tmp_path: Path) -> None:
     _require_browser()
     from playwright.sync_api import expect, sync_playwright
@@ -49,6 +88,7 @@ def test_a_person_runs_a_space_through_the_pages(platform: Platform, tmp_path: P
     token = platform.token(USER)
     _set_password(platform, USER, PASSWORD)
     base = f"{platform.url}/spaces/{USER}/{NAME}"
+    ahead: list[VisitorAhead] = []  # the visitors of step 7, left in the end in any case
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -90,10 +130,9 @@ def test_a_person_runs_a_space_through_the_pages(platform: Platform, tmp_path: P
             assert "Build succeeded" in pushed, pushed[-4000:]
             badge = page.locator("[data-stage-of]")
             expect(badge).to_have_text(re.compile("Running", re.I), timeout=300_000)
-            # Rendered while still in its first stage (no app file) the page shows that
-            # error instead of a frame, and only the badge is live: load it again.
-            if not page.locator(".app-frame iframe").count():
-                page.reload()
+            # Rendered while still in its first stage (no app file), the page showed that
+            # error: it swaps in the frame by itself, without a reload.
+            expect(page.locator("[data-error-panel]")).to_be_hidden()
             frame = page.frame_locator(".app-frame iframe")
             expect(frame.get_by_role("button", name="Submit")).to_be_visible(timeout=60_000)
             page.wait_for_timeout(4_000)  # past a reconnect of the ended log's stream
@@ -161,7 +200,41 @@ def test_a_person_runs_a_space_through_the_pages(platform: Platform, tmp_path: P
             shot("06-settings")
             runtime = platform.runtime(USER, NAME, token)
             assert runtime["hardware"]["requested"] == "cpu-upgrade", runtime
+
+            # 7. In line: once it runs on its new tier, two visitors are ahead of this one.
+            # The Space page's frame shows the waiting page at place 2; the first leaves
+            # (goes idle) and the place becomes 1 without a reload; the second leaves and
+            # the app comes into the frame by itself.
+            def on_new_tier() -> bool:
+                now = platform.runtime(USER, NAME, token)
+                return now["stage"] == "RUNNING" and now["hardware"]["current"] == "cpu-upgrade"
+
+            until("the restart on cpu-upgrade", on_new_tier, 300)
+            app = platform.app_url(USER, NAME)
+            first = VisitorAhead(app)
+            ahead.append(first)
+            until("the first visitor let in", lambda: first.admitted, 60)
+            second = VisitorAhead(app)
+            ahead.append(second)
+            assert second.first_place == 1 and not second.admitted, vars(second)
+            page.goto(base)
+            frame = page.frame_locator(".app-frame iframe")
+            expect(frame.locator("#place")).to_have_text("2", timeout=30_000)
+            expect(frame.locator("#doing")).to_contain_text("at a time")
+            shot("07a-in-line-place-2")
+            first.leave()
+            left = time.monotonic()
+            until("the second visitor let in", lambda: second.admitted, IDLE_SECONDS + 40)
+            # Not before its slot frees (its last request was at most 2 s before it left).
+            assert time.monotonic() - left >= IDLE_SECONDS - 3
+            expect(frame.locator("#place")).to_have_text("1", timeout=30_000)
+            shot("07b-in-line-place-1")
+            second.leave()
+            expect(frame.get_by_role("button", name="Submit")).to_be_visible(timeout=60_000)
+            shot("07c-let-in")
         finally:
+            for visitor in ahead:
+                visitor.leave()
             browser.close()
             # The platform is shared with the modules after this one: leave it no Space
             # (a paid tier's would hold its room).
