@@ -30,6 +30,11 @@ def describe(kind: str, actor: str, data: dict[str, Any]) -> str:
             return f"{_stage(data.get('from'))} → {_stage(data.get('to'))}"
         case "build.queued":
             return f"Build queued for commit {str(data.get('commit', ''))[:7]}"
+        case "commit.refused":
+            # The message says what to fix; the feed shows its first line, the page the rest.
+            reason = str(data.get("message", "")).splitlines()[0:1]
+            why = f": {reason[0][:160]}" if reason else ""
+            return f"Commit {str(data.get('commit', ''))[:7]} not built{why}"
         case "build.started":
             return "Build started"
         case "build.ended":
@@ -49,7 +54,9 @@ def describe(kind: str, actor: str, data: dict[str, Any]) -> str:
         case "restarted":
             return f"Restarted by {who}"
         case "discussion.opened":
-            return f"{who} opened #{data.get('num', '?')}: {data.get('title', '')}"
+            # The event holds no title (it can be renamed): the number links the thread.
+            what = "pull request" if data.get("pull_request") else "discussion"
+            return f"{who} opened {what} #{data.get('num', '?')}"
         case "pull_request.merged":
             return f"{who} merged #{data.get('num', '?')}"
         case "space.created":
