@@ -104,7 +104,7 @@ def feed(
             "badge": stage_words.badge_class(found.stage),
             # The page's error panel, as the page itself shows it to this viewer.
             "failed": failed,
-            "errorMessage": found.error_message if failed else None,
+            "errorMessage": stage_words.error_of(found),
         },
         headers={"Cache-Control": "no-store"},
     )

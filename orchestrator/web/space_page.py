@@ -111,6 +111,7 @@ def space_page(
         serving=stage_words.is_serving(space.stage),
         building=space.stage in stage_words.WAITING,
         failed=space.stage in stage_words.ERRORS,
+        error_message=stage_words.error_of(space),
         readme_html=readme.render(raw) if raw else "",
         feed=feed,
         newest_event=newest,

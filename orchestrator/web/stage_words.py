@@ -5,7 +5,8 @@ pages' templates and by the script that keeps badges live (static/spaceport.js r
 
 from __future__ import annotations
 
-from orchestrator.core.models import Stage
+from orchestrator.core.models import Space, Stage
+from orchestrator.core.stages import Problem
 
 WORDS: dict[str, str] = {
     Stage.RUNNING: "Running",
@@ -53,3 +54,26 @@ def badge_class(stage: str) -> str:
 
 def is_serving(stage: str) -> bool:
     return stage in RUNNING
+
+
+def error_of(space: Space) -> str | None:
+    """What a failed Space's error panel says in its details. A commit refused by the
+    pipeline (no app file, a bad README) is the Space's stage before the controller's
+    first pass copies the message into the status, so the page reads the head's problem
+    itself rather than showing "fix what the details say" over no details."""
+    if space.stage not in ERRORS:
+        return None
+    if space.error_message:
+        return space.error_message
+    problem = Problem.load(space.head_problem)
+    if problem is not None and problem.stage == space.stage:
+        return problem.message
+    if space.stage == Stage.NO_APP_FILE:  # nothing pushed yet, or nothing built
+        return NOTHING_TO_RUN
+    return None
+
+
+NOTHING_TO_RUN = (
+    "No commit with an app has been built yet: push one with the file the README's "
+    "app_file names (app.py by default), or a Dockerfile for sdk: docker."
+)

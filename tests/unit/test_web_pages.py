@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from orchestrator.billing import accounts
 from orchestrator.core import auth, db, status, web_sessions
 from orchestrator.core.models import Space, Stage, Visibility, WebSession
+from orchestrator.core.stages import Problem
 from orchestrator.spaces import registry as spaces
 from tests.unit.in_process_api import Api
 
@@ -41,6 +42,15 @@ def _building(name: str) -> None:
         assert space is not None
         space.stage = Stage.BUILDING
         session.add(space)
+        session.commit()
+
+
+def _refused(name: str, problem: Problem) -> None:
+    """As if a push's head commit were refused (what the pipeline writes)."""
+    with Session(db.get_engine()) as session:
+        space = spaces.get_space(session, "alice", name)
+        assert space is not None
+        status.change_spec(session, space, head_problem=problem.dump())
         session.commit()
 
 
@@ -91,13 +101,21 @@ def test_a_space_page_shows_the_app_readme_logs_and_clone_url(api: Api) -> None:
     assert "<iframe data-src=" in failed and "<iframe src=" not in failed
     feed = client.get("/web/feed", params={"space": "alice/demo"}).json()
     assert feed["failed"] is True and feed["stage"] == "NO_APP_FILE"  # what the panel shows
+    # The details say what is missing, even with no message in the status.
+    assert feed["errorMessage"] and "app.py" in feed["errorMessage"]
+    assert "<details data-error-details >" in failed
+    # A refused commit's own reason, before the controller copies it into the status.
+    _refused("demo", Problem(Stage.NO_APP_FILE, "app.py not found: the README names it"))
+    feed = client.get("/web/feed", params={"space": "alice/demo"}).json()
+    assert feed["errorMessage"] == "app.py not found: the README names it"
+    assert "app.py not found: the README names it" in client.get("/spaces/alice/demo").text
     _building("demo")
     page = client.get("/spaces/alice/demo")
     assert page.status_code == 200
     html = page.text
     assert "Building" in html
     assert '<iframe src="http://alice-demo.' in html
-    assert 'data-error-panel hidden>' in html  # no error now: its panel waits, hidden
+    assert "data-error-panel hidden>" in html  # no error now: its panel waits, hidden
     assert 'data-log-src="/api/spaces/alice/demo/logs/build"' in html
     assert 'data-log-src="/api/spaces/alice/demo/logs/run"' in html
     assert "git clone http://localhost:8000/spaces/alice/demo" in html
